@@ -1,0 +1,1 @@
+"""Pure domain logic: no I/O, no frameworks (an import-linter contract keeps it so)."""

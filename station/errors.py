@@ -1,0 +1,145 @@
+"""One exception tree for the station; each class carries its wire mapping.
+
+    ChargepayError                      (problem code, HTTP status, OCPP error)
+    ├── ValidationError                 validation_error      422  FormatViolation
+    ├── NotFound                        not_found             404  PropertyConstraintViolation
+    ├── Unauthenticated                 unauthenticated       401  SecurityError
+    ├── AgentSuspended                  agent_suspended       403  SecurityError
+    ├── AmountExceeded                  amount_exceeded       403
+    ├── CapTooLow                       cap_too_low           422
+    ├── Conflict                                              409
+    │   ├── NegotiationClosed           negotiation_closed
+    │   ├── OfferExpired                offer_expired
+    │   └── NotSettled                  not_settled
+    ├── PaymentRequired                                       402
+    │   ├── PaymentDeclined             payment_declined
+    │   └── InvalidCredential           invalid_credential
+    ├── RateLimited                     rate_limited          429
+    ├── StationUnavailable              station_unavailable   503  GenericError
+    │   ├── ChargePointNotConnected
+    │   └── ChargePointTimeout
+    ├── PaymentUnavailable              station_unavailable   503
+    ├── IllegalTransition               internal_error        500  InternalError
+    └── InternalError                   internal_error        500  InternalError
+
+Business refusals (a Rejected authorisation, an Invalid id token) are
+statuses in replies, not exceptions. One renderer per protocol turns these
+into a problem+json body (`station.api.problems`) or a CALLERROR
+(`station.ocpp`); anything unmapped renders as `InternalError` without
+internals.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ChargepayError(Exception):
+    code: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+    # OCPP 2.x spelling; 1.6 spells FormatViolation as FormationViolation.
+    ocpp_error: ClassVar[str] = "InternalError"
+
+    def __init__(self, detail: str = "", **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        # Extra members of the problem document (e.g. the remaining allowance).
+        self.extra = extra
+
+
+class ValidationError(ChargepayError):
+    code, status, title, ocpp_error = (
+        "validation_error",
+        422,
+        "Invalid request",
+        "FormatViolation",
+    )
+
+
+class NotFound(ChargepayError):
+    code, status, title, ocpp_error = (
+        "not_found",
+        404,
+        "Not found",
+        "PropertyConstraintViolation",
+    )
+
+
+class Unauthenticated(ChargepayError):
+    code, status, title, ocpp_error = ("unauthenticated", 401, "Unauthenticated", "SecurityError")
+
+
+class AgentSuspended(ChargepayError):
+    code, status, title, ocpp_error = ("agent_suspended", 403, "Agent suspended", "SecurityError")
+
+
+class AmountExceeded(ChargepayError):
+    code, status, title = "amount_exceeded", 403, "Amount exceeds the agent's limits"
+
+
+class CapTooLow(ChargepayError):
+    code, status, title = "cap_too_low", 422, "Cap below the tariff's minimum"
+
+
+class Conflict(ChargepayError):
+    code, status, title = "conflict", 409, "Conflict"
+
+
+class NegotiationClosed(Conflict):
+    code, title = "negotiation_closed", "Negotiation closed"
+
+
+class OfferExpired(Conflict):
+    code, title = "offer_expired", "Offer expired"
+
+
+class NotSettled(Conflict):
+    code, title = "not_settled", "Session not settled"
+
+
+class PaymentRequired(ChargepayError):
+    code, status, title = "payment_required", 402, "Payment required"
+
+
+class PaymentDeclined(PaymentRequired):
+    code, title = "payment_declined", "Payment declined"
+
+
+class InvalidCredential(PaymentRequired):
+    code, title = "invalid_credential", "Invalid payment credential"
+
+
+class RateLimited(ChargepayError):
+    code, status, title = "rate_limited", 429, "Too many requests"
+
+
+class StationUnavailable(ChargepayError):
+    code, status, title, ocpp_error = (
+        "station_unavailable",
+        503,
+        "Station unavailable",
+        "GenericError",
+    )
+
+
+class ChargePointNotConnected(StationUnavailable):
+    title = "Charge point not connected"
+
+
+class ChargePointTimeout(StationUnavailable):
+    title = "Charge point did not answer in time"
+
+
+class PaymentUnavailable(StationUnavailable):
+    title = "Payment provider unavailable"
+
+
+class IllegalTransition(ChargepayError):
+    """A state machine was asked for a move it does not allow (a bug, not input)."""
+
+    title = "Illegal state transition"
+
+
+class InternalError(ChargepayError):
+    pass

@@ -1,0 +1,1 @@
+"""The service layer: carries out the domain's decisions with the adapters."""

@@ -1,0 +1,66 @@
+"""The station's configuration: one pydantic-settings object, built in `main`.
+
+Nothing reads the environment at import time. Tests pass a literal
+``Settings(...)``; `chargepay serve` builds one from ``CHARGEPAY_*`` variables
+and an optional ``.env`` file.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_database_url() -> str:
+    return f"sqlite+aiosqlite:///{Path.cwd() / 'chargepay.db'}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CHARGEPAY_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = Field(default_factory=default_database_url)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    ocpp_host: str = "127.0.0.1"
+    ocpp_port: int = Field(default=9000, ge=0, le=65535)
+    # Public base URL of the HTTP API, used as the MPP realm and in signatures.
+    public_url: str | None = None
+    node_id: str = "node-1"
+
+    admin_token: SecretStr | None = None
+    # Signs offers, binds MPP challenge ids (HMAC) and signs receipts.
+    secret_key: SecretStr | None = None
+    stripe_api_key: SecretStr | None = None
+    stripe_api_base: str | None = None
+
+    # OCPP
+    ocpp_tls_cert: Path | None = None
+    ocpp_tls_key: Path | None = None
+    ocpp_tls_ca: Path | None = None  # client CAs for security profile 3 (mutual TLS)
+    ocpp_max_frame_bytes: int = Field(default=1_048_576, gt=0)
+    ocpp_call_timeout_s: float = Field(default=30.0, gt=0)
+    ocpp_heartbeat_interval_s: int = Field(default=300, gt=0)
+    ocpp_auth_failures_per_minute: int = Field(default=10, gt=0)
+
+    # Payments and negotiation
+    stripe_timeout_s: float = Field(default=20.0, gt=0)
+    challenge_ttl_s: int = Field(default=300, gt=0)
+    offer_ttl_s: int = Field(default=300, gt=0)
+    negotiation_max_rounds: int = Field(default=5, ge=1, le=50)
+    reconcile_interval_s: float = Field(default=60.0, gt=0)
+    default_currency: str = Field(default="usd", pattern=r"^[a-z]{3}$")
+    list_price_per_kwh: Decimal = Field(default=Decimal("0.45"), gt=0)
+    floor_price_per_kwh: Decimal = Field(default=Decimal("0.30"), gt=0)
+    session_fee: Decimal = Field(default=Decimal("0.50"), ge=0)
+
+    # Agent identity
+    signature_max_skew_s: int = Field(default=60, gt=0)
+    max_body_bytes: int = Field(default=65_536, gt=0)
+
+    log_level: str = "INFO"
+    log_format: str = Field(default="json", pattern="^(json|text)$")

@@ -1,0 +1,1 @@
+"""Tables of the audit area (filled in by its owner)."""

@@ -1,0 +1,1 @@
+"""Tables of the charging area (filled in by its owner)."""

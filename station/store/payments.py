@@ -1,0 +1,1 @@
+"""Tables of the payments area (filled in by its owner)."""
