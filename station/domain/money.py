@@ -19,6 +19,7 @@ _EXPONENTS = {
     "bhd": 3, "jod": 3, "kwd": 3, "omr": 3, "tnd": 3,
 }  # fmt: skip
 _CURRENCY = re.compile(r"^[a-z]{3}$")
+_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 ROUNDING = ROUND_HALF_UP
 
 
@@ -38,8 +39,10 @@ def check_currency(currency: str) -> str:
 
 def parse_decimal(text: str | int | Decimal, *, places: int | None = None) -> Decimal:
     """Parse a decimal string from the wire; refuse floats, NaN, infinities, exponents."""
-    if isinstance(text, bool) or isinstance(text, float):
+    if isinstance(text, bool | float):
         raise MoneyError("amounts are decimal strings, not floats")
+    if isinstance(text, str) and not _DECIMAL.match(text.strip()):
+        raise MoneyError(f"not a plain decimal number: {text!r}")
     try:
         value = Decimal(text) if isinstance(text, int | Decimal) else Decimal(text.strip())
     except (InvalidOperation, AttributeError) as exc:

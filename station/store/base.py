@@ -42,12 +42,12 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def Amount() -> Numeric[Decimal]:  # noqa: N802 - reads as a column type
+def Amount() -> Numeric[Decimal]:
     """Money in major units, exact: 18 digits, 4 after the point (prices per kWh need 4)."""
     return Numeric(18, 4, asdecimal=True)
 
 
-def Energy() -> Numeric[Decimal]:  # noqa: N802
+def Energy() -> Numeric[Decimal]:
     """Energy in Wh, exact to the milli-watt-hour."""
     return Numeric(20, 3, asdecimal=True)
 
