@@ -9,6 +9,8 @@ which is what a handler uses.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
@@ -46,3 +48,48 @@ class ChargePointCommands(Protocol):
     ) -> None:
         """Queue a CostUpdated (2.x; a no-op on 1.6); safe inside a handler."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionView:
+    """A transaction as stored, after the event that changed it was committed."""
+
+    transaction_id: int
+    charge_point_id: str
+    transaction_ref: str
+    evse_id: int
+    id_token: str | None
+    started_at: datetime
+    meter_start_wh: Decimal | None
+    # Energy delivered so far, from validated register readings only.
+    energy_wh: Decimal
+    last_reading_at: datetime | None
+    ended: bool
+    stopped_at: datetime | None = None
+    stop_reason: str | None = None
+    # Average power over the latest sample interval, when known.
+    power_w: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Billing:
+    """What billing wants the charge point to hear about a transaction."""
+
+    total_cost: Decimal | None = None
+    max_cost: Decimal | None = None
+    id_token_accepted: bool = True
+
+
+class TransactionListener(Protocol):
+    """Billing's hook into charging (implemented by the payments side).
+
+    The charging service calls it after each change is committed, from inside
+    the OCPP handler: it must not await station-initiated OCPP calls (use the
+    ``post_*`` commands) and should be quick.
+    """
+
+    async def id_token_accepted(self, charge_point_id: str, id_token: str) -> bool | None:
+        """True/False for a session's token; None when the token is not a session's."""
+        ...
+
+    async def transaction_updated(self, transaction: TransactionView) -> Billing: ...

@@ -2,8 +2,9 @@
 
 SQLite gets WAL, foreign keys and a busy timeout so that several writers
 queue instead of failing; `write_transaction` takes SQLite's write lock up
-front (BEGIN IMMEDIATE) so that read-then-write sequences (spending limits,
-settlement) serialise the way `SELECT … FOR UPDATE` makes them on PostgreSQL.
+front (BEGIN IMMEDIATE) in every unit that may write, so that read-then-write
+sequences (spending limits, settlement, the audit chain) serialise the way
+`SELECT … FOR UPDATE` makes them on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -56,15 +57,11 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A unit of work: commits on success, rolls back on error."""
-        async with self.sessions() as session, session.begin():
-            yield session
+        """A unit of work that may write: commits on success, rolls back on error.
 
-    @asynccontextmanager
-    async def write_transaction(self) -> AsyncIterator[AsyncSession]:
-        """A unit of work that writes after reading: serialised on SQLite.
-
-        On PostgreSQL, lock what you read with `with_for_update()`.
+        On SQLite it takes the write lock up front (BEGIN IMMEDIATE), so that
+        read-then-write units serialise instead of failing with "database is
+        locked"; on PostgreSQL, lock what you read with `with_for_update()`.
         """
         async with self.sessions() as session:
             if self.is_sqlite:
@@ -75,6 +72,15 @@ class Database:
             except BaseException:
                 await session.rollback()
                 raise
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[AsyncSession]:
+        """A read-only unit of work (never blocks writers on SQLite's WAL)."""
+        async with self.sessions() as session:
+            try:
+                yield session
+            finally:
+                await session.rollback()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -1,0 +1,1 @@
+"""HTTP API for agents and operators (FastAPI)."""

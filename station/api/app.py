@@ -1,0 +1,37 @@
+"""The FastAPI application: routers, problem rendering, health."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from station import __version__
+from station.api import problems
+
+if TYPE_CHECKING:
+    from station.app import Station
+
+
+def create_app(station: Station) -> FastAPI:
+    app = FastAPI(
+        title="chargepay station",
+        version=__version__,
+        description="Agent and operator API of the chargepay central system (PROTOCOL.md v1).",
+    )
+    app.state.station = station
+    problems.install(app)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> JSONResponse:
+        if not station.ready.is_set():
+            return problems.problem(503, "station_unavailable", "Starting", "listeners not up")
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    return app
+
+
+def station_of(request: Request) -> Station:
+    """FastAPI dependency: the wired station behind this app."""
+    return request.app.state.station  # type: ignore[no-any-return]

@@ -1,0 +1,90 @@
+"""RFC 9457 problem documents: the one renderer for every HTTP error.
+
+A `ChargepayError` renders with its own code and status; FastAPI's request
+validation errors become 422 `validation_error`; anything else is a 500
+`internal_error` with no internals (and a log line with the traceback).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from station.errors import ChargepayError
+from station.logs import get_logger
+
+PROBLEM_JSON = "application/problem+json"
+_log = get_logger(__name__)
+
+_HTTP_CODES = {
+    400: "validation_error",
+    401: "unauthenticated",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "validation_error",
+    415: "validation_error",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {
+        "type": f"https://chargepay.dev/problems/{code.replace('_', '-')}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def render_error(exc: ChargepayError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return problem(exc.status, exc.code, exc.title, exc.detail, headers, **exc.extra)
+
+
+async def _on_chargepay_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ChargepayError)
+    if exc.status >= 500:
+        _log.error("http.error", code=exc.code, detail=exc.detail)
+    return render_error(exc, getattr(exc, "headers", None))
+
+
+async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+        for e in exc.errors()
+    ]
+    detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
+    return problem(422, "validation_error", "Invalid request", detail, errors=errors)
+
+
+async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return problem(exc.status_code, code, str(exc.detail), str(exc.detail), exc.headers)
+
+
+async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    _log.exception("http.unhandled", error=type(exc).__name__)
+    return problem(500, "internal_error", "Internal error", "internal error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ChargepayError, _on_chargepay_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
