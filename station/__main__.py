@@ -1,0 +1,5 @@
+"""`python -m station` is the `chargepay` command."""
+
+from station.cli import main
+
+main()

@@ -1,0 +1,101 @@
+"""The `chargepay` command.
+
+    chargepay serve                 the station (OCPP + HTTP API) on the configured ports
+    chargepay db upgrade            migrate the database to the newest schema
+    chargepay chargepoints add/list register charge points
+    chargepay agents …              the agent registry (suspend, resume, …)
+    chargepay audit verify|export   the hash-chained audit log
+    chargepay agent …               the vehicle agent (charge, keygen)
+    chargepay simulate              a fleet of simulated charge points against a station
+    chargepay demo                  everything above on the embedded defaults
+
+Configuration comes from ``CHARGEPAY_*`` variables or a ``.env`` file; a bad
+setting stops the command with one line naming the field, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import pydantic
+import typer
+from rich.console import Console
+
+from station import __version__
+from station.logs import configure as configure_logging
+from station.settings import Settings
+
+app = typer.Typer(
+    name="chargepay",
+    help="Payment system for EV charging: OCPP central system, machine payments, vehicle agent.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+err = Console(stderr=True)
+
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and .env; a bad value exits naming the field."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "settings"
+        fail(f"bad setting CHARGEPAY_{field.upper()}: {first['msg']}")
+
+
+def run_async(main: Callable[[], Any]) -> Any:
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def serve(
+    http_port: int | None = typer.Option(None, help="Overrides CHARGEPAY_HTTP_PORT."),
+    ocpp_port: int | None = typer.Option(None, help="Overrides CHARGEPAY_OCPP_PORT."),
+) -> None:
+    """Run the station: the OCPP central system and the HTTP API."""
+    from station.app import Station
+
+    settings = load_settings(http_port=http_port, ocpp_port=ocpp_port)
+    configure_logging(settings.log_level, settings.log_format)
+    run_async(Station(settings).run)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database to the newest schema."""
+    from station.store.db import upgrade
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    upgrade(settings.database_url)
+    err.print("[green]database at the newest schema[/]")
+
+
+def main() -> None:
+    app(prog_name="chargepay")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
