@@ -1,0 +1,1 @@
+"""Throughput, latency and memory harness (not timed tests): `python -m benchmarks`."""

@@ -1,0 +1,197 @@
+"""OCPP throughput, latency and memory: the station against two baselines.
+
+    python -m benchmarks.ocpp_throughput [--charge-points 50] [--duration 10]
+                                         [--idle 5000] [--skip-idle]
+
+Runs, one after the other, each server as its own process on loopback while
+this process drives it with N charge points sending TransactionEvent frames
+as fast as answers come back:
+
+- bare:    a bare `websockets` server answering an empty CALLRESULT;
+- plain:   a central system written the plain way with the `ocpp` library;
+- station: `chargepay serve` with validation and persistence (SQLite file).
+
+Prints messages/s and p50/p99 latency for each and the station's ratios to
+both, then the station's resident memory with the idle fleet connected and
+sending heartbeats. The machine has two cores: the load generator shares
+them with the server, so absolute figures are for this machine only; the
+ratios are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from benchmarks import load
+
+
+@dataclass
+class Figures:
+    name: str
+    messages_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@contextlib.asynccontextmanager
+async def baseline(kind: str) -> AsyncIterator[tuple[str, int]]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.baselines", kind, "0", stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        port = int(line.split()[1])
+        yield f"ws://127.0.0.1:{port}/ocpp", proc.pid
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def register_charge_points(database_url: str, ids: list[str], password: str) -> None:
+    from station.store.charging import register_charge_points
+    from station.store.db import Database
+
+    db = Database(database_url)
+    await db.upgrade()
+    try:
+        await register_charge_points(db, [(cp_id, password) for cp_id in ids])
+    finally:
+        await db.dispose()
+
+
+@contextlib.asynccontextmanager
+async def station(credential_ids: list[str], password: str) -> AsyncIterator[tuple[str, int]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        database_url = f"sqlite+aiosqlite:///{tmp}/bench.db"
+        await register_charge_points(database_url, credential_ids, password)
+        http_port, ocpp_port = _free_port(), _free_port()
+        env = {
+            **os.environ,
+            "CHARGEPAY_DATABASE_URL": database_url,
+            "CHARGEPAY_HTTP_PORT": str(http_port),
+            "CHARGEPAY_OCPP_PORT": str(ocpp_port),
+            "CHARGEPAY_LOG_LEVEL": "WARNING",
+            "CHARGEPAY_ADMIN_TOKEN": secrets.token_urlsafe(24),
+            "CHARGEPAY_SECRET_KEY": secrets.token_urlsafe(32),
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "station", "serve", env=env, cwd=tmp
+        )
+        try:
+            async with httpx.AsyncClient() as client:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    with contextlib.suppress(httpx.TransportError):
+                        if (await client.get(f"http://127.0.0.1:{http_port}/healthz")).is_success:
+                            break
+                    await asyncio.sleep(0.1)
+                else:
+                    raise RuntimeError("station did not become healthy")
+            yield f"ws://127.0.0.1:{ocpp_port}/ocpp", proc.pid
+        finally:
+            proc.terminate()
+            await proc.wait()
+
+
+def _figures(name: str, tally: load.Tally, seconds: float) -> Figures:
+    lat = sorted(tally.latencies_s) or [float("nan")]
+    return Figures(
+        name,
+        tally.messages / seconds,
+        statistics.median(lat) * 1000,
+        lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000,
+        tally.errors,
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    ids = [f"BENCH-{n:05d}" for n in range(max(args.charge_points, args.idle))]
+    password = secrets.token_urlsafe(18)[:24]
+    load_ids = ids[: args.charge_points]
+    results: list[Figures] = []
+
+    targets = {"bare": baseline("bare"), "plain": baseline("plain")}
+    if not args.baselines_only:
+        targets["station"] = station(ids, password)
+    for name, target in targets.items():
+        creds = {cp: (password if name == "station" else None) for cp in load_ids}
+        async with target as (url, _pid):
+            tally, seconds = await load.throughput(url, creds, args.warmup, args.duration)
+        results.append(_figures(name, tally, seconds))
+
+    print(f"\nOCPP 2.0.1 TransactionEvent, {args.charge_points} charge points, {args.duration:g} s")
+    print(f"{'server':10} {'msg/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for f in results:
+        print(f"{f.name:10} {f.messages_per_s:10.0f} {f.p50_ms:8.2f} {f.p99_ms:8.2f} {f.errors:7d}")
+    by = {f.name: f for f in results}
+    if "station" in by:
+        s = by["station"].messages_per_s
+        print(f"station / plain ocpp : {s / by['plain'].messages_per_s:5.2f}x  (goal ≥ 2)")
+        print(f"station / bare ws    : {s / by['bare'].messages_per_s:5.2f}x  (goal ≥ 0.5)")
+    else:
+        print(f"plain / bare : {by['plain'].messages_per_s / by['bare'].messages_per_s:5.2f}x")
+
+    if not args.skip_idle and not args.baselines_only:
+        creds = {cp: password for cp in ids[: args.idle]}
+        async with station(ids, password) as (url, pid):
+            connected = asyncio.Event()
+            idle = asyncio.create_task(
+                load.idle_fleet(url, creds, args.heartbeat, args.hold, connected)
+            )
+            await connected.wait()
+            await asyncio.sleep(args.hold / 2)
+            rss = rss_mib(pid)
+            up = await idle
+        print(
+            f"\nstation memory with {up} idle charge points "
+            f"(heartbeat every {args.heartbeat:g} s): {rss:.0f} MiB RSS, "
+            f"{rss * 1024 / max(up, 1):.1f} KiB per charge point"
+        )
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--charge-points", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--idle", type=int, default=5000)
+    parser.add_argument("--heartbeat", type=float, default=10.0)
+    parser.add_argument("--hold", type=float, default=20.0)
+    parser.add_argument("--skip-idle", action="store_true")
+    parser.add_argument("--baselines-only", action="store_true")
+    sys.exit(asyncio.run(run(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()
