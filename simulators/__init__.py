@@ -1,0 +1,1 @@
+"""Simulators: charge points of every OCPP version, EV batteries, fleets, the Stripe sandbox."""

@@ -1,0 +1,1 @@
+"""Payments: MPP challenges, credentials and receipts; the Stripe gateway; settlement."""
