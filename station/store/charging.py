@@ -1,1 +1,269 @@
-"""Tables of the charging area (filled in by its owner)."""
+"""Tables of the charging area, and the functions the CLI and the admin API call.
+
+Tables: ``charge_points`` (identity, hashed password, what it said at boot,
+whether and where it is connected), ``connectors`` (last status per EVSE and
+connector), ``transactions`` (the integer ``id`` is the OCPP 1.6
+``transactionId``; ``transaction_ref`` is the charge point's id in 2.x and
+``str(id)`` in 1.6), ``meter_samples`` (every sampled value received),
+``anomalies`` (what metering refused, unknown transactions, …) and
+``ocpp_messages`` (append-only log of every frame in and out, tokens and
+passwords redacted).
+
+Passwords are hashed with scrypt and a per-row salt. OCPP passwords are
+machine-generated secrets of 16–40 characters (PROTOCOL §5), so the cost is
+moderate (N=2¹², about 10 ms): a guess-resistant hash for a high-entropy secret,
+cheap enough for thousands of charge points to reconnect after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from station.errors import Conflict, ValidationError
+from station.store.base import Base, Energy, UtcDateTime, utcnow
+from station.store.db import Database
+
+# SQLite autoincrements only an INTEGER PRIMARY KEY; PostgreSQL gets 64 bits.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,48}$")
+_SCRYPT = {"n": 2**12, "r": 8, "p": 1}
+
+
+class ChargePointRow(Base):
+    __tablename__ = "charge_points"
+
+    charge_point_id: Mapped[str] = mapped_column(String(48), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    ocpp_version: Mapped[str | None] = mapped_column(String(16))
+    vendor: Mapped[str | None] = mapped_column(String(50))
+    model: Mapped[str | None] = mapped_column(String(50))
+    firmware_version: Mapped[str | None] = mapped_column(String(50))
+    serial_number: Mapped[str | None] = mapped_column(String(50))
+    connected: Mapped[bool] = mapped_column(Boolean, default=False)
+    node_id: Mapped[str | None] = mapped_column(String(64))
+    last_seen: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class ConnectorRow(Base):
+    __tablename__ = "connectors"
+
+    charge_point_id: Mapped[str] = mapped_column(
+        ForeignKey("charge_points.charge_point_id"), primary_key=True
+    )
+    evse_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    connector_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    status: Mapped[str] = mapped_column(String(32))
+    error_code: Mapped[str | None] = mapped_column(String(50))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class TransactionRow(Base):
+    __tablename__ = "transactions"
+    __table_args__ = (UniqueConstraint("charge_point_id", "transaction_ref"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    charge_point_id: Mapped[str] = mapped_column(ForeignKey("charge_points.charge_point_id"))
+    transaction_ref: Mapped[str] = mapped_column(String(64))
+    id_token: Mapped[str | None] = mapped_column(String(255))
+    evse_id: Mapped[int] = mapped_column(Integer)
+    connector_id: Mapped[int] = mapped_column(Integer)
+    remote_start_id: Mapped[int | None] = mapped_column(Integer)
+    meter_start_wh: Mapped[Decimal | None] = mapped_column(Energy())
+    meter_stop_wh: Mapped[Decimal | None] = mapped_column(Energy())
+    energy_wh: Mapped[Decimal] = mapped_column(Energy())
+    last_register_wh: Mapped[Decimal | None] = mapped_column(Energy())
+    last_reading_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_seq_no: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    stop_reason: Mapped[str | None] = mapped_column(String(64))
+    ended: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class MeterSampleRow(Base):
+    __tablename__ = "meter_samples"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    charge_point_id: Mapped[str] = mapped_column(String(48), index=True)
+    transaction_id: Mapped[int | None] = mapped_column(
+        ForeignKey("transactions.id"), index=True
+    )
+    evse_id: Mapped[int] = mapped_column(Integer)
+    timestamp: Mapped[datetime] = mapped_column(UtcDateTime())
+    measurand: Mapped[str] = mapped_column(String(64))
+    phase: Mapped[str | None] = mapped_column(String(8))
+    context: Mapped[str] = mapped_column(String(32))
+    unit: Mapped[str] = mapped_column(String(16))
+    value: Mapped[Decimal | None] = mapped_column(Numeric(20, 3, asdecimal=True))
+    raw: Mapped[str | None] = mapped_column(String(100))
+    seq_no: Mapped[int | None] = mapped_column(Integer)
+
+
+class AnomalyRow(Base):
+    __tablename__ = "anomalies"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    charge_point_id: Mapped[str] = mapped_column(String(48), index=True)
+    transaction_id: Mapped[int | None] = mapped_column(
+        ForeignKey("transactions.id"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str] = mapped_column(Text)
+    timestamp: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class OcppMessageRow(Base):
+    __tablename__ = "ocpp_messages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    charge_point_id: Mapped[str] = mapped_column(String(48), index=True)
+    direction: Mapped[str] = mapped_column(String(3))  # in | out
+    message_type: Mapped[int] = mapped_column(Integer)  # 2 CALL, 3 CALLRESULT, 4 CALLERROR
+    message_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[Any] = mapped_column(JSON)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+# --- passwords --------------------------------------------------------------------------
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    b64 = base64.b64encode
+    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Constant-time check of a password against its stored hash."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(
+            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
+            dklen=len(expected),
+        )  # fmt: skip
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def check_credentials(charge_point_id: str, password: str) -> None:
+    if not _ID.match(charge_point_id):
+        raise ValidationError(
+            "charge_point_id: 1–48 characters of letters, digits and . _ : -"
+        )
+    if not 16 <= len(password) <= 40:
+        raise ValidationError("password: 16–40 characters (OCPP security profile 1/2)")
+
+
+# --- operator functions -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChargePointInfo:
+    charge_point_id: str
+    ocpp_version: str | None
+    connected: bool
+    node_id: str | None
+    vendor: str | None
+    model: str | None
+    firmware_version: str | None
+    last_seen: datetime | None
+
+
+async def register_charge_points(
+    db: Database, credentials: Iterable[tuple[str, str]], *, replace: bool = False
+) -> None:
+    """Register charge points (or, with ``replace``, set new passwords) in one unit."""
+    pairs = list(credentials)
+    for charge_point_id, password in pairs:
+        check_credentials(charge_point_id, password)
+    hashes = await asyncio.to_thread(lambda: [hash_password(p) for _, p in pairs])
+    async with db.session() as session:
+        ids = [cp for cp, _ in pairs]
+        existing = set(
+            (
+                await session.scalars(
+                    select(ChargePointRow.charge_point_id).where(
+                        ChargePointRow.charge_point_id.in_(ids)
+                    )
+                )
+            ).all()
+        )
+        if existing and not replace:
+            raise Conflict(f"charge point already registered: {sorted(existing)[0]}")
+        new = [
+            {"charge_point_id": cp, "password_hash": h, "connected": False, "created_at": utcnow()}
+            for cp, h in zip(ids, hashes, strict=True)
+            if cp not in existing
+        ]
+        if new:
+            await session.execute(insert(ChargePointRow), new)
+        for cp, h in zip(ids, hashes, strict=True):
+            if cp in existing:
+                await session.execute(
+                    update(ChargePointRow)
+                    .where(ChargePointRow.charge_point_id == cp)
+                    .values(password_hash=h)
+                )
+
+
+async def register_charge_point(
+    db: Database, charge_point_id: str, password: str, *, replace: bool = False
+) -> None:
+    """Register one charge point; Conflict if it exists (unless ``replace``)."""
+    await register_charge_points(db, [(charge_point_id, password)], replace=replace)
+
+
+async def list_charge_points(db: Database) -> list[ChargePointInfo]:
+    async with db.reader() as session:
+        rows = await session.scalars(select(ChargePointRow).order_by(ChargePointRow.charge_point_id))
+        return [
+            ChargePointInfo(
+                r.charge_point_id, r.ocpp_version, r.connected, r.node_id, r.vendor, r.model,
+                r.firmware_version, r.last_seen,
+            )  # fmt: skip
+            for r in rows
+        ]
+
+
+async def password_hash_of(db: Database, charge_point_id: str) -> str | None:
+    async with db.reader() as session:
+        return await session.scalar(
+            select(ChargePointRow.password_hash).where(
+                ChargePointRow.charge_point_id == charge_point_id
+            )
+        )
