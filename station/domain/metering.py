@@ -190,10 +190,11 @@ def apply(
         if state.last_wh is not None and register < state.last_wh:
             anomalies.append(
                 Anomaly(
-                    "backwards", f"register {register} Wh after {state.last_wh} Wh",
+                    "backwards",
+                    f"register {register} Wh after {state.last_wh} Wh",
                     reading.timestamp,
                 )
-            )  # fmt: skip
+            )
             continue
         state = replace(
             state,

@@ -113,9 +113,7 @@ class MeterSampleRow(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     charge_point_id: Mapped[str] = mapped_column(String(48), index=True)
-    transaction_id: Mapped[int | None] = mapped_column(
-        ForeignKey("transactions.id"), index=True
-    )
+    transaction_id: Mapped[int | None] = mapped_column(ForeignKey("transactions.id"), index=True)
     evse_id: Mapped[int] = mapped_column(Integer)
     timestamp: Mapped[datetime] = mapped_column(UtcDateTime())
     measurand: Mapped[str] = mapped_column(String(64))
@@ -132,9 +130,7 @@ class AnomalyRow(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     charge_point_id: Mapped[str] = mapped_column(String(48), index=True)
-    transaction_id: Mapped[int | None] = mapped_column(
-        ForeignKey("transactions.id"), index=True
-    )
+    transaction_id: Mapped[int | None] = mapped_column(ForeignKey("transactions.id"), index=True)
     kind: Mapped[str] = mapped_column(String(40))
     detail: Mapped[str] = mapped_column(Text)
     timestamp: Mapped[datetime | None] = mapped_column(UtcDateTime())
@@ -160,8 +156,12 @@ class OcppMessageRow(Base):
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
-    b64 = base64.b64encode
-    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${b64(salt).decode()}${b64(digest).decode()}"
+    params = f"{_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}"
+    return f"scrypt${params}${_b64(salt)}${_b64(digest)}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -182,9 +182,7 @@ def verify_password(password: str, stored: str) -> bool:
 
 def check_credentials(charge_point_id: str, password: str) -> None:
     if not _ID.match(charge_point_id):
-        raise ValidationError(
-            "charge_point_id: 1–48 characters of letters, digits and . _ : -"
-        )
+        raise ValidationError("charge_point_id: 1–48 characters of letters, digits and . _ : -")
     if not 16 <= len(password) <= 40:
         raise ValidationError("password: 16–40 characters (OCPP security profile 1/2)")
 
@@ -250,12 +248,19 @@ async def register_charge_point(
 
 async def list_charge_points(db: Database) -> list[ChargePointInfo]:
     async with db.reader() as session:
-        rows = await session.scalars(select(ChargePointRow).order_by(ChargePointRow.charge_point_id))
+        query = select(ChargePointRow).order_by(ChargePointRow.charge_point_id)
+        rows = await session.scalars(query)
         return [
             ChargePointInfo(
-                r.charge_point_id, r.ocpp_version, r.connected, r.node_id, r.vendor, r.model,
-                r.firmware_version, r.last_seen,
-            )  # fmt: skip
+                r.charge_point_id,
+                r.ocpp_version,
+                r.connected,
+                r.node_id,
+                r.vendor,
+                r.model,
+                r.firmware_version,
+                r.last_seen,
+            )
             for r in rows
         ]
 
