@@ -1,0 +1,169 @@
+"""The agent registry: register, look up, suspend and resume paying agents.
+
+Every change writes an audit row in the same unit of work. Suspension here
+only flips the agent's status (its next request is refused at once); stopping
+its running sessions is the kill switch's job (`station.services.kill_switch`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from station.domain.limits import LimitsError, SpendingLimits
+from station.domain.money import MoneyError, minor_unit_exponent, parse_decimal
+from station.errors import NotFound, ValidationError
+from station.logs import get_logger
+from station.store import audit
+from station.store.base import utcnow
+from station.store.trust import AgentRow
+
+_log = get_logger(__name__)
+MAX_WINDOW_HOURS = 24 * 366
+
+
+def new_agent_id() -> str:
+    return f"agt_{secrets.token_hex(8)}"
+
+
+def check_public_key(text: str) -> str:
+    """Base64 of exactly 32 raw bytes (an Ed25519 public key); returns it normalised."""
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValidationError("public_key is not valid base64") from exc
+    if len(raw) != 32:
+        raise ValidationError(f"public_key must be 32 raw bytes in base64, got {len(raw)}")
+    return base64.b64encode(raw).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class NewAgent:
+    name: str
+    public_key: str
+    currency: str
+    limit_per_session: Decimal | str
+    limit_per_window: Decimal | str
+    window_hours: int = 24
+    owner: str | None = None
+    allowed_charge_points: Sequence[str] | None = None
+
+
+def _amount(value: Decimal | str, currency: str, field: str) -> Decimal:
+    try:
+        amount = parse_decimal(value, places=minor_unit_exponent(currency))
+    except MoneyError as exc:
+        raise ValidationError(f"{field}: {exc}") from exc
+    if amount < 0 or amount >= Decimal("1e12"):
+        raise ValidationError(f"{field} must be between 0 and 10^12")
+    return amount
+
+
+async def register(session: AsyncSession, new: NewAgent, *, actor: str) -> AgentRow:
+    """Validate and store a new agent (status ``active``); ValidationError on bad input."""
+    name = new.name.strip()
+    if not name or len(name) > 200:
+        raise ValidationError("name must be 1–200 characters")
+    if new.owner is not None and len(new.owner) > 200:
+        raise ValidationError("owner must be at most 200 characters")
+    public_key = check_public_key(new.public_key)
+    try:
+        limits = SpendingLimits(
+            currency=new.currency,
+            limit_per_session=_amount(new.limit_per_session, new.currency, "limit_per_session"),
+            limit_per_window=_amount(new.limit_per_window, new.currency, "limit_per_window"),
+            window_hours=new.window_hours,
+        )
+    except (MoneyError, LimitsError) as exc:
+        raise ValidationError(str(exc)) from exc
+    if new.window_hours > MAX_WINDOW_HOURS:
+        raise ValidationError(f"window_hours must be at most {MAX_WINDOW_HOURS}")
+    allowed = list(new.allowed_charge_points) if new.allowed_charge_points is not None else None
+    if allowed is not None and any(not cp or len(cp) > 64 for cp in allowed):
+        raise ValidationError("allowed_charge_points holds charge point ids of 1–64 characters")
+    agent = AgentRow(
+        agent_id=new_agent_id(),
+        name=name,
+        owner=new.owner,
+        public_key=public_key,
+        currency=limits.currency,
+        limit_per_session=limits.limit_per_session,
+        limit_per_window=limits.limit_per_window,
+        window_hours=limits.window_hours,
+        allowed_charge_points=allowed,
+        status="active",
+        created_at=utcnow(),
+    )
+    session.add(agent)
+    await session.flush()
+    await audit.record(
+        session,
+        actor=actor,
+        action="agent.registered",
+        subject=agent.agent_id,
+        data={
+            "name": name,
+            "owner": new.owner,
+            "public_key": public_key,
+            "currency": limits.currency,
+            "limit_per_session": limits.limit_per_session,
+            "limit_per_window": limits.limit_per_window,
+            "window_hours": limits.window_hours,
+            "allowed_charge_points": allowed,
+        },
+    )
+    _log.info("agent.registered", agent_id=agent.agent_id, actor=actor)
+    return agent
+
+
+async def get(session: AsyncSession, agent_id: str, *, lock: bool = False) -> AgentRow:
+    query = select(AgentRow).where(AgentRow.agent_id == agent_id)
+    agent = (await session.scalars(query.with_for_update() if lock else query)).one_or_none()
+    if agent is None:
+        raise NotFound(f"no agent {agent_id}")
+    return agent
+
+
+async def list_all(session: AsyncSession, *, status: str | None = None) -> list[AgentRow]:
+    query = select(AgentRow).order_by(AgentRow.created_at, AgentRow.agent_id)
+    if status is not None:
+        query = query.where(AgentRow.status == status)
+    return list((await session.scalars(query)).all())
+
+
+async def suspend(session: AsyncSession, agent_id: str, *, reason: str, actor: str) -> AgentRow:
+    """Mark the agent suspended (its requests get 403 at once) and audit who and why."""
+    agent = await get(session, agent_id, lock=True)
+    was = agent.status
+    agent.status, agent.suspended_reason = "suspended", reason
+    await audit.record(
+        session,
+        actor=actor,
+        action="agent.suspended",
+        subject=agent_id,
+        data={"reason": reason, "previous_status": was},
+    )
+    _log.warning("agent.suspended", agent_id=agent_id, actor=actor, reason=reason)
+    return agent
+
+
+async def resume(session: AsyncSession, agent_id: str, *, actor: str, reason: str = "") -> AgentRow:
+    agent = await get(session, agent_id, lock=True)
+    was = agent.status
+    agent.status, agent.suspended_reason = "active", None
+    await audit.record(
+        session,
+        actor=actor,
+        action="agent.resumed",
+        subject=agent_id,
+        data={"reason": reason, "previous_status": was},
+    )
+    _log.info("agent.resumed", agent_id=agent_id, actor=actor)
+    return agent
