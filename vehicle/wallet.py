@@ -1,0 +1,220 @@
+"""The wallet: a payment instrument and the agent's own spend policy.
+
+The instrument is a Stripe PaymentMethod (`pm_…`, test mode) or a Shared
+Payment Token (`spt_…`); it becomes the MPP credential payload.
+
+The spend policy caps every hold (`per_session`) and the holds and captures
+of one calendar day (`per_day`, in the policy's time zone, UTC by default).
+A hold is recorded *before* the credential leaves the car — under a key of
+the agent's choosing, the offer id — and later narrowed to what was captured
+(`settle`) or dropped (`release`). The record lives in a `SpendLedger`: in
+memory for a library user, or a small JSON file that survives restarts. The
+clock is injected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, tzinfo
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+from station.domain.money import Money
+from vehicle.errors import SpendLimitExceeded
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """A payment method (`pm_…`) or a shared payment token (`spt_…`)."""
+
+    value: str
+
+    def __post_init__(self) -> None:
+        if not self.value.startswith(("pm_", "spt_")):
+            raise ValueError("a payment instrument is a pm_… or an spt_… id")
+
+    @property
+    def is_token(self) -> bool:
+        return self.value.startswith("spt_")
+
+    def payload(self) -> dict[str, str]:
+        """The MPP credential payload (PROTOCOL §3)."""
+        return {"spt": self.value} if self.is_token else {"payment_method": self.value}
+
+    def __repr__(self) -> str:  # keep tokens out of logs
+        return f"Instrument({self.value[:6]}…)"
+
+
+@dataclass(frozen=True, slots=True)
+class SpendLimits:
+    per_session: Money
+    per_day: Money
+
+    def __post_init__(self) -> None:
+        if self.per_session.currency != self.per_day.currency:
+            raise ValueError("spend limits in two currencies")
+
+
+def check_spend(limits: SpendLimits, spent_today: Money, amount: Money) -> None:
+    """Raise `SpendLimitExceeded` unless a hold of `amount` fits the limits (pure)."""
+    if amount.currency != limits.per_session.currency:
+        raise SpendLimitExceeded(
+            f"{amount.currency} payment against {limits.per_session.currency} limits"
+        )
+    if amount > limits.per_session:
+        raise SpendLimitExceeded(
+            f"{amount.to_wire()} exceeds the per-session limit {limits.per_session.to_wire()}"
+        )
+    if spent_today + amount > limits.per_day:
+        left = (limits.per_day - spent_today).max(Money.zero(amount.currency))
+        raise SpendLimitExceeded(
+            f"{amount.to_wire()} exceeds what is left of the daily limit today ({left.to_wire()})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SpendEntry:
+    day: date
+    amount: Money
+
+
+class SpendLedger(Protocol):
+    def entries(self) -> dict[str, SpendEntry]: ...
+
+    def put(self, key: str, entry: SpendEntry | None) -> None: ...
+
+
+@dataclass
+class MemoryLedger:
+    _entries: dict[str, SpendEntry] = field(default_factory=dict)
+
+    def entries(self) -> dict[str, SpendEntry]:
+        return dict(self._entries)
+
+    def put(self, key: str, entry: SpendEntry | None) -> None:
+        if entry is None:
+            self._entries.pop(key, None)
+        else:
+            self._entries[key] = entry
+
+
+class JsonFileLedger:
+    """The spend record as a JSON file, replaced atomically on each change.
+
+    `{"key": {"day": "2026-11-22", "amount": "20.00", "currency": "usd"}}`;
+    entries older than `keep_days` are dropped when the file is written.
+    """
+
+    def __init__(self, path: Path, keep_days: int = 31) -> None:
+        self.path = path
+        self.keep_days = keep_days
+
+    def entries(self) -> dict[str, SpendEntry]:
+        try:
+            doc: Any = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            # An unreadable record must not read as "nothing spent".
+            raise SpendLimitExceeded(f"spend record {self.path} unreadable: {exc}") from exc
+        return {
+            key: SpendEntry(
+                date.fromisoformat(e["day"]), Money(Decimal(e["amount"]), e["currency"])
+            )
+            for key, e in doc.items()
+        }
+
+    def put(self, key: str, entry: SpendEntry | None) -> None:
+        entries = self.entries()
+        if entry is None:
+            entries.pop(key, None)
+        else:
+            entries[key] = entry
+        newest = max((e.day for e in entries.values()), default=None)
+        doc = {
+            k: {
+                "day": e.day.isoformat(),
+                "amount": str(e.amount.amount),
+                "currency": e.amount.currency,
+            }
+            for k, e in entries.items()
+            if newest is None or (newest - e.day).days <= self.keep_days
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".spend-")
+        with os.fdopen(fd, "w") as out:
+            json.dump(doc, out, indent=1, sort_keys=True)
+        os.replace(tmp, self.path)
+
+
+class Wallet:
+    """An instrument plus the limits it is spent under."""
+
+    def __init__(
+        self,
+        instrument: Instrument,
+        limits: SpendLimits,
+        ledger: SpendLedger | None = None,
+        clock: Clock = utc_now,
+        tz: tzinfo = UTC,
+    ) -> None:
+        self.instrument = instrument
+        self.limits = limits
+        self.ledger: SpendLedger = ledger if ledger is not None else MemoryLedger()
+        self.clock = clock
+        self.tz = tz
+
+    @property
+    def currency(self) -> str:
+        return self.limits.per_day.currency
+
+    def today(self) -> date:
+        return self.clock().astimezone(self.tz).date()
+
+    def spent_on(self, day: date) -> Money:
+        total = Money.zero(self.currency)
+        for entry in self.ledger.entries().values():
+            if entry.day == day and entry.amount.currency == self.currency:
+                total = total + entry.amount
+        return total
+
+    def spent_today(self) -> Money:
+        return self.spent_on(self.today())
+
+    def check(self, amount: Money) -> None:
+        """Raise `SpendLimitExceeded` unless a hold of `amount` fits today."""
+        check_spend(self.limits, self.spent_today(), amount)
+
+    def hold(self, key: str, amount: Money) -> None:
+        """Check and record a hold of `amount` under `key`, before paying it.
+
+        A second hold under the same key replaces the first (a retried payment).
+        """
+        existing = self.ledger.entries().get(key)
+        day = self.today()
+        spent = self.spent_on(day)
+        if existing is not None and existing.day == day:
+            spent = spent - existing.amount
+        check_spend(self.limits, spent, amount)
+        self.ledger.put(key, SpendEntry(day, amount))
+
+    def settle(self, key: str, captured: Money) -> None:
+        """Narrow a hold to what was captured (it stays on the day of the hold)."""
+        entry = self.ledger.entries().get(key)
+        day = entry.day if entry is not None else self.today()
+        self.ledger.put(key, SpendEntry(day, captured))
+
+    def release(self, key: str) -> None:
+        """Drop a hold that was never placed or was cancelled."""
+        self.ledger.put(key, None)
