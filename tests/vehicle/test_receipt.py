@@ -150,3 +150,45 @@ def test_an_honest_receipt_is_always_accepted(energy_wh: int, price: Decimal) ->
     verdict = verify_receipt(doc, header(), agreed)
 
     assert verdict.accepted, verdict.reasons
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    energy_wh=st.integers(min_value=0, max_value=150_000),
+    price=st.decimals(min_value=Decimal("0.01"), max_value=Decimal("1.5"), places=4),
+    time_price=st.sampled_from(["0.00", "1.20", "7.77"]),
+    charging_s=st.integers(min_value=0, max_value=20_000),
+    idle_s=st.integers(min_value=0, max_value=5_000),
+    bounds=st.sampled_from([{}, {"min_cost": "5.00"}, {"max_cost": "20.00"}]),
+)
+def test_a_receipt_priced_by_the_station_domain_is_accepted(
+    energy_wh: int,
+    price: Decimal,
+    time_price: str,
+    charging_s: int,
+    idle_s: int,
+    bounds: dict[str, str],
+) -> None:
+    """Cross-check with the station's own pricing (station.domain.cost, pure)."""
+    from station.domain.cost import Usage, session_cost
+    from station.domain.tariff import Tariff as StationTariff
+
+    wire = tariff_doc(str(price), time_price_per_hour=time_price, **bounds)
+    cap = Money.parse("30.00", "usd")
+    usage = Usage(Decimal(energy_wh), Decimal(charging_s), Decimal(idle_s))
+    cost = session_cost(StationTariff.from_wire(wire), usage, cap)
+    doc = receipt_doc(
+        energy_kwh=str((Decimal(energy_wh) / 1000).quantize(Decimal("0.001"))),
+        meter_start_wh=0,
+        meter_stop_wh=energy_wh,
+        tariff=wire,
+        cost_lines=[line.to_wire() for line in cost.lines],
+        total=cost.total.to_wire(),
+        captured=cost.total.to_wire(),
+        released=(cap - cost.total).to_wire(),
+    )
+    agreed = AgreedSession("ses_1", Tariff.from_wire(wire), cap, "pi_123")
+
+    verdict = verify_receipt(doc, header(), agreed)
+
+    assert verdict.accepted, verdict.reasons
