@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     list_price_per_kwh: Decimal = Field(default=Decimal("0.45"), gt=0)
     floor_price_per_kwh: Decimal = Field(default=Decimal("0.30"), gt=0)
     session_fee: Decimal = Field(default=Decimal("0.50"), ge=0)
+    # A session authorised but never started is cancelled (its hold released) after this.
+    session_start_timeout_s: float = Field(default=600.0, gt=0)
+    # Tests only: a named crash point (e.g. "crash_after_capture_intent" → os._exit).
+    fault_inject: str | None = None
 
     # Agent identity
     signature_max_skew_s: int = Field(default=60, gt=0)
