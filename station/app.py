@@ -18,8 +18,12 @@ import uvicorn
 
 from station.api.app import create_app
 from station.logs import get_logger
+from station.metrics import StationMetrics
+from station.ocpp.server import CentralSystem
+from station.services.charging import ChargingService
 from station.settings import Settings
 from station.store.db import Database
+from station.store.writer import GroupCommitWriter
 
 _log = get_logger(__name__)
 
@@ -29,8 +33,14 @@ class Station:
         self.settings = settings
         self.db = Database(settings.database_url)
         self.ready = asyncio.Event()
+        self.metrics = StationMetrics()
         self.http_port: int | None = None
         self.ocpp_port: int | None = None
+        # Charging: one group-commit writer for OCPP data; billing sets
+        # `station.charging.listener` to hear about every committed change.
+        self.writer = GroupCommitWriter(self.db)
+        self.charging = ChargingService(self.db, self.writer, node_id=settings.node_id)
+        self.central_system = CentralSystem(settings, self.db, self.charging, self.writer)
         self.api = create_app(self)
 
     async def run(self) -> None:
@@ -45,18 +55,24 @@ class Station:
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         try:
+            await self.charging.reset_node()
+            ocpp_listening = asyncio.Event()
             async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.writer.run())
+                tasks.create_task(self.central_system.run(ocpp_listening))
                 tasks.create_task(server.serve(sockets=[http_socket]))
-                tasks.create_task(self._announce_ready(server))
+                tasks.create_task(self._announce_ready(server, ocpp_listening))
         finally:
             self.ready.clear()
             http_socket.close()
             await self.db.dispose()
 
-    async def _announce_ready(self, server: uvicorn.Server) -> None:
+    async def _announce_ready(self, server: uvicorn.Server, ocpp_listening: asyncio.Event) -> None:
         # uvicorn exposes no started event, only this flag.
         while not server.started:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
+        await ocpp_listening.wait()
+        self.ocpp_port = self.central_system.port
         self.ready.set()
         _log.info("station.ready", http_port=self.http_port, ocpp_port=self.ocpp_port)
 

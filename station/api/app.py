@@ -22,6 +22,7 @@ def create_app(station: Station) -> FastAPI:
     )
     app.state.station = station
     problems.install(app)
+    _include_trust(app, station)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> JSONResponse:
@@ -30,6 +31,17 @@ def create_app(station: Station) -> FastAPI:
         return JSONResponse({"status": "ok", "version": __version__})
 
     return app
+
+
+def _include_trust(app: FastAPI, station: Station) -> None:
+    """Agent identity, the operator API, /metrics and the body size cap (issue 4)."""
+    from station.api import admin, identity, metrics
+    from station.api.body_limit import BodyLimit
+
+    app.include_router(identity.router)
+    app.include_router(admin.router)
+    app.include_router(metrics.router)
+    app.add_middleware(BodyLimit, max_bytes=station.settings.max_body_bytes)
 
 
 def station_of(request: Request) -> Station:

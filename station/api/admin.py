@@ -1,0 +1,285 @@
+"""The operator API (PROTOCOL §5): ``/v1/admin/…`` behind the admin bearer token.
+
+Agents (register, list, show, suspend, resume), the operator-wide pause,
+charge points, the audit log (JSON lines). Every change is audited with the
+actor: ``operator``, or ``operator:<name>`` when the caller says who it is in
+``X-Chargepay-Operator``. Without a configured admin token the API refuses
+everyone.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from station.api.app import station_of
+from station.domain.money import Money
+from station.errors import Unauthenticated
+from station.services import agents as agent_registry
+from station.services import kill_switch
+from station.services.limits import remaining
+from station.store import audit
+from station.store import charging as charging_store
+from station.store.trust import AgentRow
+
+_bearer = HTTPBearer(auto_error=False, description="CHARGEPAY_ADMIN_TOKEN")
+_OPERATOR_NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+
+
+async def operator(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    x_chargepay_operator: Annotated[str | None, Header()] = None,
+) -> str:
+    """The acting operator (for the audit trail); 401 without the admin token."""
+    expected = station_of(request).settings.admin_token
+    given = credentials.credentials if credentials else ""
+    if expected is None or not hmac.compare_digest(
+        given.encode(), expected.get_secret_value().encode()
+    ):
+        raise Unauthenticated("admin bearer token required")
+    if x_chargepay_operator and _OPERATOR_NAME.match(x_chargepay_operator):
+        return f"operator:{x_chargepay_operator}"
+    return "operator"
+
+
+Operator = Annotated[str, Depends(operator)]
+router = APIRouter(prefix="/v1/admin", tags=["operator"])
+
+_Money = Annotated[str, Field(min_length=1, max_length=20, examples=["50.00"])]
+_Id = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AgentIn(_Strict):
+    name: str = Field(min_length=1, max_length=200, examples=["fleet-car-7"])
+    public_key: str = Field(
+        min_length=1, max_length=64, description="base64 of the raw 32-byte Ed25519 public key"
+    )
+    currency: str = Field(pattern=r"^[a-z]{3}$", examples=["usd"])
+    limit_per_session: _Money
+    limit_per_window: _Money
+    window_hours: int = Field(default=24, ge=1, le=agent_registry.MAX_WINDOW_HOURS)
+    owner: str | None = Field(default=None, max_length=200)
+    allowed_charge_points: list[_Id] | None = Field(default=None, max_length=1000)
+
+
+class AgentOut(BaseModel):
+    agent_id: str
+    name: str
+    owner: str | None
+    public_key: str
+    currency: str
+    limit_per_session: str
+    limit_per_window: str
+    window_hours: int
+    allowed_charge_points: list[str] | None
+    status: str
+    suspended_reason: str | None
+    created_at: datetime
+    remaining: str | None = None
+
+
+class Reason(_Strict):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class OptionalReason(_Strict):
+    reason: str = Field(default="", max_length=500)
+
+
+class SuspendOut(AgentOut):
+    sessions_stopping: list[str] = []
+
+
+class PauseOut(BaseModel):
+    paused: bool
+    reason: str | None
+    actor: str | None
+    changed_at: datetime | None
+
+
+class ChargePointIn(_Strict):
+    charge_point_id: str = Field(min_length=1, max_length=48, examples=["CP-1"])
+    password: str = Field(min_length=16, max_length=40)
+
+
+class ChargePointOut(BaseModel):
+    charge_point_id: str
+    ocpp_version: str | None
+    connected: bool
+    node_id: str | None
+    vendor: str | None
+    model: str | None
+    firmware_version: str | None
+    last_seen: datetime | None
+
+
+def _agent_out(agent: AgentRow, left: Any = None) -> dict[str, Any]:
+    def wire(amount: Any) -> str:
+        return Money(amount, agent.currency).to_wire()
+
+    return {
+        "agent_id": agent.agent_id,
+        "name": agent.name,
+        "owner": agent.owner,
+        "public_key": agent.public_key,
+        "currency": agent.currency,
+        "limit_per_session": wire(agent.limit_per_session),
+        "limit_per_window": wire(agent.limit_per_window),
+        "window_hours": agent.window_hours,
+        "allowed_charge_points": agent.allowed_charge_points,
+        "status": agent.status,
+        "suspended_reason": agent.suspended_reason,
+        "created_at": agent.created_at,
+        "remaining": wire(left) if left is not None else None,
+    }
+
+
+@router.post("/agents", status_code=201, response_model=AgentOut)
+async def register_agent(body: AgentIn, actor: Operator, request: Request) -> dict[str, Any]:
+    """Register an agent that may pay; answers with its id (``agt_…``)."""
+    async with station_of(request).db.session() as session:
+        agent = await agent_registry.register(
+            session, agent_registry.NewAgent(**body.model_dump()), actor=actor
+        )
+        return _agent_out(agent, agent.limit_per_window.min(agent.limit_per_session))
+
+
+@router.get("/agents", response_model=list[AgentOut])
+async def list_agents(
+    _actor: Operator, request: Request, status: str | None = None
+) -> list[dict[str, Any]]:
+    async with station_of(request).db.reader() as session:
+        return [_agent_out(a) for a in await agent_registry.list_all(session, status=status)]
+
+
+@router.get("/agents/{agent_id}", response_model=AgentOut)
+async def show_agent(agent_id: str, _actor: Operator, request: Request) -> dict[str, Any]:
+    """One agent, with what its spending window still allows."""
+    async with station_of(request).db.reader() as session:
+        agent = await agent_registry.get(session, agent_id)
+        return _agent_out(agent, await remaining(session, agent))
+
+
+@router.post("/agents/{agent_id}/suspend", response_model=SuspendOut)
+async def suspend_agent(
+    agent_id: str, body: Reason, actor: Operator, request: Request
+) -> dict[str, Any]:
+    """Kill switch for one agent: refuse its requests now, stop and settle its sessions."""
+    outcome = await kill_switch.suspend_agent(
+        station_of(request), agent_id, reason=body.reason, actor=actor
+    )
+    return {**_agent_out(outcome.agent), "sessions_stopping": outcome.sessions_stopping}
+
+
+@router.post("/agents/{agent_id}/resume", response_model=AgentOut)
+async def resume_agent(
+    agent_id: str, actor: Operator, request: Request, body: OptionalReason | None = None
+) -> dict[str, Any]:
+    async with station_of(request).db.session() as session:
+        agent = await agent_registry.resume(
+            session, agent_id, actor=actor, reason=body.reason if body else ""
+        )
+        return _agent_out(agent)
+
+
+@router.get("/pause", response_model=PauseOut)
+async def pause_status(_actor: Operator, request: Request) -> dict[str, Any]:
+    """Whether new authorisations are paused operator-wide."""
+    return await kill_switch.pause_status(station_of(request))
+
+
+@router.post("/pause", response_model=PauseOut)
+async def pause(body: Reason, actor: Operator, request: Request) -> dict[str, Any]:
+    """Refuse every new authorisation (403 ``agent_suspended``) until resumed."""
+    return await kill_switch.set_pause(
+        station_of(request), on=True, reason=body.reason, actor=actor
+    )
+
+
+@router.post("/resume", response_model=PauseOut)
+async def unpause(
+    actor: Operator, request: Request, body: OptionalReason | None = None
+) -> dict[str, Any]:
+    """Accept new authorisations again."""
+    reason = body.reason if body else ""
+    return await kill_switch.set_pause(station_of(request), on=False, reason=reason, actor=actor)
+
+
+@router.post("/charge-points", status_code=201, response_model=ChargePointOut)
+async def register_charge_point(
+    body: ChargePointIn, actor: Operator, request: Request
+) -> dict[str, Any]:
+    """Register a charge point with its OCPP Basic-auth password (16–40 characters)."""
+    db = station_of(request).db
+    await charging_store.register_charge_point(db, body.charge_point_id, body.password)
+    async with db.session() as session:
+        await audit.record(
+            session,
+            actor=actor,
+            action="charge_point.registered",
+            subject=body.charge_point_id,
+            data={},
+        )
+    return {
+        "charge_point_id": body.charge_point_id,
+        "ocpp_version": None,
+        "connected": False,
+        "node_id": None,
+        "vendor": None,
+        "model": None,
+        "firmware_version": None,
+        "last_seen": None,
+    }
+
+
+@router.get("/charge-points", response_model=list[ChargePointOut])
+async def list_charge_points(_actor: Operator, request: Request) -> list[dict[str, Any]]:
+    """Charge points with their connection status and OCPP version."""
+    points = await charging_store.list_charge_points(station_of(request).db)
+    return [
+        {
+            "charge_point_id": p.charge_point_id,
+            "ocpp_version": p.ocpp_version,
+            "connected": p.connected,
+            "node_id": p.node_id,
+            "vendor": p.vendor,
+            "model": p.model,
+            "firmware_version": p.firmware_version,
+            "last_seen": p.last_seen,
+        }
+        for p in points
+    ]
+
+
+@router.get(
+    "/audit",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/jsonl": {}}, "description": "one row per line"}},
+)
+async def export_audit(
+    _actor: Operator,
+    request: Request,
+    after_seq: Annotated[int, Field(ge=0)] = 0,
+) -> StreamingResponse:
+    """The audit log as JSON lines, each with its ``seq``, ``prev_hash`` and ``hash``."""
+    db = station_of(request).db
+
+    async def lines() -> AsyncIterator[str]:
+        async with db.reader() as session:
+            async for line in audit.export_lines(session, after_seq=after_seq):
+                yield line
+
+    return StreamingResponse(lines(), media_type="application/jsonl")

@@ -1,0 +1,217 @@
+"""Who is calling: the agent behind a signed request (PROTOCOL §1).
+
+`authenticated_agent` is the FastAPI dependency every agent route takes. It
+verifies the RFC 9421 signature (``ed25519``, ``keyid`` = agent id, covering
+``"@method" "@target-uri"`` and ``"content-digest"`` when there is a body),
+the RFC 9530 digest of the body, ``created`` within
+``settings.signature_max_skew_s`` of our clock and a nonce never seen before
+(stored with an expiry; a unique insert, so every station node sharing the
+database agrees). Anything wrong → 401 ``unauthenticated``; a suspended agent
+→ 403 ``agent_suspended``. ``@target-uri`` is the URL the agent used: built
+from ``settings.public_url`` when set, else from the request's Host header and
+raw path. The ``Authorization`` header is not looked at (MPP uses it).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import http_sf
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from fastapi import APIRouter, Depends, Request
+from http_message_signatures import (
+    HTTPMessageSignaturesException,
+    HTTPMessageVerifier,
+    MappingKeyResolver,
+    algorithms,
+)
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+
+from station.api.app import station_of
+from station.domain.limits import SpendingLimits
+from station.domain.money import Money
+from station.errors import AgentSuspended, NotFound, Unauthenticated
+from station.logs import get_logger
+from station.services.limits import limits_of, remaining
+from station.store.trust import AgentRow, NonceRow
+
+_log = get_logger(__name__)
+MAX_NONCE_CHARS = 128
+REQUIRED_COMPONENTS = ("@method", "@target-uri")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPrincipal:
+    """The authenticated agent a request acts for."""
+
+    agent_id: str
+    name: str
+    currency: str
+    limits: SpendingLimits
+    status: str
+    allowed_charge_points: tuple[str, ...] | None = None
+
+    def may_use(self, charge_point_id: str) -> bool:
+        return self.allowed_charge_points is None or charge_point_id in self.allowed_charge_points
+
+    def check_charge_point(self, charge_point_id: str) -> None:
+        """NotFound unless the operator lets this agent use the charge point."""
+        if not self.may_use(charge_point_id):
+            raise NotFound(f"no charge point {charge_point_id}")
+
+    @classmethod
+    def of(cls, agent: AgentRow) -> AgentPrincipal:
+        allowed = agent.allowed_charge_points
+        return cls(
+            agent_id=agent.agent_id,
+            name=agent.name,
+            currency=agent.currency,
+            limits=limits_of(agent),
+            status=agent.status,
+            allowed_charge_points=tuple(allowed) if allowed is not None else None,
+        )
+
+
+@dataclass
+class _Message:
+    method: str
+    url: str
+    headers: Any
+
+
+def target_uri(request: Request, public_url: str | None) -> str:
+    """The absolute URL the agent addressed, with the path exactly as sent."""
+    scope = request.scope
+    raw_path = scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else scope["path"]
+    query = scope.get("query_string", b"").decode("latin-1")
+    suffix = f"{path}?{query}" if query else path
+    if public_url:
+        return public_url.rstrip("/") + suffix
+    host = request.headers.get("host")
+    if not host:
+        server = scope.get("server") or ("localhost", None)
+        host = f"{server[0]}:{server[1]}" if server[1] else str(server[0])
+    return f"{scope.get('scheme', 'http')}://{host}{suffix}"
+
+
+def _key_id(signature_input: str) -> str:
+    """The one signature's ``keyid`` (not yet trusted: verification follows)."""
+    try:
+        members = http_sf.parse(signature_input.encode("latin-1"), tltype="dictionary")
+    except (ValueError, TypeError, UnicodeEncodeError) as exc:
+        raise Unauthenticated("malformed Signature-Input") from exc
+    if not isinstance(members, dict) or len(members) != 1:
+        raise Unauthenticated("exactly one signature expected")
+    ((_value, params),) = members.values()
+    key_id = params.get("keyid") if isinstance(params, dict) else None
+    if not isinstance(key_id, str) or not 0 < len(key_id) <= 64:
+        raise Unauthenticated("signature without a usable keyid")
+    return key_id
+
+
+def _verifier(agent_id: str, public_key: str, max_skew_s: int) -> HTTPMessageVerifier:
+    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key))
+    verifier = HTTPMessageVerifier(
+        signature_algorithm=algorithms.ED25519,
+        key_resolver=MappingKeyResolver(public_keys={agent_id: key}, private_keys={}),
+    )
+    verifier.max_clock_skew = timedelta(seconds=max_skew_s)
+    return verifier
+
+
+def _refuse(request: Request, reason: str, detail: str) -> Unauthenticated:
+    station = station_of(request)
+    metrics = getattr(station, "metrics", None)
+    if metrics is not None:
+        metrics.auth_failures.labels(reason=reason).inc()
+    _log.info("agent.auth_refused", reason=reason, path=request.url.path)
+    return Unauthenticated(detail)
+
+
+async def authenticated_agent(request: Request) -> AgentPrincipal:
+    """FastAPI dependency: verify the request's signature and return its agent."""
+    station = station_of(request)
+    settings = station.settings
+    headers = request.headers
+    if "signature-input" not in headers or "signature" not in headers:
+        raise _refuse(request, "unsigned", "request is not signed (RFC 9421)")
+    key_id = _key_id(headers["signature-input"])
+    async with station.db.reader() as session:
+        row = await session.get(AgentRow, key_id)
+        # Copy out before the reader's rollback expires the row.
+        agent = AgentPrincipal.of(row) if row is not None else None
+        public_key = row.public_key if row is not None else ""
+    if agent is None:
+        raise _refuse(request, "unknown_key", "unknown keyid")
+    body = await request.body()
+    message = _Message(request.method, target_uri(request, settings.public_url), headers)
+    try:
+        (result,) = _verifier(agent.agent_id, public_key, settings.signature_max_skew_s).verify(
+            message,
+            # Older than the skew is stale; so is newer than the skew (checked by the verifier).
+            max_age=timedelta(0),
+            require_components=REQUIRED_COMPONENTS,
+            body=body,
+        )
+    except (HTTPMessageSignaturesException, ValueError) as exc:
+        raise _refuse(request, "bad_signature", f"signature not accepted: {exc}") from exc
+    nonce = result.parameters.get("nonce")
+    if not isinstance(nonce, str) or not 0 < len(nonce) <= MAX_NONCE_CHARS:
+        raise _refuse(request, "no_nonce", f"signature needs a nonce of 1–{MAX_NONCE_CHARS} chars")
+    created = datetime.fromtimestamp(int(result.parameters["created"]), UTC)
+    await _remember_nonce(request, agent.agent_id, nonce, created, settings.signature_max_skew_s)
+    if agent.status != "active":
+        raise AgentSuspended(f"agent {agent.agent_id} is suspended")
+    return agent
+
+
+async def _remember_nonce(
+    request: Request, agent_id: str, nonce: str, created: datetime, max_skew_s: int
+) -> None:
+    """Store the nonce until no signature carrying it could be accepted; 401 if seen."""
+    station = station_of(request)
+    now = datetime.now(UTC)
+    expires_at = max(created, now) + timedelta(seconds=max_skew_s + 1)
+    try:
+        async with station.db.session() as session:
+            await session.execute(
+                delete(NonceRow).where(NonceRow.agent_id == agent_id, NonceRow.expires_at < now)
+            )
+            session.add(NonceRow(agent_id=agent_id, nonce=nonce, expires_at=expires_at))
+            await session.flush()
+    except IntegrityError as exc:
+        raise _refuse(request, "replayed", "nonce already used") from exc
+
+
+Agent = Annotated[AgentPrincipal, Depends(authenticated_agent)]
+
+router = APIRouter(tags=["agents"])
+
+
+@router.get("/v1/agents/me")
+async def who_am_i(agent: Agent, request: Request) -> dict[str, Any]:
+    """The signed-in agent, its limits and what its window still allows."""
+    station = station_of(request)
+    async with station.db.reader() as session:
+        row = await session.get(AgentRow, agent.agent_id)
+        assert row is not None
+        left = await remaining(session, row)
+    limits = agent.limits
+    return {
+        "agent_id": agent.agent_id,
+        "name": agent.name,
+        "status": agent.status,
+        "currency": agent.currency,
+        "limit_per_session": Money(limits.limit_per_session, agent.currency).to_wire(),
+        "limit_per_window": Money(limits.limit_per_window, agent.currency).to_wire(),
+        "window_hours": limits.window_hours,
+        "remaining": Money(left, agent.currency).to_wire(),
+        "allowed_charge_points": (
+            list(agent.allowed_charge_points) if agent.allowed_charge_points is not None else None
+        ),
+    }

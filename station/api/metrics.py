@@ -1,0 +1,59 @@
+"""``GET /metrics``: the station's figures in the Prometheus text format.
+
+Before rendering, the gauges that describe shared state (sessions by status,
+connected charge points) are refreshed from the database, so every node
+reports the same truth; counters and histograms are this node's own.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from station.api.app import station_of
+from station.logs import get_logger
+from station.store.charging import ChargePointRow
+
+if TYPE_CHECKING:
+    from station.app import Station
+
+_log = get_logger(__name__)
+router = APIRouter(tags=["health"])
+
+
+async def refresh_from_database(station: Station) -> None:
+    metrics = station.metrics
+    async with station.db.reader() as session:
+        connected = await session.execute(
+            select(ChargePointRow.ocpp_version, func.count())
+            .where(ChargePointRow.connected.is_(True))
+            .group_by(ChargePointRow.ocpp_version)
+        )
+        metrics.charge_points_connected.clear()
+        for version, count in connected.all():
+            metrics.charge_points_connected.labels(ocpp_version=version or "unknown").set(count)
+        try:
+            from station.store.payments import SessionRow
+        except ImportError:
+            return
+        by_status = await session.execute(
+            select(SessionRow.status, func.count()).group_by(SessionRow.status)
+        )
+        metrics.set_sessions_by_status({status: count for status, count in by_status.all()})
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
+async def metrics(request: Request) -> Response:
+    station = station_of(request)
+    try:
+        await refresh_from_database(station)
+    except SQLAlchemyError as exc:  # still serve this node's own figures
+        _log.warning("metrics.refresh_failed", error=type(exc).__name__)
+    return Response(station.metrics.render(), media_type=station.metrics.content_type)

@@ -1,0 +1,143 @@
+"""The kill switches: suspend one agent (and stop its charging), pause everyone.
+
+Suspending an agent commits its new status and the audit row first — from
+that moment its requests get 403 ``agent_suspended`` on every node — then
+asks the payments side to stop each of its open sessions through OCPP; those
+settle for what was delivered through the normal stop path. The operator-wide
+pause refuses every new authorisation (`station.services.limits.reserve`)
+without touching sessions already running. Both are audited with who and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import select
+
+from station.errors import ChargepayError
+from station.logs import get_logger
+from station.services import agents as agent_registry
+from station.services.limits import PAUSE
+from station.store import audit
+from station.store.base import utcnow
+from station.store.trust import AgentRow, SwitchRow
+
+if TYPE_CHECKING:
+    from station.app import Station
+
+_log = get_logger(__name__)
+# Session statuses in which money is held and a charge may be (about to be) flowing.
+OPEN_STATUSES = ("authorized", "charging")
+
+
+class SessionStopper(Protocol):
+    """What the kill switch needs from the payments side."""
+
+    async def stop_session(self, session_id: str, *, reason: str) -> None:
+        """Stop the session's charge (OCPP) and let it settle for what was delivered."""
+        ...
+
+
+def session_stopper(station: Station) -> SessionStopper | None:
+    """THE HOOK into the payments side: the station's session service, if wired."""
+    candidate = getattr(station, "sessions", None)
+    return candidate if callable(getattr(candidate, "stop_session", None)) else None
+
+
+@dataclass
+class SuspendOutcome:
+    agent: AgentRow
+    sessions_stopping: list[str] = field(default_factory=list)
+    sessions_failed: list[str] = field(default_factory=list)
+
+
+async def open_sessions_of(station: Station, agent_id: str) -> list[str]:
+    """Ids of the agent's sessions that hold money and are not yet stopping."""
+    try:
+        from station.store.payments import SessionRow
+    except ImportError:  # the payments tables are not there
+        return []
+    async with station.db.reader() as session:
+        rows = await session.scalars(
+            select(SessionRow.session_id).where(
+                SessionRow.agent_id == agent_id, SessionRow.status.in_(OPEN_STATUSES)
+            )
+        )
+        return list(rows.all())
+
+
+async def suspend_agent(
+    station: Station, agent_id: str, *, reason: str, actor: str
+) -> SuspendOutcome:
+    """Suspend now (committed before anything else), then stop its open sessions.
+
+    A session that cannot be stopped right now (charge point offline) is
+    reported in ``sessions_failed``; the payments side's watchdog and
+    reconciler still settle it within the cap.
+    """
+    async with station.db.session() as session:
+        agent = await agent_registry.suspend(session, agent_id, reason=reason, actor=actor)
+    outcome = SuspendOutcome(agent)
+    stopper = session_stopper(station)
+    for session_id in await open_sessions_of(station, agent_id):
+        log = _log.bind(agent_id=agent_id, session_id=session_id)
+        if stopper is None:
+            log.error("kill_switch.no_session_stopper")
+            outcome.sessions_failed.append(session_id)
+            continue
+        try:
+            await stopper.stop_session(session_id, reason=f"agent suspended: {reason}")
+        except ChargepayError as exc:
+            log.warning("kill_switch.stop_failed", code=exc.code, detail=exc.detail)
+            outcome.sessions_failed.append(session_id)
+        else:
+            log.info("kill_switch.session_stopping")
+            outcome.sessions_stopping.append(session_id)
+    if outcome.sessions_stopping or outcome.sessions_failed:
+        async with station.db.session() as session:
+            await audit.record(
+                session,
+                actor=actor,
+                action="agent.sessions_stopped",
+                subject=agent_id,
+                data={"stopping": outcome.sessions_stopping, "failed": outcome.sessions_failed},
+            )
+    return outcome
+
+
+def _pause_view(switch: SwitchRow | None) -> dict[str, Any]:
+    if switch is None:
+        return {"paused": False, "reason": None, "actor": None, "changed_at": None}
+    return {
+        "paused": switch.on,
+        "reason": switch.reason,
+        "actor": switch.actor,
+        "changed_at": switch.changed_at,
+    }
+
+
+async def pause_status(station: Station) -> dict[str, Any]:
+    async with station.db.reader() as session:
+        return _pause_view(await session.get(SwitchRow, PAUSE))
+
+
+async def set_pause(station: Station, *, on: bool, reason: str, actor: str) -> dict[str, Any]:
+    """Turn the operator-wide pause of new authorisations on or off (audited)."""
+    async with station.db.session() as session:
+        switch = await session.get(SwitchRow, PAUSE, with_for_update=True)
+        if switch is None:
+            switch = SwitchRow(name=PAUSE, on=on, reason=reason, actor=actor)
+            session.add(switch)
+        switch.on, switch.reason, switch.actor, switch.changed_at = on, reason, actor, utcnow()
+        await audit.record(
+            session,
+            actor=actor,
+            action="operator.paused" if on else "operator.resumed",
+            subject=None,
+            data={"reason": reason},
+        )
+        await session.flush()
+        view = _pause_view(switch)
+    (_log.warning if on else _log.info)("operator.pause_changed", paused=on, actor=actor)
+    return view
