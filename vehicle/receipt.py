@@ -19,16 +19,23 @@ the payment reference it saw at authorisation:
 - captured = min(total, cap) ≤ cap, released = cap − captured.
 
 A receipt that fails any check is a `Dispute` listing every reason.
-The body's `signature` is the station's; PROTOCOL v1 publishes no key to check it
-with, so it is reported as unverified (`Verdict.notes`), not as a reason.
+
+The body's `signature` is the station's Ed25519 signature over the body's
+RFC 8785 (JCS) canonical JSON without `signature`, base64url; its public key
+is published at `GET /v1/receipt-key` (an addition to PROTOCOL v1). Given that
+key, a bad signature is a reason; without it the check is noted as not done.
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from mpp import Receipt
 from mpp._parsing import ParseError
 
@@ -36,7 +43,8 @@ from station.domain.money import Money, MoneyError, minor_unit_exponent
 from vehicle.errors import ProtocolViolation
 from vehicle.terms import Tariff, wire_decimal
 
-SIGNATURE_GAP = "station signature not verified: PROTOCOL v1 publishes no receipt key"
+SIGNATURE_GAP = "station signature not checked: no receipt key"
+SIGNATURE_OK = "station signature verified"
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +239,26 @@ def _check_amounts(body: ReceiptBody, agreed: AgreedSession) -> list[str]:
     return reasons
 
 
-def verify_receipt(doc: Any, header: str | None, agreed: AgreedSession) -> Verdict:
+def signature_valid(doc: dict[str, Any], public_key_b64: str) -> bool:
+    """The station's Ed25519 signature over the JCS body without `signature`."""
+    signature = doc.get("signature")
+    if not isinstance(signature, str):
+        return False
+    unsigned = {k: v for k, v in doc.items() if k != "signature"}
+    try:
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64))
+        key.verify(
+            base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)),
+            rfc8785.dumps(unsigned),
+        )
+    except (InvalidSignature, ValueError, TypeError, rfc8785.CanonicalizationError):
+        return False
+    return True
+
+
+def verify_receipt(
+    doc: Any, header: str | None, agreed: AgreedSession, receipt_key_b64: str | None = None
+) -> Verdict:
     """Accept the receipt, or dispute it with every reason found."""
     header_reasons, receipt = _check_header(header, agreed)
     try:
@@ -256,5 +283,11 @@ def verify_receipt(doc: Any, header: str | None, agreed: AgreedSession) -> Verdi
         )
     reasons += _check_lines(body, agreed)
     reasons += _check_amounts(body, agreed)
-    notes = (SIGNATURE_GAP,) if body.signature else ("receipt carries no signature",)
+    notes: tuple[str, ...] = ()
+    if receipt_key_b64 is None:
+        notes = (SIGNATURE_GAP,)
+    elif signature_valid(doc, receipt_key_b64):
+        notes = (SIGNATURE_OK,)
+    else:
+        reasons.append("station signature does not verify with its receipt key")
     return Verdict(tuple(reasons), notes, body, receipt)

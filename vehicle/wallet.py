@@ -192,6 +192,11 @@ class Wallet:
     def spent_today(self) -> Money:
         return self.spent_on(self.today())
 
+    def allowance(self) -> Money:
+        """The largest hold that fits the limits now."""
+        left = self.limits.per_day - self.spent_today()
+        return left.min(self.limits.per_session).max(Money.zero(self.currency))
+
     def check(self, amount: Money) -> None:
         """Raise `SpendLimitExceeded` unless a hold of `amount` fits today."""
         check_spend(self.limits, self.spent_today(), amount)

@@ -4,12 +4,15 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import rfc8785
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from station.domain.money import Money
 from tests.vehicle.factories import receipt_doc, tariff_doc
-from vehicle.receipt import AgreedSession, verify_receipt
+from vehicle.receipt import SIGNATURE_OK, AgreedSession, verify_receipt
+from vehicle.signing import public_key_b64
 from vehicle.terms import Tariff
 
 AGREED = AgreedSession(
@@ -192,3 +195,36 @@ def test_a_receipt_priced_by_the_station_domain_is_accepted(
     verdict = verify_receipt(doc, header(), agreed)
 
     assert verdict.accepted, verdict.reasons
+
+
+def signed(doc: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+    """The station's signature: Ed25519 over the RFC 8785 body without `signature`."""
+    unsigned = {k: v for k, v in doc.items() if k != "signature"}
+    signature = key.sign(rfc8785.dumps(unsigned))
+    return unsigned | {"signature": base64.urlsafe_b64encode(signature).decode().rstrip("=")}
+
+
+def test_a_receipt_signed_with_the_station_key_verifies() -> None:
+    key = Ed25519PrivateKey.generate()
+
+    verdict = verify_receipt(signed(receipt_doc(), key), header(), AGREED, public_key_b64(key))
+
+    assert verdict.accepted, verdict.reasons
+    assert verdict.notes == (SIGNATURE_OK,)
+
+
+def test_a_receipt_altered_after_signing_is_disputed() -> None:
+    key = Ed25519PrivateKey.generate()
+    doc = signed(receipt_doc(), key) | {"released": "10.45", "captured": "14.55", "total": "14.55"}
+
+    verdict = verify_receipt(doc, header(), AGREED, public_key_b64(key))
+
+    assert any("signature" in r for r in verdict.reasons)
+
+
+def test_a_receipt_signed_by_another_key_is_disputed() -> None:
+    doc = signed(receipt_doc(), Ed25519PrivateKey.generate())
+
+    verdict = verify_receipt(doc, header(), AGREED, public_key_b64(Ed25519PrivateKey.generate()))
+
+    assert any("signature" in r for r in verdict.reasons)
