@@ -1,0 +1,359 @@
+"""The OCPP central system: the websocket listener, charge point security, commands.
+
+``ws://HOST:PORT/ocpp/{charge_point_id}`` with subprotocol ``ocpp2.1``,
+``ocpp2.0.1`` or ``ocpp1.6`` (the newest one both sides speak; a handshake
+offering none is refused with 400). Security (OCPP security profiles):
+
+* 1 / 2 — HTTP Basic with the charge point's password, checked against its
+  scrypt hash; over TLS when ``ocpp_tls_cert``/``ocpp_tls_key`` are set.
+* 3 — mutual TLS when ``ocpp_tls_ca`` is set too: a client certificate whose
+  common name is the charge point id stands in for the password.
+
+Only registered charge points get in; anything else is 401 at the handshake.
+Failed attempts are counted per charge point id and per peer address over a
+sliding minute; past ``ocpp_auth_failures_per_minute`` the handshake is 429.
+A second connection under an id that is connected replaces the first only
+once it has authenticated; a failed attempt never touches the first.
+
+`CentralSystem` implements `station.services.ports.ChargePointCommands`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import secrets
+import ssl
+import time
+from collections import defaultdict, deque
+from decimal import Decimal
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from station.domain.events import OcppVersion
+from station.errors import ChargePointNotConnected
+from station.logs import get_logger
+from station.ocpp.connection import OcppConnection
+from station.ocpp.ports import ChargingEvents
+from station.ocpp.v16 import V16Connection
+from station.ocpp.v21 import V21Connection
+from station.ocpp.v201 import V201Connection
+from station.settings import Settings
+from station.store import charging as store
+from station.store.db import Database
+from station.store.writer import GroupCommitWriter
+
+_log = get_logger(__name__)
+PREFIX = "/ocpp/"
+SUBPROTOCOLS = [Subprotocol(v.value) for v in (OcppVersion.V21, OcppVersion.V201, OcppVersion.V16)]
+_ADAPTERS: dict[str, type[OcppConnection]] = {
+    OcppVersion.V16: V16Connection,
+    OcppVersion.V201: V201Connection,
+    OcppVersion.V21: V21Connection,
+}
+
+
+class FailureLimiter:
+    """Failed authentications per key over a sliding minute."""
+
+    def __init__(self, per_minute: int, clock: Any = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self._seen: dict[str, deque[float]] = defaultdict(deque)
+
+    def _prune(self, key: str) -> deque[float]:
+        window = self._seen[key]
+        horizon = self.clock() - 60
+        while window and window[0] < horizon:
+            window.popleft()
+        if not window:
+            del self._seen[key]
+            return deque()
+        return window
+
+    def blocked(self, *keys: str) -> bool:
+        return any(len(self._prune(k)) >= self.per_minute for k in keys)
+
+    def fail(self, *keys: str) -> None:
+        now = self.clock()
+        for key in keys:
+            self._seen[key].append(now)
+
+
+def _basic_credentials(headers: Headers) -> tuple[str, str] | None:
+    value = headers.get("Authorization", "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, sep, password = base64.b64decode(token, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (user, password) if sep else None
+
+
+def _offered(headers: Headers) -> list[str]:
+    return [
+        p.strip()
+        for line in headers.get_all("Sec-WebSocket-Protocol")
+        for p in line.split(",")
+        if p.strip()
+    ]
+
+
+class CentralSystem:
+    """The OCPP side of the station (``ChargePointCommands`` for the services)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        events: ChargingEvents,
+        writer: GroupCommitWriter | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.events = events
+        self.writer = writer
+        self.port: int | None = None
+        self.limiter = FailureLimiter(settings.ocpp_auth_failures_per_minute)
+        self._connections: dict[str, OcppConnection] = {}
+        self._limits: dict[tuple[str, int], Decimal] = {}
+        # id -> (stored hash, keyed digest of the password that matched it): reconnects skip scrypt.
+        self._verified: dict[str, tuple[str, bytes]] = {}
+        self._key = secrets.token_bytes(32)
+
+    # --- listening ---------------------------------------------------------------------
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        s = self.settings
+        if s.ocpp_tls_cert is None or s.ocpp_tls_key is None:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(s.ocpp_tls_cert, s.ocpp_tls_key)
+        if s.ocpp_tls_ca is not None:
+            context.load_verify_locations(s.ocpp_tls_ca)
+            context.verify_mode = ssl.CERT_OPTIONAL  # profile 3 by certificate, else Basic
+        return context
+
+    async def run(self, listening: asyncio.Event | None = None) -> None:
+        """Serve until cancelled; sets ``port`` and then ``listening``. Safe to cancel."""
+        async with serve(
+            self._handler,
+            self.settings.ocpp_host,
+            self.settings.ocpp_port,
+            ssl=self.ssl_context(),
+            subprotocols=SUBPROTOCOLS,
+            select_subprotocol=self._select_subprotocol,
+            process_request=self._process_request,
+            max_size=self.settings.ocpp_max_frame_bytes,
+            compression=None,
+            open_timeout=self.settings.ocpp_call_timeout_s,
+            server_header=None,
+        ) as server:
+            self.port = _port_of(server)
+            _log.info("ocpp.listening", host=self.settings.ocpp_host, port=self.port)
+            if listening is not None:
+                listening.set()
+            await asyncio.Future()  # until cancelled
+
+    def _select_subprotocol(
+        self, _connection: ServerConnection, offered: Any
+    ) -> Subprotocol | None:
+        for protocol in SUBPROTOCOLS:
+            if protocol in offered:
+                return protocol
+        return None
+
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        peer = str(connection.remote_address[0]) if connection.remote_address else "?"
+        path = request.path.split("?", 1)[0]
+        if not path.startswith(PREFIX) or not path[len(PREFIX) :].strip("/"):
+            return connection.respond(HTTPStatus.NOT_FOUND, "Use /ocpp/{charge_point_id}\n")
+        cp_id = unquote(path[len(PREFIX) :].strip("/"))
+        log = _log.bind(charge_point_id=cp_id, peer=peer)
+        if not any(p in SUBPROTOCOLS for p in _offered(request.headers)):
+            log.info("ocpp.refused", reason="no_subprotocol")
+            return connection.respond(
+                HTTPStatus.BAD_REQUEST, "Offer one of ocpp2.1, ocpp2.0.1, ocpp1.6\n"
+            )
+        keys = (f"id:{cp_id}", f"peer:{peer}")
+        if self.limiter.blocked(*keys):
+            log.warning("ocpp.auth_rate_limited")
+            return connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "Too many failed attempts\n")
+        if self._certificate_matches(connection, cp_id):
+            return None
+        if not await self._password_matches(cp_id, request.headers):
+            self.limiter.fail(*keys)
+            log.warning("ocpp.auth_failed", displaces=cp_id in self._connections)
+            response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
+            response.headers["WWW-Authenticate"] = 'Basic realm="chargepay", charset="UTF-8"'
+            return response
+        return None
+
+    def _certificate_matches(self, connection: ServerConnection, cp_id: str) -> bool:
+        if self.settings.ocpp_tls_ca is None:
+            return False
+        cert = connection.transport.get_extra_info("peercert") if connection.transport else None
+        for rdn in (cert or {}).get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName" and value == cp_id:
+                    return True
+        return False
+
+    async def _password_matches(self, cp_id: str, headers: Headers) -> bool:
+        credentials = _basic_credentials(headers)
+        if credentials is None or credentials[0] != cp_id:
+            return False
+        password = credentials[1]
+        stored = await store.password_hash_of(self.db, cp_id)
+        if stored is None:
+            return False
+        digest = hmac.new(self._key, password.encode(), hashlib.sha256).digest()
+        cached = self._verified.get(cp_id)
+        if cached is not None and cached[0] == stored:
+            return hmac.compare_digest(cached[1], digest)
+        if not await asyncio.to_thread(store.verify_password, password, stored):
+            return False
+        self._verified[cp_id] = (stored, digest)
+        return True
+
+    async def _handler(self, websocket: ServerConnection) -> None:
+        assert websocket.request is not None
+        cp_id = unquote(websocket.request.path.split("?", 1)[0][len(PREFIX) :].strip("/"))
+        version = websocket.subprotocol
+        if version is None:  # the handshake check makes this unreachable
+            await websocket.close(1002, "no OCPP subprotocol")
+            return
+        log = _log.bind(charge_point_id=cp_id)
+        connection = _ADAPTERS[version](
+            cp_id,
+            websocket,
+            events=self.events,
+            writer=self.writer,
+            call_timeout_s=self.settings.ocpp_call_timeout_s,
+            heartbeat_interval_s=self.settings.ocpp_heartbeat_interval_s,
+            limits=self._limits,
+        )
+        previous = self._connections.get(cp_id)
+        self._connections[cp_id] = connection
+        if previous is not None:
+            log.warning("ocpp.connection_replaced")
+            await previous.websocket.close(1000, "replaced by a new authenticated connection")
+        log.info("ocpp.connected", ocpp_version=version, peer=str(websocket.remote_address))
+        try:
+            await self.events.charge_point_connected(cp_id, version)
+            await connection.serve()
+        finally:
+            if self._connections.get(cp_id) is connection:
+                del self._connections[cp_id]
+            task = asyncio.current_task()
+            if self._connections.get(cp_id) is None and not (task and task.cancelling()):
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(5):
+                        await self.events.charge_point_disconnected(cp_id)
+            log.info("ocpp.disconnected", code=websocket.close_code, reason=websocket.close_reason)
+
+    # --- ChargePointCommands -----------------------------------------------------------
+
+    def is_connected(self, charge_point_id: str) -> bool:
+        return charge_point_id in self._connections
+
+    def ocpp_version(self, charge_point_id: str) -> str | None:
+        connection = self._connections.get(charge_point_id)
+        return None if connection is None else str(connection.version)
+
+    def connected_ids(self) -> list[str]:
+        return sorted(self._connections)
+
+    def _connection(self, charge_point_id: str) -> OcppConnection:
+        connection = self._connections.get(charge_point_id)
+        if connection is None:
+            raise ChargePointNotConnected(f"{charge_point_id} is not connected to this node")
+        return connection
+
+    async def start_transaction(
+        self,
+        charge_point_id: str,
+        *,
+        evse_id: int,
+        id_token: str,
+        remote_start_id: int,
+        max_cost: Decimal | None = None,
+    ) -> bool:
+        connection = self._connection(charge_point_id)
+        if max_cost is not None:
+            self._limits[(charge_point_id, remote_start_id)] = max_cost
+        accepted = await connection.remote_start(
+            evse_id=evse_id, id_token=id_token, remote_start_id=remote_start_id
+        )
+        if not accepted:
+            self._limits.pop((charge_point_id, remote_start_id), None)
+        await self._audit(
+            charge_point_id,
+            "ocpp.start_transaction",
+            {"evse_id": evse_id, "remote_start_id": remote_start_id, "accepted": accepted},
+        )
+        return accepted
+
+    async def stop_transaction(self, charge_point_id: str, transaction_ref: str) -> bool:
+        accepted = await self._connection(charge_point_id).remote_stop(transaction_ref)
+        await self._audit(
+            charge_point_id,
+            "ocpp.stop_transaction",
+            {"transaction_ref": transaction_ref, "accepted": accepted},
+        )
+        return accepted
+
+    def post_stop_transaction(self, charge_point_id: str, transaction_ref: str) -> None:
+        connection = self._connections.get(charge_point_id)
+        if connection is None:
+            _log.warning("ocpp.stop_not_sent", charge_point_id=charge_point_id)
+            return
+        connection.post_remote_stop(transaction_ref)
+
+    def post_cost_updated(
+        self, charge_point_id: str, transaction_ref: str, total_cost: Decimal
+    ) -> None:
+        connection = self._connections.get(charge_point_id)
+        if connection is not None:
+            connection.post_cost_updated(transaction_ref, total_cost)
+
+    async def trigger_message(
+        self, charge_point_id: str, requested_message: str, evse_id: int | None = None
+    ) -> bool:
+        return await self._connection(charge_point_id).trigger(requested_message, evse_id)
+
+    async def _audit(self, charge_point_id: str, action: str, data: dict[str, Any]) -> None:
+        from station.store import audit
+
+        record = getattr(audit, "record", None)
+        if record is None or self.writer is None:
+            return
+
+        async def work(session: Any, _staged: Any) -> None:
+            await record(
+                session, actor="station", action=action, subject=charge_point_id, data=data
+            )
+
+        try:
+            await self.writer.submit(work)
+        except Exception:
+            _log.exception("ocpp.audit_failed", charge_point_id=charge_point_id, action=action)
+
+
+def _port_of(server: Server) -> int:
+    return int(next(iter(server.sockets)).getsockname()[1])

@@ -1,0 +1,155 @@
+"""OCPP 1.6J adapter: translate 1.6 messages into domain events and back."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call
+from ocpp.v16.enums import Action
+
+from station.domain.events import (
+    ChargePointBooted,
+    ConnectorStatusChanged,
+    MeterValuesReported,
+    OcppVersion,
+    TransactionEnded,
+    TransactionStarted,
+)
+from station.ocpp.connection import OcppConnection, now_iso, parse_time
+from station.ocpp.readings import readings_16
+
+Payload = dict[str, Any]
+
+
+def _id_tag_info(accepted: bool) -> Payload:
+    return {"status": "Accepted" if accepted else "Invalid"}
+
+
+class V16Connection(OcppConnection, ChargePoint):
+    version = OcppVersion.V16
+    known_actions = frozenset(a.value for a in Action)
+
+    @on(Action.boot_notification)
+    async def on_boot_notification(self, p: Payload) -> Payload:
+        await self.events.charge_point_booted(
+            ChargePointBooted(
+                charge_point_id=self.charge_point_id,
+                ocpp_version=self.version,
+                vendor=p["chargePointVendor"],
+                model=p["chargePointModel"],
+                firmware_version=p.get("firmwareVersion"),
+                serial_number=p.get("chargePointSerialNumber"),
+            )
+        )
+        return {
+            "status": "Accepted",
+            "currentTime": now_iso(),
+            "interval": self.heartbeat_interval_s,
+        }
+
+    @on(Action.heartbeat)
+    async def on_heartbeat(self, p: Payload) -> Payload:
+        return {"currentTime": now_iso()}
+
+    @on(Action.status_notification)
+    async def on_status_notification(self, p: Payload) -> Payload:
+        connector = p["connectorId"]
+        await self.events.connector_status_changed(
+            ConnectorStatusChanged(
+                charge_point_id=self.charge_point_id,
+                evse_id=connector,
+                connector_id=connector,
+                status=p["status"],
+                timestamp=parse_time(p.get("timestamp")),
+                error_code=p.get("errorCode"),
+            )
+        )
+        return {}
+
+    @on(Action.authorize)
+    async def on_authorize(self, p: Payload) -> Payload:
+        accepted = await self.events.authorize(self.charge_point_id, p["idTag"])
+        return {"idTagInfo": _id_tag_info(accepted)}
+
+    @on(Action.start_transaction)
+    async def on_start_transaction(self, p: Payload) -> Payload:
+        reply = await self.events.transaction_started(
+            TransactionStarted(
+                charge_point_id=self.charge_point_id,
+                evse_id=p["connectorId"],
+                connector_id=p["connectorId"],
+                id_token=p["idTag"],
+                timestamp=parse_time(p["timestamp"]),
+                meter_start_wh=Decimal(p["meterStart"]),
+            )
+        )
+        return {
+            "transactionId": reply.transaction_id,
+            "idTagInfo": _id_tag_info(reply.id_token_accepted),
+        }
+
+    @on(Action.meter_values)
+    async def on_meter_values(self, p: Payload) -> Payload:
+        transaction_id = p.get("transactionId")
+        await self.events.meter_values(
+            MeterValuesReported(
+                charge_point_id=self.charge_point_id,
+                evse_id=p["connectorId"],
+                transaction_ref=None if transaction_id is None else str(transaction_id),
+                readings=readings_16(p["meterValue"]),
+                timestamp=parse_time(None),
+            )
+        )
+        return {}
+
+    @on(Action.stop_transaction)
+    async def on_stop_transaction(self, p: Payload) -> Payload:
+        reply = await self.events.transaction_ended(
+            TransactionEnded(
+                charge_point_id=self.charge_point_id,
+                transaction_ref=str(p["transactionId"]),
+                timestamp=parse_time(p["timestamp"]),
+                meter_stop_wh=Decimal(p["meterStop"]),
+                reason=p.get("reason", "Local"),
+                id_token=p.get("idTag"),
+                readings=readings_16(p.get("transactionData")),
+            )
+        )
+        if "idTag" in p:
+            return {"idTagInfo": _id_tag_info(reply.id_token_accepted)}
+        return {}
+
+    @on(Action.data_transfer)
+    async def on_data_transfer(self, p: Payload) -> Payload:
+        return {"status": "UnknownVendorId"}
+
+    @on(Action.firmware_status_notification)
+    async def on_firmware_status_notification(self, p: Payload) -> Payload:
+        return {}
+
+    @on(Action.diagnostics_status_notification)
+    async def on_diagnostics_status_notification(self, p: Payload) -> Payload:
+        return {}
+
+    # --- station-initiated -------------------------------------------------------------
+
+    async def remote_start(self, *, evse_id: int, id_token: str, remote_start_id: int) -> bool:
+        result = await self.request(
+            call.RemoteStartTransaction(id_tag=id_token, connector_id=evse_id)
+        )
+        return bool(result.status == "Accepted")
+
+    async def remote_stop(self, transaction_ref: str) -> bool:
+        result = await self.request(call.RemoteStopTransaction(transaction_id=int(transaction_ref)))
+        return bool(result.status == "Accepted")
+
+    def post_remote_stop(self, transaction_ref: str) -> None:
+        self.post(call.RemoteStopTransaction(transaction_id=int(transaction_ref)))
+
+    async def trigger(self, requested_message: str, evse_id: int | None = None) -> bool:
+        result = await self.request(
+            call.TriggerMessage(requested_message=requested_message, connector_id=evse_id)  # type: ignore[arg-type]
+        )
+        return bool(result.status == "Accepted")

@@ -1,0 +1,500 @@
+"""The charging service: what charge points report, made durable and billed.
+
+`ChargingService` implements `station.ocpp.ports.ChargingEvents`. Every event
+becomes one unit of work on the `GroupCommitWriter`, so it is committed
+(together with other connections' units) before the adapter answers the
+charge point. After the commit it asks the optional `TransactionListener`
+(billing, set by the payments side: ``station.charging.listener = ...``) what
+to tell the charge point, and turns its `Billing` into a `TransactionReply`.
+Without a listener any id token is accepted and nothing is priced.
+
+Open transactions are cached in memory (a charge point is connected to one
+node at a time and its messages are handled one after the other), so the hot
+path — a meter value — costs no read, only the batched writes.
+
+Unknown transactions (a meter value or an end for a transaction the station
+never saw start) get a normal answer — the charge point must be able to
+clear its queue — while the samples are stored without a transaction and an
+``unknown_transaction`` anomaly is recorded.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from station.domain import metering
+from station.domain.events import (
+    ChargePointBooted,
+    ConnectorStatusChanged,
+    MeterReading,
+    MeterValuesReported,
+    TransactionEnded,
+    TransactionStarted,
+)
+from station.domain.metering import Anomaly, MeterState
+from station.logs import get_logger
+from station.ocpp.ports import TransactionReply
+from station.services.ports import Billing, TransactionListener, TransactionView
+from station.store.base import utcnow
+from station.store.charging import (
+    AnomalyRow,
+    ChargePointRow,
+    ConnectorRow,
+    MeterSampleRow,
+    TransactionRow,
+)
+from station.store.db import Database
+from station.store.writer import GroupCommitWriter, Staged
+
+_log = get_logger(__name__)
+_SAMPLES: Table = MeterSampleRow.__table__  # type: ignore[assignment]
+_ANOMALIES: Table = AnomalyRow.__table__  # type: ignore[assignment]
+_TRANSACTIONS: Table = TransactionRow.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class _Open:
+    """A transaction as the service last committed it."""
+
+    transaction_id: int
+    charge_point_id: str
+    transaction_ref: str
+    evse_id: int
+    id_token: str | None
+    id_token_accepted: bool
+    started_at: datetime
+    meter_start_wh: Decimal | None
+    meter: MeterState
+    ended: bool = False
+    stopped_at: datetime | None = None
+    stop_reason: str | None = None
+
+    def view(self) -> TransactionView:
+        return TransactionView(
+            transaction_id=self.transaction_id,
+            charge_point_id=self.charge_point_id,
+            transaction_ref=self.transaction_ref,
+            evse_id=self.evse_id,
+            id_token=self.id_token,
+            started_at=self.started_at,
+            meter_start_wh=self.meter_start_wh,
+            energy_wh=self.meter.energy_wh,
+            last_reading_at=self.meter.last_at,
+            ended=self.ended,
+            stopped_at=self.stopped_at,
+            stop_reason=self.stop_reason,
+            power_w=self.meter.power_w,
+        )
+
+
+class ChargingService:
+    def __init__(
+        self,
+        db: Database,
+        writer: GroupCommitWriter,
+        *,
+        node_id: str = "node-1",
+        listener: TransactionListener | None = None,
+    ) -> None:
+        self.db = db
+        self.writer = writer
+        self.node_id = node_id
+        self.listener = listener
+        self._open: dict[tuple[str, str], _Open] = {}
+
+    # --- charge points -----------------------------------------------------------------
+
+    async def reset_node(self) -> None:
+        """At start-up: nothing is connected to this node yet (after a crash too)."""
+        async with self.db.session() as session:
+            await session.execute(
+                update(ChargePointRow)
+                .where(ChargePointRow.node_id == self.node_id, ChargePointRow.connected.is_(True))
+                .values(connected=False)
+            )
+
+    async def charge_point_connected(self, charge_point_id: str, ocpp_version: str) -> None:
+        values = {
+            "connected": True,
+            "ocpp_version": ocpp_version,
+            "node_id": self.node_id,
+            "last_seen": utcnow(),
+        }
+        await self._update_charge_point(charge_point_id, values)
+
+    async def charge_point_disconnected(self, charge_point_id: str) -> None:
+        await self._update_charge_point(
+            charge_point_id, {"connected": False, "last_seen": utcnow()}
+        )
+        for key in [k for k in self._open if k[0] == charge_point_id]:
+            del self._open[key]  # reloaded from the database on its next message
+
+    async def charge_point_booted(self, event: ChargePointBooted) -> None:
+        values = {
+            "vendor": event.vendor[:50],
+            "model": event.model[:50],
+            "firmware_version": (event.firmware_version or "")[:50] or None,
+            "serial_number": (event.serial_number or "")[:50] or None,
+            "ocpp_version": str(event.ocpp_version),
+            "last_seen": utcnow(),
+        }
+        await self._update_charge_point(event.charge_point_id, values)
+
+    async def _update_charge_point(self, charge_point_id: str, values: dict[str, Any]) -> None:
+        async def work(session: AsyncSession, _staged: Staged) -> None:
+            await session.execute(
+                update(ChargePointRow)
+                .where(ChargePointRow.charge_point_id == charge_point_id)
+                .values(**values)
+            )
+
+        await self.writer.submit(work)
+
+    async def connector_status_changed(self, event: ConnectorStatusChanged) -> None:
+        key = {
+            "charge_point_id": event.charge_point_id,
+            "evse_id": event.evse_id,
+            "connector_id": event.connector_id,
+        }
+        values = {
+            "status": event.status[:32],
+            "error_code": event.error_code,
+            "updated_at": event.timestamp,
+        }
+
+        async def work(session: AsyncSession, _staged: Staged) -> None:
+            result = await session.execute(
+                update(ConnectorRow)
+                .where(*(getattr(ConnectorRow, k) == v for k, v in key.items()))
+                .values(**values)
+            )
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                await session.execute(insert(ConnectorRow).values(**key, **values))
+
+        await self.writer.submit(work)
+
+    # --- authorisation -----------------------------------------------------------------
+
+    async def authorize(self, charge_point_id: str, id_token: str) -> bool:
+        if self.listener is None:
+            return True
+        verdict = await self.listener.id_token_accepted(charge_point_id, id_token)
+        return True if verdict is None else verdict
+
+    # --- transactions ------------------------------------------------------------------
+
+    async def transaction_started(self, event: TransactionStarted) -> TransactionReply:
+        cp = event.charge_point_id
+        if event.transaction_ref is not None:
+            known = await self._find(cp, event.transaction_ref)
+            if known is not None:  # a repeated Started (retry after a lost answer)
+                if event.readings or event.seq_no is not None:
+                    return await self._apply_readings(
+                        known, event.readings, event.seq_no, event.evse_id, event.timestamp
+                    )
+                return await self._reply(known)
+        accepted = True
+        if event.id_token is not None:
+            accepted = await self.authorize(cp, event.id_token)
+        result = metering.apply(
+            metering.start(event.meter_start_wh), event.readings, seq_no=event.seq_no
+        )
+        meter = result.state
+        row = {
+            "charge_point_id": cp,
+            "transaction_ref": event.transaction_ref or f"~{uuid.uuid4().hex}",
+            "id_token": event.id_token,
+            "evse_id": event.evse_id,
+            "connector_id": event.connector_id,
+            "remote_start_id": event.remote_start_id,
+            "meter_start_wh": event.meter_start_wh,
+            "energy_wh": meter.energy_wh,
+            "last_register_wh": meter.last_wh,
+            "last_reading_at": meter.last_at,
+            "last_seq_no": meter.last_seq_no,
+            "started_at": event.timestamp,
+            "ended": False,
+        }
+
+        async def work(session: AsyncSession, staged: Staged) -> tuple[int, str]:
+            inserted = await session.execute(
+                insert(_TRANSACTIONS).returning(_TRANSACTIONS.c.id), [row]
+            )
+            transaction_id = int(inserted.scalar_one())
+            ref = event.transaction_ref or str(transaction_id)
+            if event.transaction_ref is None:
+                await session.execute(
+                    update(_TRANSACTIONS)
+                    .where(_TRANSACTIONS.c.id == transaction_id)
+                    .values(transaction_ref=ref)
+                )
+            _stage(staged, cp, transaction_id, event.evse_id, event.readings, event.seq_no)
+            _stage_anomalies(staged, cp, transaction_id, result.anomalies)
+            return transaction_id, ref
+
+        transaction_id, ref = await self.writer.submit(work)
+        opened = _Open(
+            transaction_id=transaction_id,
+            charge_point_id=cp,
+            transaction_ref=ref,
+            evse_id=event.evse_id,
+            id_token=event.id_token,
+            id_token_accepted=accepted,
+            started_at=event.timestamp,
+            meter_start_wh=event.meter_start_wh,
+            meter=meter,
+        )
+        self._open[(cp, ref)] = opened
+        _log.info(
+            "charging.transaction_started",
+            charge_point_id=cp,
+            transaction_id=transaction_id,
+            transaction_ref=ref,
+            evse_id=event.evse_id,
+        )
+        return await self._reply(opened)
+
+    async def meter_values(self, event: MeterValuesReported) -> TransactionReply | None:
+        cp = event.charge_point_id
+        opened = await self._find(cp, event.transaction_ref) if event.transaction_ref else None
+        if opened is None:
+            await self._orphan_readings(
+                cp, event.evse_id, event.readings, event.seq_no, event.transaction_ref
+            )
+            return None
+        return await self._apply_readings(
+            opened, event.readings, event.seq_no, event.evse_id, event.timestamp
+        )
+
+    async def transaction_ended(self, event: TransactionEnded) -> TransactionReply:
+        cp = event.charge_point_id
+        opened = await self._find(cp, event.transaction_ref)
+        if opened is None:
+            await self._orphan_readings(cp, 0, event.readings, event.seq_no, event.transaction_ref)
+            return TransactionReply(transaction_id=0, id_token_accepted=True)
+        if opened.ended:  # a repeated end: answer as before, change nothing
+            return await self._reply(opened, notify=False)
+        result = metering.apply(opened.meter, event.readings, seq_no=event.seq_no)
+        anomalies = list(result.anomalies)
+        if result.anomalies and result.state is opened.meter and event.seq_no is not None:
+            # A duplicate seqNo on the end message still ends the transaction.
+            result = metering.apply(opened.meter, event.readings)
+        stopped = metering.stop(result.state, event.meter_stop_wh, event.timestamp)
+        anomalies.extend(stopped.anomalies)
+        meter = stopped.state
+        tid = opened.transaction_id
+        values = {
+            "meter_stop_wh": event.meter_stop_wh,
+            "energy_wh": meter.energy_wh,
+            "last_register_wh": meter.last_wh,
+            "last_reading_at": meter.last_at,
+            "last_seq_no": meter.last_seq_no,
+            "stopped_at": event.timestamp,
+            "stop_reason": (event.reason or "")[:64] or None,
+            "ended": True,
+        }
+        if opened.meter_start_wh is None and meter.start_wh is not None:
+            values["meter_start_wh"] = meter.start_wh
+
+        async def work(session: AsyncSession, staged: Staged) -> None:
+            await session.execute(
+                update(_TRANSACTIONS).where(_TRANSACTIONS.c.id == tid).values(**values)
+            )
+            _stage(staged, cp, tid, opened.evse_id, event.readings, event.seq_no)
+            _stage_anomalies(staged, cp, tid, anomalies)
+
+        await self.writer.submit(work)
+        ended = replace(
+            opened,
+            meter=meter,
+            ended=True,
+            stopped_at=event.timestamp,
+            stop_reason=values["stop_reason"],
+            meter_start_wh=opened.meter_start_wh or meter.start_wh,
+        )
+        self._open.pop((cp, opened.transaction_ref), None)
+        _log.info(
+            "charging.transaction_ended",
+            charge_point_id=cp,
+            transaction_id=tid,
+            energy_wh=meter.energy_wh,
+            reason=event.reason,
+        )
+        return await self._reply(ended)
+
+    # --- helpers -----------------------------------------------------------------------
+
+    async def _apply_readings(
+        self,
+        opened: _Open,
+        readings: tuple[MeterReading, ...],
+        seq_no: int | None,
+        evse_id: int,
+        at: datetime,
+    ) -> TransactionReply:
+        cp, tid = opened.charge_point_id, opened.transaction_id
+        anomalies: tuple[Anomaly, ...]
+        if opened.ended:
+            meter = opened.meter
+            anomalies = (Anomaly("after_end", "readings after the transaction ended", at),)
+        else:
+            result = metering.apply(opened.meter, readings, seq_no=seq_no)
+            meter, anomalies = result.state, result.anomalies
+        changed = meter != opened.meter
+
+        async def work(session: AsyncSession, staged: Staged) -> None:
+            if changed:
+                await session.execute(
+                    update(_TRANSACTIONS)
+                    .where(_TRANSACTIONS.c.id == tid)
+                    .values(
+                        energy_wh=meter.energy_wh,
+                        last_register_wh=meter.last_wh,
+                        last_reading_at=meter.last_at,
+                        last_seq_no=meter.last_seq_no,
+                        meter_start_wh=opened.meter_start_wh
+                        if opened.meter_start_wh is not None
+                        else meter.start_wh,
+                    )
+                )
+            _stage(staged, cp, tid, evse_id or opened.evse_id, readings, seq_no)
+            _stage_anomalies(staged, cp, tid, anomalies)
+
+        await self.writer.submit(work)
+        updated = replace(opened, meter=meter)
+        if not opened.ended:
+            self._open[(cp, opened.transaction_ref)] = updated
+        return await self._reply(updated, notify=changed)
+
+    async def _orphan_readings(
+        self,
+        cp: str,
+        evse_id: int,
+        readings: tuple[MeterReading, ...],
+        seq_no: int | None,
+        ref: str | None,
+    ) -> None:
+        anomalies: tuple[Anomaly, ...] = ()
+        if ref is not None:
+            anomalies = (Anomaly("unknown_transaction", f"transaction {ref!r} is not known"),)
+            _log.warning("charging.unknown_transaction", charge_point_id=cp, transaction_ref=ref)
+
+        async def work(_session: AsyncSession, staged: Staged) -> None:
+            _stage(staged, cp, None, evse_id, readings, seq_no)
+            _stage_anomalies(staged, cp, None, anomalies)
+
+        await self.writer.submit(work)
+
+    async def _find(self, cp: str, ref: str) -> _Open | None:
+        cached = self._open.get((cp, ref))
+        if cached is not None:
+            return cached
+        async with self.db.reader() as session:
+            row = await session.scalar(
+                select(TransactionRow).where(
+                    TransactionRow.charge_point_id == cp, TransactionRow.transaction_ref == ref
+                )
+            )
+        if row is None:
+            return None
+        start = row.meter_start_wh
+        if start is None and row.last_register_wh is not None:
+            start = row.last_register_wh - row.energy_wh
+        opened = _Open(
+            transaction_id=row.id,
+            charge_point_id=cp,
+            transaction_ref=ref,
+            evse_id=row.evse_id,
+            id_token=row.id_token,
+            id_token_accepted=True,
+            started_at=row.started_at,
+            meter_start_wh=row.meter_start_wh,
+            meter=MeterState(
+                start_wh=start,
+                last_wh=row.last_register_wh,
+                last_at=row.last_reading_at,
+                last_seq_no=row.last_seq_no,
+            ),
+            ended=row.ended,
+            stopped_at=row.stopped_at,
+            stop_reason=row.stop_reason,
+        )
+        if not row.ended:
+            self._open[(cp, ref)] = opened
+        return opened
+
+    async def _reply(self, opened: _Open, *, notify: bool = True) -> TransactionReply:
+        billing = Billing()
+        if self.listener is not None and notify:
+            try:
+                billing = await self.listener.transaction_updated(opened.view())
+            except Exception:  # billing must never lose a reading: the commit happened
+                _log.exception(
+                    "charging.listener_failed",
+                    charge_point_id=opened.charge_point_id,
+                    transaction_id=opened.transaction_id,
+                )
+        return TransactionReply(
+            transaction_id=opened.transaction_id,
+            id_token_accepted=opened.id_token_accepted and billing.id_token_accepted,
+            total_cost=billing.total_cost,
+            max_cost=billing.max_cost,
+        )
+
+
+def _stage(
+    staged: Staged,
+    cp: str,
+    transaction_id: int | None,
+    evse_id: int,
+    readings: tuple[MeterReading, ...],
+    seq_no: int | None,
+) -> None:
+    for reading in readings:
+        for value in reading.values:
+            staged.add(
+                _SAMPLES,
+                {
+                    "charge_point_id": cp,
+                    "transaction_id": transaction_id,
+                    "evse_id": evse_id,
+                    "timestamp": reading.timestamp,
+                    "measurand": value.measurand[:64],
+                    "phase": value.phase,
+                    "context": str(value.context),
+                    "unit": value.unit[:16],
+                    "value": value.value,
+                    "raw": value.raw[:100] if value.raw is not None else None,
+                    "seq_no": seq_no,
+                },
+            )
+
+
+def _stage_anomalies(staged: Staged, cp: str, transaction_id: int | None, anomalies: Any) -> None:
+    now = utcnow()
+    for anomaly in anomalies:
+        _log.warning(
+            "charging.anomaly",
+            charge_point_id=cp,
+            transaction_id=transaction_id,
+            kind=anomaly.kind,
+            detail=anomaly.detail,
+        )
+        staged.add(
+            _ANOMALIES,
+            {
+                "charge_point_id": cp,
+                "transaction_id": transaction_id,
+                "kind": anomaly.kind,
+                "detail": anomaly.detail,
+                "timestamp": anomaly.timestamp,
+                "recorded_at": now,
+            },
+        )

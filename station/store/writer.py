@@ -1,0 +1,130 @@
+"""Group commit: many connections' writes share one database transaction.
+
+A charge point's reading must be durable before the station answers it, but
+one commit per message would cap the station at the disk's fsync rate. The
+`GroupCommitWriter` runs on one task: it takes every unit of work queued
+since its last commit, runs them in one transaction, appends the rows they
+staged (and any log rows) with one multi-row INSERT per table, commits, and
+only then resolves each caller's future. A caller awaiting `submit()`
+therefore hears back after its writes are durable.
+
+If the batch fails, it is rolled back and each unit is retried alone, so one
+bad unit fails only its own caller. Units must therefore be free of side
+effects outside the session (compute, write, return; apply caches after).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import Table, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from station.logs import get_logger
+from station.store.db import Database
+
+T = TypeVar("T")
+_log = get_logger(__name__)
+
+
+@dataclass
+class Staged:
+    """Rows a unit adds, inserted in bulk after every unit of the batch ran."""
+
+    rows: dict[Table, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def add(self, table: Table, row: dict[str, Any]) -> None:
+        self.rows.setdefault(table, []).append(row)
+
+
+Work = Callable[[AsyncSession, Staged], Awaitable[Any]]
+
+
+@dataclass
+class _Item:
+    work: Work | None
+    rows: list[tuple[Table, dict[str, Any]]]
+    future: asyncio.Future[Any] | None
+
+
+class GroupCommitWriter:
+    def __init__(self, db: Database, *, max_batch: int = 500) -> None:
+        self.db = db
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self.batches = 0
+        self.units = 0
+
+    async def submit(self, work: Work) -> Any:
+        """Run ``work`` in the next batch; return its result once committed.
+
+        Safe to cancel: the unit may still commit with its batch.
+        """
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Item(work, [], future))
+        return await asyncio.shield(future)
+
+    def append(self, table: Table, row: dict[str, Any]) -> None:
+        """Queue a row for the next batch without waiting for it (logs, last-seen)."""
+        self._queue.put_nowait(_Item(None, [(table, row)], None))
+
+    async def run(self) -> None:
+        """The writer's loop; runs until cancelled, then flushes what is queued."""
+        try:
+            while True:
+                items = [await self._queue.get()]
+                while not self._queue.empty() and len(items) < self.max_batch:
+                    items.append(self._queue.get_nowait())
+                await self._commit(items)
+        except asyncio.CancelledError:
+            rest = []
+            while not self._queue.empty():
+                rest.append(self._queue.get_nowait())
+            if rest:
+                try:
+                    async with asyncio.timeout(5):
+                        await self._commit(rest)
+                except BaseException:
+                    _log.warning("store.writer_flush_failed", units=len(rest))
+                    for item in rest:
+                        if item.future and not item.future.done():
+                            item.future.cancel()
+            raise
+
+    async def _commit(self, items: list[_Item]) -> None:
+        try:
+            results = await self._run_batch(items)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if len(items) == 1:
+                future = items[0].future
+                if future is not None and not future.done():
+                    future.set_exception(exc)
+                else:
+                    _log.error("store.log_write_failed", error=type(exc).__name__)
+                return
+            _log.warning("store.batch_failed", units=len(items), error=type(exc).__name__)
+            for item in items:
+                await self._commit([item])
+            return
+        self.batches += 1
+        self.units += len(items)
+        for item, result in zip(items, results, strict=True):
+            if item.future is not None and not item.future.done():
+                item.future.set_result(result)
+
+    async def _run_batch(self, items: list[_Item]) -> list[Any]:
+        staged = Staged()
+        results: list[Any] = []
+        async with self.db.session() as session:
+            for item in items:
+                for table, row in item.rows:
+                    staged.add(table, row)
+                results.append(await item.work(session, staged) if item.work is not None else None)
+            for table, rows in staged.rows.items():
+                await session.execute(insert(table), rows)
+        return results
