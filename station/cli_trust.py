@@ -1,0 +1,219 @@
+"""`chargepay agents …` and `chargepay audit …`: the trust area from the shell.
+
+Both talk to the database named by the settings (``CHARGEPAY_DATABASE_URL``)
+directly, so they work with the station stopped. Suspending here refuses the
+agent's next request on every node at once; stopping its running sessions
+needs a running station — use ``POST /v1/admin/agents/{id}/suspend`` for that.
+
+    chargepay agents keygen agent.pem        a key pair for an agent (prints the public key)
+    chargepay agents add --name car-7 --public-key … --limit-per-session 50 …
+    chargepay agents list | suspend ID --reason … | resume ID
+    chargepay audit verify [--head HASH]     exit 1 naming the first broken row
+    chargepay audit export [--output FILE]   JSON lines
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from station.domain.money import Money
+from station.errors import ChargepayError
+from station.settings import Settings
+from station.store.db import Database
+
+T = TypeVar("T")
+agents_app = typer.Typer(
+    help="The agent registry: who may pay, within which limits.", no_args_is_help=True
+)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+ACTOR = "cli"
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    from station.cli import load_settings  # the lead's one place for settings errors
+
+    return load_settings()
+
+
+def _with_db(work: Callable[[Database], Awaitable[T]]) -> T:
+    async def main() -> T:
+        db = Database(_settings().database_url)
+        try:
+            await db.upgrade()
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except ChargepayError as exc:
+        _fail(exc.detail)
+
+
+def _agent_line(agent: Any) -> dict[str, Any]:
+    return {
+        "agent_id": agent.agent_id,
+        "name": agent.name,
+        "owner": agent.owner,
+        "status": agent.status,
+        "currency": agent.currency,
+        "limit_per_session": Money(agent.limit_per_session, agent.currency).to_wire(),
+        "limit_per_window": Money(agent.limit_per_window, agent.currency).to_wire(),
+        "window_hours": agent.window_hours,
+        "allowed_charge_points": agent.allowed_charge_points,
+        "suspended_reason": agent.suspended_reason,
+    }
+
+
+@agents_app.command("keygen")
+def keygen(
+    path: Annotated[Path, typer.Argument(help="Where to write the private key (PEM, 0600).")],
+    force: bool = typer.Option(False, help="Overwrite an existing file."),
+) -> None:
+    """Make an Ed25519 key pair for an agent; print the public key to register."""
+    from vehicle.signing import generate_keypair, public_key_b64, save_private_key
+
+    if path.exists() and not force:
+        _fail(f"{path} exists (use --force to overwrite)")
+    key, _ = generate_keypair()
+    save_private_key(key, path)
+    typer.echo(public_key_b64(key))
+
+
+@agents_app.command("add")
+def add(
+    name: str = typer.Option(..., help="A name the operator recognises."),
+    public_key: str = typer.Option(..., help="Base64 of the raw 32-byte Ed25519 public key."),
+    limit_per_session: str = typer.Option(..., help="Most one session may hold, e.g. 50.00."),
+    limit_per_window: str = typer.Option(..., help="Most the rolling window may hold."),
+    window_hours: int = typer.Option(24, help="Length of the rolling window."),
+    currency: str = typer.Option("usd"),
+    owner: str | None = typer.Option(None),
+    allow: Annotated[
+        list[str] | None, typer.Option(help="Charge points it may use (default: all).")
+    ] = None,
+) -> None:
+    """Register an agent; prints its id."""
+    from station.services import agents
+
+    new = agents.NewAgent(
+        name=name,
+        public_key=public_key,
+        currency=currency,
+        limit_per_session=limit_per_session,
+        limit_per_window=limit_per_window,
+        window_hours=window_hours,
+        owner=owner,
+        allowed_charge_points=allow or None,
+    )
+
+    async def work(db: Database) -> str:
+        async with db.session() as session:
+            agent = await agents.register(session, new, actor=ACTOR)
+            return agent.agent_id
+
+    typer.echo(_with_db(work))
+
+
+@agents_app.command("list")
+def list_agents(status: str | None = typer.Option(None, help="active or suspended")) -> None:
+    """The registered agents, one JSON object per line."""
+    from station.services import agents
+
+    async def work(db: Database) -> list[dict[str, Any]]:
+        async with db.reader() as session:
+            return [_agent_line(a) for a in await agents.list_all(session, status=status)]
+
+    for line in _with_db(work):
+        typer.echo(json.dumps(line))
+
+
+@agents_app.command("suspend")
+def suspend(
+    agent_id: str = typer.Argument(...),
+    reason: str = typer.Option(..., help="Why (kept in the audit log)."),
+) -> None:
+    """Refuse the agent's requests from now on (running sessions: use the API)."""
+    from station.services import agents
+
+    async def work(db: Database) -> None:
+        async with db.session() as session:
+            await agents.suspend(session, agent_id, reason=reason, actor=ACTOR)
+
+    _with_db(work)
+    typer.echo(f"{agent_id} suspended")
+
+
+@agents_app.command("resume")
+def resume(
+    agent_id: str = typer.Argument(...),
+    reason: str = typer.Option("", help="Why (kept in the audit log)."),
+) -> None:
+    """Let a suspended agent pay again."""
+    from station.services import agents
+
+    async def work(db: Database) -> None:
+        async with db.session() as session:
+            await agents.resume(session, agent_id, reason=reason, actor=ACTOR)
+
+    _with_db(work)
+    typer.echo(f"{agent_id} active")
+
+
+@audit_app.command("verify")
+def verify(
+    head: str | None = typer.Option(None, help="A head hash noted earlier (catches truncation)."),
+) -> None:
+    """Check the whole chain; exit 1 naming the first row that does not fit."""
+    from station.store import audit
+
+    async def work(db: Database) -> audit.Verification:
+        async with db.reader() as session:
+            return await audit.verify(session, expected_head=head)
+
+    result = _with_db(work)
+    if not result.ok:
+        where = f"row {result.broken_seq}" if result.broken_seq is not None else "head"
+        typer.echo(f"audit log BROKEN at {where}: {result.reason}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"audit log ok: {result.rows} rows, head {result.head}")
+
+
+@audit_app.command("export")
+def export(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File (default: stdout).")
+    ] = None,
+    after_seq: int = typer.Option(0, help="Only rows after this sequence number."),
+) -> None:
+    """Write the log as JSON lines."""
+    from station.store import audit
+
+    async def work(db: Database) -> int:
+        out = output.open("w", encoding="utf-8") if output else sys.stdout
+        count = 0
+        try:
+            async with db.reader() as session:
+                async for line in audit.export_lines(session, after_seq=after_seq):
+                    out.write(line)
+                    count += 1
+        finally:
+            if output:
+                out.close()
+        return count
+
+    count = _with_db(work)
+    if output:
+        typer.echo(f"{count} rows written to {output}", err=True)
