@@ -12,6 +12,8 @@ power and its real departure time — to buy a discount.
 Invariant (tested with hypothesis): `Accept` is only ever returned for an
 offer whose price is at most the reservation price and whose judged cost is
 within the budget; a `Counter` never names a price above the reservation.
+In the last round an offer within bounds is taken; one out of bounds gets a
+final counter at the reservation price (the station agrees or rejects).
 """
 
 from __future__ import annotations
@@ -148,10 +150,13 @@ class Strategy:
         refusal = self.acceptable(offer)
         price = offer.tariff.energy_price_per_kwh
         target = self.target_price(offer.tariff, reply.round, reply.max_rounds)
-        if refusal is None and (price <= target or not reply.can_counter):
+        final = reply.last_round or not reply.can_counter
+        if refusal is None and (price <= target or final):
             return Accept(offer, judged_cost(self.goal, offer), self.choose_cap(offer))
         if not reply.can_counter:
             return WalkAway(refusal or "no rounds left")
+        # At the last round a counter is take-it-or-leave-it at the reservation
+        # price (the target there): better than walking away with nothing.
         if self.budget_price(offer.tariff) <= 0:
             return WalkAway("the fixed charges alone exceed the budget")
         power, departure = self.flexibility(offer, now)

@@ -140,7 +140,13 @@ class NegotiationReply:
 
     @property
     def can_counter(self) -> bool:
-        return self.status is NegotiationStatus.OPEN and self.round < self.max_rounds
+        """A counter is heard up to and including the last round (past it: 409)."""
+        return self.status is NegotiationStatus.OPEN and self.round <= self.max_rounds
+
+    @property
+    def last_round(self) -> bool:
+        """A counter now is final: the station agrees to it or rejects it."""
+        return self.round >= self.max_rounds
 
     @classmethod
     def from_wire(cls, doc: Any) -> NegotiationReply:

@@ -64,8 +64,25 @@ def test_an_urgent_car_offers_no_flexibility() -> None:
     assert move.terms.max_power_kw is None and move.terms.departure_at is None
 
 
-def test_it_walks_away_at_the_last_round_when_the_price_is_above_its_limit() -> None:
-    move = Strategy.for_goal(goal(), NOW).decide(reply("0.9000", round_=5), NOW)
+def test_at_the_last_round_it_makes_a_final_counter_at_its_reservation_price() -> None:
+    strategy = Strategy.for_goal(goal(), NOW)
+    the_reply = reply("0.9000", round_=5)
+
+    move = strategy.decide(the_reply, NOW)
+
+    assert isinstance(move, Counter)
+    assert the_reply.offer is not None
+    assert move.terms.energy_price_per_kwh == strategy.reservation_price(the_reply.offer.tariff)
+
+
+def test_at_the_last_round_it_takes_an_offer_within_bounds() -> None:
+    move = Strategy.for_goal(goal(), NOW).decide(reply("0.5000", round_=5), NOW)
+
+    assert isinstance(move, Accept)
+
+
+def test_past_the_last_round_it_walks_away() -> None:
+    move = Strategy.for_goal(goal(), NOW).decide(reply("0.9000", round_=6), NOW)
 
     assert isinstance(move, WalkAway)
 
@@ -98,7 +115,7 @@ energies = st.decimals(min_value=Decimal("1"), max_value=Decimal("120"), places=
 budgets = st.decimals(min_value=Decimal("1"), max_value=Decimal("200"), places=2)
 urgencies = st.decimals(min_value=Decimal(0), max_value=Decimal(1), places=3)
 rounds = st.integers(min_value=1, max_value=8).flatmap(
-    lambda m: st.tuples(st.integers(min_value=1, max_value=m), st.just(m))
+    lambda m: st.tuples(st.integers(min_value=1, max_value=m + 1), st.just(m))
 )
 
 

@@ -17,8 +17,8 @@ def test_an_offer_parses_into_decimal_money() -> None:
 
 
 def test_a_reply_can_counter_only_while_open_and_rounds_remain() -> None:
-    assert NegotiationReply.from_wire(reply_doc(round_=4)).can_counter
-    assert not NegotiationReply.from_wire(reply_doc(round_=5)).can_counter
+    assert NegotiationReply.from_wire(reply_doc(round_=5)).can_counter
+    assert not NegotiationReply.from_wire(reply_doc(round_=6)).can_counter
     assert not NegotiationReply.from_wire(reply_doc(status="agreed")).can_counter
 
 
