@@ -21,6 +21,7 @@ from station.logs import get_logger
 from station.metrics import StationMetrics
 from station.ocpp.server import CentralSystem
 from station.services.charging import ChargingService
+from station.services.payments import Payments
 from station.settings import Settings
 from station.store.db import Database
 from station.store.writer import GroupCommitWriter
@@ -41,6 +42,9 @@ class Station:
         self.writer = GroupCommitWriter(self.db)
         self.charging = ChargingService(self.db, self.writer, node_id=settings.node_id)
         self.central_system = CentralSystem(settings, self.db, self.charging, self.writer)
+        # Payments (issue 3): negotiation, MPP authorisation, billing, settlement.
+        self.payments = Payments(settings, self.db, lambda: self.central_system)
+        self.charging.listener = self.payments.billing
         self.api = create_app(self)
 
     async def run(self) -> None:
@@ -60,6 +64,7 @@ class Station:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.writer.run())
                 tasks.create_task(self.central_system.run(ocpp_listening))
+                tasks.create_task(self.payments.run())
                 tasks.create_task(server.serve(sockets=[http_socket]))
                 tasks.create_task(self._announce_ready(server, ocpp_listening))
         finally:

@@ -23,6 +23,7 @@ def create_app(station: Station) -> FastAPI:
     app.state.station = station
     problems.install(app)
     _include_trust(app, station)
+    _include_payments(app)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> JSONResponse:
@@ -42,6 +43,14 @@ def _include_trust(app: FastAPI, station: Station) -> None:
     app.include_router(admin.router)
     app.include_router(metrics.router)
     app.add_middleware(BodyLimit, max_bytes=station.settings.max_body_bytes)
+
+
+def _include_payments(app: FastAPI) -> None:
+    """Negotiation, MPP authorisation and sessions (issue 3)."""
+    from station.api import negotiations, sessions
+
+    app.include_router(negotiations.router)
+    app.include_router(sessions.router)
 
 
 def station_of(request: Request) -> Station:

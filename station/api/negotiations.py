@@ -1,0 +1,119 @@
+"""Agent API: negotiate (PROTOCOL §2) and accept with an MPP credential (§3)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from station.api.app import station_of
+from station.api.identity import Agent
+from station.domain.money import MoneyError, parse_decimal
+from station.errors import ValidationError
+from station.services.negotiations import CounterRequest, OpenRequest
+
+router = APIRouter(tags=["negotiation"])
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("times are RFC 3339 with a zone (e.g. Z)")
+    return value
+
+
+Decimal4 = Annotated[str, Field(max_length=32, examples=["40"])]
+AwareTime = Annotated[datetime | None, AfterValidator(_aware)]
+
+
+class NegotiationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    charge_point_id: str = Field(min_length=1, max_length=48)
+    evse_id: int = Field(default=1, ge=1, le=1000)
+    energy_kwh: Decimal4
+    max_power_kw: Decimal4 | None = None
+    departure_at: AwareTime = None
+    currency: str | None = Field(default=None, pattern=r"^[a-z]{3}$")
+
+
+class CounterIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    energy_price_per_kwh: Decimal4 | None = None
+    max_power_kw: Decimal4 | None = None
+    departure_at: AwareTime = None
+
+
+class AcceptIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    offer_id: str = Field(min_length=1, max_length=40)
+    cap: str = Field(min_length=1, max_length=32, examples=["25.00"])
+
+
+def _decimal(name: str, text: str | None, places: int = 4) -> Any:
+    if text is None:
+        return None
+    try:
+        value = parse_decimal(text, places=places)
+    except MoneyError as exc:
+        raise ValidationError(f"{name}: {exc}") from exc
+    if value <= 0 or value > 100_000:
+        raise ValidationError(f"{name} must be positive and at most 100000")
+    return value
+
+
+@router.post("/v1/negotiations", status_code=201)
+async def open_negotiation(body: NegotiationIn, agent: Agent, request: Request) -> JSONResponse:
+    """Open a negotiation: the station's first offer for the energy asked."""
+    agent.check_charge_point(body.charge_point_id)
+    payments = station_of(request).payments
+    view = await payments.negotiations.open(
+        agent.agent_id,
+        OpenRequest(
+            charge_point_id=body.charge_point_id,
+            evse_id=body.evse_id,
+            energy_kwh=_decimal("energy_kwh", body.energy_kwh, 3),
+            max_power_kw=_decimal("max_power_kw", body.max_power_kw, 3),
+            departure_at=body.departure_at,
+            currency=body.currency,
+        ),
+    )
+    return JSONResponse(view, status_code=201)
+
+
+@router.post("/v1/negotiations/{negotiation_id}/counter")
+async def counter(
+    negotiation_id: str, body: CounterIn, agent: Agent, request: Request
+) -> dict[str, Any]:
+    """Counter the current offer: agreed, a new offer (open), or rejected."""
+    payments = station_of(request).payments
+    return await payments.negotiations.counter(
+        agent.agent_id,
+        negotiation_id,
+        CounterRequest(
+            energy_price_per_kwh=_decimal("energy_price_per_kwh", body.energy_price_per_kwh),
+            max_power_kw=_decimal("max_power_kw", body.max_power_kw, 3),
+            departure_at=body.departure_at,
+        ),
+    )
+
+
+@router.post(
+    "/v1/negotiations/{negotiation_id}/accept",
+    status_code=201,
+    responses={402: {"description": "Payment required: an MPP challenge (WWW-Authenticate)"}},
+)
+async def accept(
+    negotiation_id: str,
+    body: AcceptIn,
+    agent: Agent,
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    """Accept an offer with a cap: 402 + challenge, then 201 + the session with a credential."""
+    payments = station_of(request).payments
+    view = await payments.authorisation.accept(
+        agent.agent_id, negotiation_id, body.offer_id, body.cap, authorization
+    )
+    return JSONResponse(view, status_code=201)

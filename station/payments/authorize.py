@@ -1,0 +1,146 @@
+"""MPP's ``authorize`` intent on method ``stripe``: the 402 challenge and its credential.
+
+pympp ships only a ``charge`` intent; this builds ``authorize`` on its
+primitives. A challenge's request is
+``{"amount": "<cap, minor units>", "currency", "externalId": "<offer_id>",
+"methodDetails": {"captureMethod": "manual", …}}``; its id is HMAC-SHA256
+(`mpp.generate_challenge_id`) over realm, method, intent, request, expiry and
+an opaque nonce, so a payer can change none of them. `verify` checks a
+credential's echo against the secret, the route's own request and the clock;
+the caller then consumes the challenge id in the database (one use).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import mpp
+
+from station.errors import InvalidCredential
+from station.services.gateway import PaymentSource
+
+METHOD = "stripe"
+INTENT = "authorize"
+
+
+def authorize_request(*, amount_minor: int, currency: str, offer_id: str) -> dict[str, Any]:
+    return {
+        "amount": str(amount_minor),
+        "currency": currency,
+        "externalId": offer_id,
+        "methodDetails": {"captureMethod": "manual", "paymentMethodTypes": ["card"]},
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedCredential:
+    challenge_id: str
+    source: PaymentSource
+    payer: str | None
+
+
+def _decode(b64: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)))
+    except (ValueError, binascii.Error) as exc:
+        raise InvalidCredential("challenge echo is not base64url JSON") from exc
+    if not isinstance(doc, dict):
+        raise InvalidCredential("challenge echo is not a JSON object")
+    return doc
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Authorizer:
+    def __init__(self, *, secret_key: str, realm: str, ttl_s: int) -> None:
+        self._secret = secret_key
+        self.realm = realm
+        self._ttl = timedelta(seconds=ttl_s)
+
+    def challenge(self, request: dict[str, Any], now: datetime) -> mpp.Challenge:
+        """A fresh challenge (unique id: an opaque nonce is bound into the HMAC)."""
+        return mpp.Challenge.create(
+            secret_key=self._secret,
+            realm=self.realm,
+            method=METHOD,
+            intent=INTENT,
+            request=request,
+            expires=_iso(now + self._ttl),
+            description="Hold for an EV charging session",
+            meta={"nonce": secrets.token_urlsafe(12)},
+        )
+
+    def www_authenticate(self, challenge: mpp.Challenge) -> str:
+        return challenge.to_www_authenticate(self.realm)
+
+    def verify(
+        self, authorization: str, expected_request: dict[str, Any], now: datetime
+    ) -> VerifiedCredential:
+        """Check a credential; raises InvalidCredential (tampered, foreign, expired, malformed)."""
+        scheme = next(
+            (
+                part.strip()
+                for part in authorization.split(",")
+                if part.strip().lower().startswith("payment ")
+            ),
+            None,
+        )
+        if scheme is None:
+            raise InvalidCredential("no Payment credential in Authorization")
+        try:
+            credential = mpp.Credential.from_authorization(scheme)
+        except (mpp.ParseError, ValueError, TypeError) as exc:
+            raise InvalidCredential("malformed credential") from exc
+        echo = credential.challenge
+        request = _decode(echo.request)
+        opaque = _decode(echo.opaque) if echo.opaque else None
+        try:
+            expected_id = mpp.generate_challenge_id(
+                secret_key=self._secret,
+                realm=echo.realm,
+                method=echo.method,
+                intent=echo.intent,
+                request=request,
+                expires=echo.expires,
+                digest=echo.digest,
+                opaque=opaque,
+                header=echo.header,
+            )
+        except Exception as exc:  # non-canonical JSON and the like
+            raise InvalidCredential("challenge echo cannot be canonicalised") from exc
+        if not hmac.compare_digest(expected_id.encode(), echo.id.encode()):
+            raise InvalidCredential("challenge was not issued by this station")
+        if (echo.realm, echo.method, echo.intent) != (self.realm, METHOD, INTENT):
+            raise InvalidCredential("credential is for another realm, method or intent")
+        if request != expected_request:
+            raise InvalidCredential("credential does not match this offer and cap")
+        try:
+            expires = datetime.fromisoformat((echo.expires or "").replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise InvalidCredential("challenge has no valid expiry") from exc
+        if expires.tzinfo is None or expires <= now:
+            raise InvalidCredential("challenge expired")
+        return VerifiedCredential(echo.id, _source(credential.payload, request), credential.source)
+
+
+def _source(payload: Any, request: dict[str, Any]) -> PaymentSource:
+    if not isinstance(payload, dict):
+        raise InvalidCredential("credential payload is not an object")
+    external = payload.get("externalId")
+    if external is not None and external != request.get("externalId"):
+        raise InvalidCredential("credential externalId does not match the offer")
+    spt, method = payload.get("spt"), payload.get("payment_method")
+    if isinstance(spt, str) and spt.startswith("spt_") and method is None:
+        return PaymentSource("spt", spt)
+    if isinstance(method, str) and method.startswith("pm_") and spt is None:
+        return PaymentSource("payment_method", method)
+    raise InvalidCredential('payload must be {"spt": "spt_…"} or {"payment_method": "pm_…"}')

@@ -1,0 +1,70 @@
+"""An in-memory payment gateway for unit tests: Stripe's manual-capture rules, no network.
+
+PaymentMethod ids listed in `declined` are refused; capturing twice or
+above the hold raises `PaymentUnavailable` like Stripe's invalid-request
+errors do through `StripeGateway`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from dataclasses import replace
+
+from station.errors import PaymentDeclined, PaymentUnavailable
+from station.services.gateway import PaymentIntentState, PaymentSource
+
+
+class FakeGateway:
+    def __init__(self, declined: frozenset[str] = frozenset({"pm_card_chargeDeclined"})) -> None:
+        self.intents: dict[str, PaymentIntentState] = {}
+        self.declined = declined
+        self.calls: Counter[str] = Counter()
+        self._ids = itertools.count(1)
+
+    async def authorize(
+        self,
+        *,
+        amount_minor: int,
+        currency: str,
+        source: PaymentSource,
+        idempotency_key: str,
+        metadata: dict[str, str],
+    ) -> PaymentIntentState:
+        self.calls["authorize"] += 1
+        if source.value in self.declined:
+            raise PaymentDeclined("Your card was declined.")
+        state = PaymentIntentState(
+            f"pi_fake{next(self._ids)}", "requires_capture", amount_minor, currency
+        )
+        self.intents[state.reference] = state
+        return state
+
+    async def capture(
+        self, reference: str, amount_minor: int, *, idempotency_key: str
+    ) -> PaymentIntentState:
+        self.calls["capture"] += 1
+        state = self._get(reference)
+        if state.status != "requires_capture" or amount_minor > state.amount_minor:
+            raise PaymentUnavailable("invalid capture")
+        state = replace(state, status="succeeded", captured_minor=amount_minor)
+        self.intents[reference] = state
+        return state
+
+    async def cancel(self, reference: str, *, idempotency_key: str) -> PaymentIntentState:
+        self.calls["cancel"] += 1
+        state = self._get(reference)
+        if state.status != "requires_capture":
+            raise PaymentUnavailable("invalid cancel")
+        state = replace(state, status="canceled")
+        self.intents[reference] = state
+        return state
+
+    async def retrieve(self, reference: str) -> PaymentIntentState:
+        self.calls["retrieve"] += 1
+        return self._get(reference)
+
+    def _get(self, reference: str) -> PaymentIntentState:
+        if reference not in self.intents:
+            raise PaymentUnavailable(f"no such payment intent {reference}")
+        return self.intents[reference]

@@ -1,0 +1,63 @@
+"""Receipts: the MPP ``Payment-Receipt`` header and the station's signature on the body.
+
+The body is signed with Ed25519 over its RFC 8785 (JCS) canonical JSON
+without the ``signature`` member; the key is derived from
+``settings.secret_key`` and its public half is published at
+``GET /v1/receipt-key`` so an agent can check a receipt offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import datetime
+from typing import Any
+
+import mpp
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+class ReceiptSigner:
+    def __init__(self, secret_key: str) -> None:
+        seed = hashlib.sha256(b"chargepay receipt key\x00" + secret_key.encode()).digest()
+        self._key = Ed25519PrivateKey.from_private_bytes(seed)
+        raw = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.public_key_b64 = base64.b64encode(raw).decode()
+
+    def sign(self, body: dict[str, Any]) -> dict[str, Any]:
+        unsigned = {k: v for k, v in body.items() if k != "signature"}
+        signature = self._key.sign(rfc8785.dumps(unsigned))
+        return {**unsigned, "signature": _b64url(signature)}
+
+
+def verify_receipt_body(body: dict[str, Any], public_key_b64: str) -> bool:
+    """Check a receipt body's signature with the station's published key."""
+    signature = body.get("signature")
+    if not isinstance(signature, str):
+        return False
+    unsigned = {k: v for k, v in body.items() if k != "signature"}
+    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64))
+    try:
+        key.verify(base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)),
+                   rfc8785.dumps(unsigned))  # fmt: skip
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def payment_receipt(reference: str, settled_at: datetime, session_id: str) -> str:
+    """The ``Payment-Receipt`` header value: status, method, timestamp, reference."""
+    receipt = mpp.Receipt.success(
+        reference=reference, timestamp=settled_at, method="stripe", external_id=session_id
+    )
+    return receipt.to_payment_receipt()

@@ -1,0 +1,150 @@
+"""The Stripe gateway: manual-capture PaymentIntents through the real stripe SDK.
+
+Works against api.stripe.com or any Stripe-compatible server
+(``settings.stripe_api_base``, e.g. localstripe). Every call has a deadline
+(``settings.stripe_timeout_s``) and stripe's exceptions are translated here:
+a refused card → `PaymentDeclined`, anything else → `PaymentUnavailable`.
+`calls` counts the API calls by operation (a benchmark reports them per
+session; the happy path takes two: the hold and the capture).
+
+Cancelling a call (or its deadline) leaves the outcome unknown on Stripe's
+side; callers record their intent first and let the reconciler find out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import stripe
+
+from station.errors import PaymentDeclined, PaymentUnavailable
+from station.logs import get_logger
+from station.services.gateway import PaymentIntentState, PaymentSource
+
+T = TypeVar("T")
+_log = get_logger(__name__)
+
+
+def _state(intent: Any) -> PaymentIntentState:
+    doc: dict[str, Any] = intent.to_dict() if hasattr(intent, "to_dict") else dict(intent)
+    status = str(doc.get("status"))
+    captured = 0
+    if status == "succeeded":
+        received = doc.get("amount_received")
+        if isinstance(received, int):
+            captured = received
+        else:  # localstripe: no amount_received; the charge minus what was released
+            charge = doc.get("latest_charge")
+            if not isinstance(charge, dict):
+                charges = (doc.get("charges") or {}).get("data") or []
+                charge = charges[0] if charges else {}
+            captured = int(charge.get("amount", 0)) - int(charge.get("amount_refunded", 0))
+    return PaymentIntentState(
+        reference=str(doc["id"]),
+        status=status,
+        amount_minor=int(doc.get("amount", 0)),
+        currency=str(doc.get("currency", "")),
+        captured_minor=captured,
+    )
+
+
+class StripeGateway:
+    def __init__(
+        self, *, api_key: str, api_base: str | None = None, timeout_s: float = 20.0
+    ) -> None:
+        base_addresses: Any = {"api": api_base} if api_base else {}
+        self._client = stripe.StripeClient(
+            api_key=api_key, base_addresses=base_addresses, max_network_retries=1
+        )
+        self._timeout_s = timeout_s
+        self.calls: Counter[str] = Counter()
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+    async def _call(self, operation: str, call: Awaitable[T]) -> T:
+        self.calls[operation] += 1
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await call
+        except stripe.CardError as exc:
+            detail = exc.user_message or "card declined"
+            raise PaymentDeclined(detail, decline_code=exc.code) from exc
+        except TimeoutError as exc:
+            raise PaymentUnavailable(f"stripe {operation} timed out") from exc
+        except stripe.StripeError as exc:
+            _log.warning("stripe.error", operation=operation, error=type(exc).__name__)
+            raise PaymentUnavailable(f"stripe {operation} failed: {type(exc).__name__}") from exc
+
+    async def authorize(
+        self,
+        *,
+        amount_minor: int,
+        currency: str,
+        source: PaymentSource,
+        idempotency_key: str,
+        metadata: dict[str, str],
+    ) -> PaymentIntentState:
+        params: dict[str, Any] = {
+            "amount": amount_minor,
+            "currency": currency,
+            "capture_method": "manual",
+            "confirm": True,
+            "metadata": metadata,
+        }
+        if source.kind == "spt":
+            params["shared_payment_granted_token"] = source.value
+        else:
+            params["payment_method"] = source.value
+            params["payment_method_types"] = ["card"]
+        try:
+            intent = await self._call(
+                "authorize",
+                self._client.v1.payment_intents.create_async(
+                    params,  # type: ignore[arg-type]
+                    options={"idempotency_key": idempotency_key},
+                ),
+            )
+        except PaymentUnavailable as exc:
+            # A payment method Stripe does not know (or refuses) is the payer's problem.
+            if isinstance(exc.__cause__, stripe.InvalidRequestError):
+                raise PaymentDeclined("payment method refused") from exc.__cause__
+            raise
+        state = _state(intent)
+        if state.status != "requires_capture":
+            if state.status in ("requires_action", "requires_confirmation"):
+                await self.cancel(state.reference, idempotency_key=f"{idempotency_key}_void")
+            raise PaymentDeclined(f"hold not placed: {state.status}")
+        return state
+
+    async def capture(
+        self, reference: str, amount_minor: int, *, idempotency_key: str
+    ) -> PaymentIntentState:
+        intent = await self._call(
+            "capture",
+            self._client.v1.payment_intents.capture_async(
+                reference,
+                {"amount_to_capture": amount_minor},
+                options={"idempotency_key": idempotency_key},
+            ),
+        )
+        return _state(intent)
+
+    async def cancel(self, reference: str, *, idempotency_key: str) -> PaymentIntentState:
+        intent = await self._call(
+            "cancel",
+            self._client.v1.payment_intents.cancel_async(
+                reference, options={"idempotency_key": idempotency_key}
+            ),
+        )
+        return _state(intent)
+
+    async def retrieve(self, reference: str) -> PaymentIntentState:
+        intent = await self._call(
+            "retrieve", self._client.v1.payment_intents.retrieve_async(reference)
+        )
+        return _state(intent)

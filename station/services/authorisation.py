@@ -1,0 +1,348 @@
+"""Authorisation over MPP (PROTOCOL §3): the 402 challenge, the hold, the session.
+
+    accept(no credential)   → PaymentRequired with a fresh challenge (recorded)
+    accept(credential)      → verify the echo (HMAC, route, expiry)
+                              unit 1: consume the challenge (one use), reserve
+                                      the agent's limits, create the session
+                                      (authorized, payment pending)
+                              Stripe: manual-capture PaymentIntent for the cap
+                              unit 2: hold placed (requires_capture)
+                              start the charge point with the session's id token
+
+Timing: `last_accept_s` holds the duration of the latest successful accept
+(credential in → session authorised), for the benchmark.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import string
+import time
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from station.domain.events import OcppVersion
+from station.domain.money import Money, MoneyError
+from station.domain.negotiation import NegotiationStatus
+from station.domain.session import SessionStatus
+from station.domain.tariff import Tariff
+from station.errors import (
+    CapTooLow,
+    ChargepayError,
+    ChargePointNotConnected,
+    InvalidCredential,
+    NegotiationClosed,
+    NotFound,
+    OfferExpired,
+    PaymentDeclined,
+    PaymentRequired,
+    PaymentUnavailable,
+    StationUnavailable,
+    ValidationError,
+)
+from station.logs import get_logger
+from station.payments.authorize import Authorizer, authorize_request
+from station.services import limits
+from station.services.gateway import PaymentGateway
+from station.services.offers import new_id, offer_signature
+from station.services.ports import ChargePointCommands
+from station.services.sessions import session_view
+from station.services.settlement import SettlementService
+from station.settings import Settings
+from station.store import audit
+from station.store.db import Database
+from station.store.payments import (
+    ChallengeRow,
+    NegotiationRow,
+    OfferRow,
+    SessionRow,
+    consume_challenge,
+    locked_session,
+)
+
+_log = get_logger(__name__)
+_TOKEN_ALPHABET = string.ascii_uppercase + string.digits
+ID_TOKEN_LENGTH = 20  # OCPP 1.6 idTag: CiString20
+
+
+class _Probe(Exception):
+    """Rolls a probing unit of work back."""
+
+
+def new_id_token() -> str:
+    """Opaque, unguessable (~103 bits), fits OCPP 1.6's 20-character idTag."""
+    return "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(ID_TOKEN_LENGTH))
+
+
+class AuthorisationService:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        secret: str,
+        authorizer: Authorizer,
+        gateway: PaymentGateway,
+        settlement: SettlementService,
+        commands: Callable[[], ChargePointCommands | None],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._secret = secret
+        self.authorizer = authorizer
+        self._gateway = gateway
+        self._settlement = settlement
+        self._commands = commands
+        self._now = clock
+        self.last_accept_s: float | None = None
+
+    async def accept(
+        self,
+        agent_id: str,
+        negotiation_id: str,
+        offer_id: str,
+        cap_text: str,
+        authorization: str | None,
+    ) -> dict[str, Any]:
+        now = self._now()
+        async with self._db.reader() as session:
+            neg = await session.get(NegotiationRow, negotiation_id)
+            if neg is None or neg.agent_id != agent_id:
+                raise NotFound(f"no negotiation {negotiation_id}")
+            offer = await session.get(OfferRow, offer_id)
+            if offer is None or offer.negotiation_id != negotiation_id:
+                raise NotFound(f"no offer {offer_id} in this negotiation")
+        if neg.status == NegotiationStatus.REJECTED:
+            raise NegotiationClosed("negotiation was rejected")
+        if offer.offer_id != neg.current_offer_id:
+            raise OfferExpired("offer was superseded by a later one")
+        if not hmac.compare_digest(offer.signature, offer_signature(self._secret, offer)):
+            raise OfferExpired("offer signature does not verify")
+        if offer.valid_until <= now:
+            raise OfferExpired("offer is past valid_until")
+        try:
+            cap = Money.parse(cap_text, neg.currency)
+        except MoneyError as exc:
+            raise ValidationError(f"cap: {exc}") from exc
+        tariff = Tariff.from_wire(offer.tariff)
+        if cap.amount <= 0 or cap < tariff.minimum:
+            raise CapTooLow(
+                f"cap must be at least {tariff.minimum.to_wire()} {neg.currency}",
+                minimum=tariff.minimum.to_wire(),
+            )
+        request = authorize_request(
+            amount_minor=cap.to_minor_units(), currency=neg.currency, offer_id=offer_id
+        )
+        if authorization is None or "payment " not in authorization.lower():
+            await self._check_limits(agent_id, cap)
+            raise await self._challenge(agent_id, neg, offer_id, request, now)
+        try:
+            return await self._authorise(agent_id, neg, offer, cap, request, authorization, now)
+        except InvalidCredential as exc:
+            _log.info("payment.credential_refused", agent_id=agent_id, detail=exc.detail)
+            raise await self._challenge(agent_id, neg, offer_id, request, now, exc) from exc
+
+    async def _check_limits(self, agent_id: str, cap: Money) -> None:
+        """Refuse early (403) what reserve() would refuse; rolled back, reserves nothing."""
+        try:
+            async with self._db.session() as session:
+                await limits.reserve(
+                    session,
+                    agent_id=agent_id,
+                    session_id=f"probe_{secrets.token_hex(8)}",
+                    amount=cap.amount,
+                    currency=cap.currency,
+                )
+                raise _Probe
+        except _Probe:
+            pass
+
+    async def _challenge(
+        self,
+        agent_id: str,
+        neg: NegotiationRow,
+        offer_id: str,
+        request: dict[str, Any],
+        now: datetime,
+        error: PaymentRequired | None = None,
+    ) -> PaymentRequired:
+        """A fresh, recorded challenge, as the 402 to raise."""
+        challenge = self.authorizer.challenge(request, now)
+        assert challenge.expires is not None
+        async with self._db.session() as session:
+            session.add(
+                ChallengeRow(
+                    challenge_id=challenge.id,
+                    negotiation_id=neg.negotiation_id,
+                    offer_id=offer_id,
+                    agent_id=agent_id,
+                    amount_minor=int(request["amount"]),
+                    currency=request["currency"],
+                    expires_at=datetime.fromisoformat(challenge.expires.replace("Z", "+00:00")),
+                    created_at=now,
+                )
+            )
+            await audit.record(
+                session,
+                actor=f"agent:{agent_id}",
+                action="payment.challenge_issued",
+                subject=neg.negotiation_id,
+                data={
+                    "challenge_id": challenge.id,
+                    "offer_id": offer_id,
+                    "amount_minor": request["amount"],
+                },
+            )
+        exc = error or PaymentRequired("payment required: authorise a hold for the cap")
+        exc.headers = {  # type: ignore[attr-defined]
+            "WWW-Authenticate": self.authorizer.www_authenticate(challenge),
+            "Cache-Control": "no-store",
+        }
+        return exc
+
+    async def _authorise(
+        self,
+        agent_id: str,
+        neg: NegotiationRow,
+        offer: OfferRow,
+        cap: Money,
+        request: dict[str, Any],
+        authorization: str,
+        now: datetime,
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        verified = self.authorizer.verify(authorization, request, now)
+        commands = self._commands()
+        if commands is not None and not commands.is_connected(neg.charge_point_id):
+            raise ChargePointNotConnected(f"charge point {neg.charge_point_id} is not connected")
+        session_id = new_id("ses")
+        log = _log.bind(session_id=session_id, agent_id=agent_id)
+        async with self._db.session() as session:
+            challenge = await session.get(ChallengeRow, verified.challenge_id)
+            if challenge is None or challenge.agent_id != agent_id:
+                raise InvalidCredential("challenge unknown to this station or agent")
+            if not await consume_challenge(session, verified.challenge_id, now):
+                raise InvalidCredential("credential already used")
+            await limits.reserve(
+                session,
+                agent_id=agent_id,
+                session_id=session_id,
+                amount=cap.amount,
+                currency=cap.currency,
+            )
+            row = SessionRow(
+                session_id=session_id,
+                agent_id=agent_id,
+                negotiation_id=neg.negotiation_id,
+                offer_id=offer.offer_id,
+                challenge_id=verified.challenge_id,
+                charge_point_id=neg.charge_point_id,
+                evse_id=neg.evse_id,
+                id_token=new_id_token(),
+                remote_start_id=secrets.randbelow(2**31 - 1) + 1,
+                tariff=offer.tariff,
+                cap=cap.amount,
+                currency=cap.currency,
+                status=SessionStatus.AUTHORIZED.value,
+                energy_wh=Decimal(0),
+                cost=Decimal(0),
+                payment_status="pending",
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(row)
+            await audit.record(
+                session,
+                actor=f"agent:{agent_id}",
+                action="payment.hold_requested",
+                subject=session_id,
+                data={
+                    "challenge_id": verified.challenge_id,
+                    "cap": cap.to_wire(),
+                    "offer_id": offer.offer_id,
+                    "source": verified.source.kind,
+                },
+            )
+        try:
+            hold = await self._gateway.authorize(
+                amount_minor=cap.to_minor_units(),
+                currency=cap.currency,
+                source=verified.source,
+                idempotency_key=f"hold_{verified.challenge_id}",
+                metadata={
+                    "session_id": session_id,
+                    "offer_id": offer.offer_id,
+                    "agent_id": agent_id,
+                },
+            )
+        except (PaymentDeclined, PaymentUnavailable) as exc:
+            await self._fail(session_id, exc)
+            log.info("payment.hold_refused", code=exc.code, detail=exc.detail)
+            if isinstance(exc, PaymentDeclined):
+                raise await self._challenge(
+                    agent_id, neg, offer.offer_id, request, now, exc
+                ) from exc
+            raise
+        async with self._db.session() as session:
+            locked = await locked_session(session, session_id)
+            assert locked is not None
+            locked.payment_reference, locked.payment_status = hold.reference, hold.status
+            await audit.record(
+                session,
+                actor="system",
+                action="payment.hold_placed",
+                subject=session_id,
+                data={"reference": hold.reference, "amount_minor": hold.amount_minor},
+            )
+            row = locked
+        self.last_accept_s = time.perf_counter() - started
+        log.info(
+            "session.authorized",
+            reference=hold.reference,
+            cap=cap.amount,
+            accept_s=round(self.last_accept_s, 4),
+        )
+        if commands is not None:
+            await self._start(commands, row, log)
+            async with self._db.reader() as session:
+                fresh = await session.get(SessionRow, session_id)
+                assert fresh is not None
+                row = fresh
+        return session_view(row)
+
+    async def _start(self, commands: ChargePointCommands, row: SessionRow, log: Any) -> None:
+        on_21 = commands.ocpp_version(row.charge_point_id) == OcppVersion.V21.value
+        try:
+            accepted = await commands.start_transaction(
+                row.charge_point_id,
+                evse_id=row.evse_id,
+                id_token=row.id_token,
+                remote_start_id=row.remote_start_id,
+                max_cost=row.cap if on_21 else None,
+            )
+        except StationUnavailable as exc:
+            log.warning("session.start_failed", error=exc.detail)
+            accepted = False
+        if not accepted:
+            await self._settlement.settle(row.session_id, reason="start_rejected")
+            raise StationUnavailable("the charge point did not start; the hold was released")
+
+    async def _fail(self, session_id: str, exc: ChargepayError) -> None:
+        async with self._db.session() as session:
+            row = await locked_session(session, session_id)
+            assert row is not None
+            row.status = SessionStatus.FAILED.value
+            row.detail = f"{exc.code}: {exc.detail}"
+            row.payment_status = "declined" if isinstance(exc, PaymentDeclined) else "unknown"
+            row.updated_at = self._now()
+            await limits.settle(session, session_id=session_id, amount=Decimal(0))
+            await audit.record(
+                session,
+                actor="system",
+                action="payment.hold_refused",
+                subject=session_id,
+                data={"code": exc.code, "detail": exc.detail},
+            )

@@ -1,0 +1,177 @@
+"""Billing: the payments side's `TransactionListener` on the charging service.
+
+For each committed change of a transaction it links the transaction to the
+session by id token, prices what was delivered, tells the charge point the
+running cost (2.x CostUpdated; the cap as ``transactionLimit.maxCost`` on
+2.1), streams a ``meter`` event to the agent, and stops the charge point
+*before* the cost passes the cap: when the next sample — projected from the
+current power over the last sample interval — would pass it. When the
+transaction ends the session is queued for settlement.
+
+Runs inside OCPP handlers: it never awaits a station-initiated OCPP call
+(``post_*`` only) and never calls Stripe (settlement runs on its own task).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from station.domain.cost import session_cost
+from station.domain.events import OcppVersion
+from station.domain.money import Money
+from station.domain.session import SessionStatus, advance
+from station.domain.tariff import Tariff
+from station.logs import get_logger
+from station.services.ports import Billing, ChargePointCommands, TransactionView
+from station.services.session_events import SessionEvents
+from station.services.settlement import SettlementService, usage_of
+from station.store.db import Database
+from station.store.payments import SessionRow, locked_session, session_by_token
+
+_log = get_logger(__name__)
+DEFAULT_INTERVAL_S = Decimal(60)
+CAP_REACHED = "cap_reached"
+
+
+class BillingListener:
+    def __init__(
+        self,
+        db: Database,
+        events: SessionEvents,
+        settlement: SettlementService,
+        commands: Callable[[], ChargePointCommands | None],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._db = db
+        self._events = events
+        self._settlement = settlement
+        self._commands = commands
+        self._now = clock
+
+    async def id_token_accepted(self, charge_point_id: str, id_token: str) -> bool | None:
+        async with self._db.reader() as session:
+            row = await session_by_token(session, id_token)
+            if row is None:
+                return None
+            return row.charge_point_id == charge_point_id and SessionStatus(row.status).can_charge
+
+    async def transaction_updated(self, transaction: TransactionView) -> Billing:
+        if transaction.id_token is None:
+            return Billing()
+        now = self._now()
+        stop = settle = False
+        async with self._db.session() as session:
+            found = await session_by_token(session, transaction.id_token)
+            if found is None:
+                return Billing()
+            row = await locked_session(session, found.session_id)
+            assert row is not None
+            if row.charge_point_id != transaction.charge_point_id:
+                return Billing(id_token_accepted=False)
+            if row.transaction_ref not in (None, transaction.transaction_ref):
+                return Billing(id_token_accepted=False)  # one transaction per session
+            status = SessionStatus(row.status)
+            if status.final:
+                return Billing(id_token_accepted=False)
+            previous_reading = row.last_reading_at
+            self._update(row, transaction, now)
+            if status is SessionStatus.AUTHORIZED:
+                status = advance(status, SessionStatus.CHARGING)
+            cap = Money(row.cap, row.currency)
+            tariff = Tariff.from_wire(row.tariff)
+            usage = usage_of(row, now)
+            cost = session_cost(tariff, usage, cap)
+            row.cost = cost.total.amount
+            if transaction.ended:
+                status = advance(status, SessionStatus.STOPPING)
+                settle = True
+            elif status is SessionStatus.CHARGING and self._would_pass_cap(
+                tariff, row, transaction, previous_reading, cap, now
+            ):
+                status = advance(status, SessionStatus.STOPPING)
+                row.stop_reason = CAP_REACHED
+                stop = True
+            changed = status.value != row.status
+            row.status, row.updated_at = status.value, now
+            session_id, charge_point_id = row.session_id, row.charge_point_id
+            meter = _meter_event(row, transaction, cost.total)
+        log = _log.bind(session_id=session_id, charge_point_id=charge_point_id)
+        commands = self._commands()
+        self._events.publish(session_id, "meter", meter)
+        if changed:
+            self._events.publish(session_id, "status", {"status": status.value})
+        if commands is not None and not transaction.ended:
+            commands.post_cost_updated(charge_point_id, transaction.transaction_ref, row.cost)
+            if stop:
+                log.info("session.cap_stop", cost=row.cost, cap=row.cap)
+                commands.post_stop_transaction(charge_point_id, transaction.transaction_ref)
+        if settle:
+            log.info("session.transaction_ended", energy_wh=row.energy_wh)
+            self._settlement.request(session_id)
+        on_21 = commands is not None and (
+            commands.ocpp_version(charge_point_id) == OcppVersion.V21.value
+        )
+        return Billing(total_cost=cost.total.amount, max_cost=row.cap if on_21 else None)
+
+    @staticmethod
+    def _update(row: SessionRow, tx: TransactionView, now: datetime) -> None:
+        if row.transaction_ref is None:
+            row.transaction_ref = tx.transaction_ref
+            row.transaction_id = tx.transaction_id
+            row.started_at = tx.started_at
+            row.meter_start_wh = tx.meter_start_wh
+        if tx.energy_wh > row.energy_wh:
+            row.last_active_at = tx.last_reading_at or now
+        row.energy_wh = max(tx.energy_wh, Decimal(0))
+        if tx.last_reading_at is not None:
+            row.last_reading_at = tx.last_reading_at
+        if tx.ended:
+            row.stopped_at = tx.stopped_at or tx.last_reading_at or now
+            row.stop_reason = row.stop_reason or tx.stop_reason
+            if row.meter_start_wh is not None:
+                row.meter_stop_wh = row.meter_start_wh + row.energy_wh
+
+    @staticmethod
+    def _would_pass_cap(
+        tariff: Tariff,
+        row: SessionRow,
+        tx: TransactionView,
+        previous_reading: datetime | None,
+        cap: Money,
+        now: datetime,
+    ) -> bool:
+        """Has the cost reached the cap, or would the next sample pass it?"""
+        usage = usage_of(row, now)
+        if session_cost(tariff, usage).total >= cap:
+            return True
+        if not tx.power_w or tx.power_w <= 0:
+            return False
+        interval = DEFAULT_INTERVAL_S
+        if previous_reading is not None and tx.last_reading_at is not None:
+            seconds = Decimal((tx.last_reading_at - previous_reading).total_seconds())
+            if seconds > 0:
+                interval = seconds
+        projected = replace(
+            usage,
+            energy_wh=usage.energy_wh + tx.power_w * interval / 3600,
+            charging_seconds=usage.charging_seconds + interval,
+        )
+        return session_cost(tariff, projected).total > cap
+
+
+def _meter_event(row: SessionRow, tx: TransactionView, cost: Money) -> dict[str, Any]:
+    return {
+        "session_id": row.session_id,
+        "energy_kwh": str((row.energy_wh / 1000).quantize(Decimal("0.001"))),
+        "power_kw": str((tx.power_w / 1000).quantize(Decimal("0.001")))
+        if tx.power_w is not None
+        else None,
+        "cost": cost.to_wire(),
+        "cap": Money(row.cap, row.currency).to_wire(),
+        "currency": row.currency,
+        "at": (tx.last_reading_at or tx.started_at).isoformat(),
+    }

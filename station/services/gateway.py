@@ -1,0 +1,55 @@
+"""The payment gateway port (owned by the services): hold, capture, cancel, retrieve.
+
+Amounts are integer minor units (the edge conversion happens in the caller
+with `Money.to_minor_units()`). Implementations raise `PaymentDeclined` when
+the payer's instrument is refused and `PaymentUnavailable` when the provider
+cannot be reached or refuses the operation for another reason; a caller
+that gets PaymentUnavailable on capture/cancel must not assume either way
+and lets the reconciler retrieve the truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentSource:
+    """What the MPP credential carried: a PaymentMethod or a Shared Payment Token."""
+
+    kind: str  # "payment_method" | "spt"
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentIntentState:
+    reference: str
+    # requires_capture | succeeded | canceled | requires_payment_method | …
+    status: str
+    amount_minor: int
+    currency: str
+    # Captured so far (0 unless status is succeeded).
+    captured_minor: int = 0
+
+
+class PaymentGateway(Protocol):
+    async def authorize(
+        self,
+        *,
+        amount_minor: int,
+        currency: str,
+        source: PaymentSource,
+        idempotency_key: str,
+        metadata: dict[str, str],
+    ) -> PaymentIntentState:
+        """Place a manual-capture hold; returns it in ``requires_capture``."""
+        ...
+
+    async def capture(
+        self, reference: str, amount_minor: int, *, idempotency_key: str
+    ) -> PaymentIntentState: ...
+
+    async def cancel(self, reference: str, *, idempotency_key: str) -> PaymentIntentState: ...
+
+    async def retrieve(self, reference: str) -> PaymentIntentState: ...

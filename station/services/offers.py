@@ -1,0 +1,63 @@
+"""Offer ids, signatures and the wire shape of offers and negotiations (PROTOCOL §2)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import rfc8785
+
+from station.domain.money import Money
+from station.store.payments import NegotiationRow, OfferRow
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(15)}"
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def offer_signature(secret: str, row: OfferRow) -> str:
+    """HMAC-SHA256 over the offer's terms (JCS canonical JSON), base64url."""
+    terms = {
+        "offer_id": row.offer_id,
+        "negotiation_id": row.negotiation_id,
+        "round": row.round,
+        "tariff": row.tariff,
+        "estimated_cost": str(row.estimated_cost),
+        "recommended_cap": str(row.recommended_cap),
+        "valid_until": rfc3339(row.valid_until),
+    }
+    mac = hmac.new(secret.encode(), rfc8785.dumps(terms), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+
+def offer_view(row: OfferRow, currency: str) -> dict[str, Any]:
+    return {
+        "offer_id": row.offer_id,
+        "valid_until": rfc3339(row.valid_until),
+        "tariff": row.tariff,
+        "estimated_cost": Money(row.estimated_cost, currency).to_wire(),
+        "recommended_cap": Money(row.recommended_cap, currency).to_wire(),
+        "signature": row.signature,
+    }
+
+
+def negotiation_view(neg: NegotiationRow, offer: OfferRow | None) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "negotiation_id": neg.negotiation_id,
+        "status": neg.status,
+        "round": neg.round,
+        "max_rounds": neg.max_rounds,
+        "expires_at": rfc3339(neg.expires_at),
+        "offer": offer_view(offer, neg.currency) if offer is not None else None,
+    }
+    if neg.detail:
+        doc["detail"] = neg.detail
+    return doc

@@ -1,0 +1,46 @@
+"""Per-session event fan-out for the agent's Server-Sent Events stream.
+
+In-process: subscribers of this node hear what this node publishes (the
+node that runs a charge point's connection meters and settles its
+sessions). A subscriber's queue is bounded; a slow reader loses the oldest
+``meter`` events, never the final ``settled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEvent:
+    name: str  # meter | status | settled
+    data: dict[str, Any]
+
+
+class SessionEvents:
+    def __init__(self, queue_size: int = 256) -> None:
+        self._subscribers: defaultdict[str, set[asyncio.Queue[SessionEvent]]] = defaultdict(set)
+        self._queue_size = queue_size
+
+    def publish(self, session_id: str, name: str, data: dict[str, Any]) -> None:
+        event = SessionEvent(name, data)
+        for queue in list(self._subscribers.get(session_id, ())):
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(event)
+
+    @asynccontextmanager
+    async def subscribe(self, session_id: str) -> AsyncIterator[asyncio.Queue[SessionEvent]]:
+        queue: asyncio.Queue[SessionEvent] = asyncio.Queue(self._queue_size)
+        self._subscribers[session_id].add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers[session_id].discard(queue)
+            if not self._subscribers[session_id]:
+                del self._subscribers[session_id]

@@ -1,0 +1,150 @@
+"""Sessions as the agent sees them (PROTOCOL §4): view, stop, receipt."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from station.domain.money import Money
+from station.domain.session import SessionStatus, advance
+from station.errors import NotFound, NotSettled
+from station.logs import get_logger
+from station.payments.receipts import ReceiptSigner, payment_receipt
+from station.services.offers import rfc3339
+from station.services.ports import ChargePointCommands
+from station.services.session_events import SessionEvents
+from station.services.settlement import SettlementService, cost_of
+from station.store.db import Database
+from station.store.payments import SessionRow, SettlementRow, locked_session
+
+_log = get_logger(__name__)
+AGENT_STOP = "agent_requested"
+
+
+def _when(moment: datetime | None) -> str | None:
+    return rfc3339(moment) if moment is not None else None
+
+
+def session_view(row: SessionRow) -> dict[str, Any]:
+    def money(value: Decimal | None) -> str | None:
+        return None if value is None else Money(value, row.currency).to_wire()
+
+    return {
+        "session_id": row.session_id,
+        "status": row.status,
+        "charge_point_id": row.charge_point_id,
+        "evse_id": row.evse_id,
+        "id_token": row.id_token,
+        "tariff": row.tariff,
+        "cap": money(row.cap),
+        "currency": row.currency,
+        "energy_kwh": str((row.energy_wh / 1000).quantize(Decimal("0.001"))),
+        "cost": money(row.cost),
+        "captured": money(row.captured),
+        "started_at": _when(row.started_at),
+        "stopped_at": _when(row.stopped_at),
+        "stop_reason": row.stop_reason,
+        "detail": row.detail,
+        "payment": {
+            "provider": "stripe",
+            "reference": row.payment_reference,
+            "status": row.payment_status,
+        },
+    }
+
+
+class SessionService:
+    def __init__(
+        self,
+        db: Database,
+        events: SessionEvents,
+        settlement: SettlementService,
+        signer: ReceiptSigner,
+        commands: Callable[[], ChargePointCommands | None],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._db = db
+        self.events = events
+        self._settlement = settlement
+        self._signer = signer
+        self._commands = commands
+        self._now = clock
+
+    async def get(self, agent_id: str | None, session_id: str) -> dict[str, Any]:
+        """The session; NotFound unless it is `agent_id`'s (None: the operator sees all)."""
+        async with self._db.reader() as session:
+            row = await session.get(SessionRow, session_id)
+            if row is None or (agent_id is not None and row.agent_id != agent_id):
+                raise NotFound(f"no session {session_id}")
+            return session_view(row)
+
+    async def stop(self, agent_id: str, session_id: str) -> dict[str, Any]:
+        """Stop charging (RemoteStop / RequestStop) or, before it started, release the hold."""
+        settle_now = False
+        async with self._db.session() as session:
+            row = await locked_session(session, session_id)
+            if row is None or row.agent_id != agent_id:
+                raise NotFound(f"no session {session_id}")
+            status = SessionStatus(row.status)
+            if status.final or status is SessionStatus.STOPPING:
+                return session_view(row)
+            row.status = advance(status, SessionStatus.STOPPING).value
+            row.stop_reason = row.stop_reason or AGENT_STOP
+            row.updated_at = self._now()
+            ref, charge_point_id = row.transaction_ref, row.charge_point_id
+            settle_now = ref is None or row.stopped_at is not None
+            view = session_view(row)
+        self.events.publish(session_id, "status", {"status": view["status"]})
+        commands = self._commands()
+        if settle_now:
+            await self._settlement.settle(session_id, reason=AGENT_STOP)
+        elif commands is not None and ref is not None:
+            _log.info("session.stop_requested", session_id=session_id)
+            await commands.stop_transaction(charge_point_id, ref)
+        return view
+
+    async def receipt(self, agent_id: str | None, session_id: str) -> tuple[dict[str, Any], str]:
+        """The signed receipt body and the Payment-Receipt header; NotSettled before."""
+        async with self._db.reader() as session:
+            row = await session.get(SessionRow, session_id)
+            if row is None or (agent_id is not None and row.agent_id != agent_id):
+                raise NotFound(f"no session {session_id}")
+            settlement = await session.get(SettlementRow, session_id)
+            if row.status != SessionStatus.SETTLED or settlement is None:
+                raise NotSettled(f"session is {row.status}")
+            return self._receipt(row, settlement)
+
+    async def receipt_event(self, session_id: str) -> dict[str, Any]:
+        body, header = await self.receipt(None, session_id)
+        return {**body, "payment_receipt": header}
+
+    def _receipt(self, row: SessionRow, settlement: SettlementRow) -> tuple[dict[str, Any], str]:
+        assert row.captured is not None and row.payment_reference is not None
+        cost = cost_of(row, row.stopped_at or row.updated_at)
+        captured = Money(row.captured, row.currency)
+        body = {
+            "session_id": row.session_id,
+            "charge_point_id": row.charge_point_id,
+            "energy_kwh": str((row.energy_wh / 1000).quantize(Decimal("0.001"))),
+            "meter_start_wh": _int(row.meter_start_wh),
+            "meter_stop_wh": _int(row.meter_stop_wh),
+            "started_at": _when(row.started_at),
+            "stopped_at": _when(row.stopped_at),
+            "tariff": row.tariff,
+            "cost_lines": [line.to_wire() for line in cost.lines],
+            "total": cost.total.to_wire(),
+            "cap": Money(row.cap, row.currency).to_wire(),
+            "captured": captured.to_wire(),
+            "released": (Money(row.cap, row.currency) - captured).to_wire(),
+            "currency": row.currency,
+            "payment_reference": row.payment_reference,
+        }
+        settled_at = settlement.completed_at or row.updated_at
+        header = payment_receipt(row.payment_reference, settled_at, row.session_id)
+        return self._signer.sign(body), header
+
+
+def _int(value: Decimal | None) -> int | None:
+    return None if value is None else int(value)

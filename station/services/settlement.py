@@ -1,0 +1,314 @@
+"""Settlement, exactly once: capture min(cost, cap) or release the hold.
+
+    settle(session_id)
+      unit 1  lock the session; no settlement row yet → compute the final
+              cost, write the intent (settlements row: capture|cancel, amount,
+              state=pending); commit                      ← the point of no return
+      Stripe  capture(amount) / cancel, idempotency key = "settle_<session_id>"
+      unit 2  settlement done; session settled|cancelled; limits.settle(); audit
+
+A crash between the two units leaves a pending row. The reconciler (at
+start-up and every ``reconcile_interval_s``) retrieves the PaymentIntent
+first — so a capture that did land is recorded, never repeated — and only
+captures/cancels when the hold is still open. It also releases holds whose
+session can no longer charge (authorised but never started past
+``session_start_timeout_s``) and settles sessions whose transaction ended
+while no worker was there to settle them.
+
+`request()` is what OCPP handlers call: it queues the session for the
+settlement worker (owned by `run()`) and returns at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from station.domain.cost import SessionCost, Usage, session_cost
+from station.domain.money import Money
+from station.domain.session import SessionStatus, advance
+from station.domain.tariff import Tariff
+from station.errors import PaymentUnavailable
+from station.logs import get_logger
+from station.services import limits
+from station.services.gateway import PaymentGateway, PaymentIntentState
+from station.services.session_events import SessionEvents
+from station.settings import Settings
+from station.store import audit
+from station.store.db import Database
+from station.store.payments import SessionRow, SettlementRow, locked_session
+
+_log = get_logger(__name__)
+CRASH_AFTER_CAPTURE_INTENT = "crash_after_capture_intent"
+
+
+def usage_of(row: SessionRow, now: datetime) -> Usage:
+    """What a session used, from its stored meter data."""
+    if row.started_at is None:
+        return Usage(energy_wh=Decimal(0))
+    end = row.stopped_at or row.last_reading_at or now
+    charging_s = max(Decimal((end - row.started_at).total_seconds()), Decimal(0))
+    idle_s = Decimal(0)
+    if row.last_active_at is not None:
+        idle_s = max(Decimal((end - row.last_active_at).total_seconds()), Decimal(0))
+    return Usage(
+        energy_wh=max(row.energy_wh, Decimal(0)),
+        charging_seconds=charging_s.quantize(Decimal(1)),
+        idle_seconds=idle_s.quantize(Decimal(1)),
+    )
+
+
+def cost_of(row: SessionRow, now: datetime) -> SessionCost:
+    return session_cost(
+        Tariff.from_wire(row.tariff), usage_of(row, now), Money(row.cap, row.currency)
+    )
+
+
+class SettlementService:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        gateway: PaymentGateway,
+        events: SessionEvents,
+        clock: Callable[[], datetime],
+        on_settled: Callable[[str], dict[str, Any] | None] | None = None,
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._gateway = gateway
+        self._events = events
+        self._now = clock
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._lease = timedelta(seconds=2 * settings.stripe_timeout_s)
+        self.receipt_for: Callable[[str], Any] | None = None
+
+    # -- entry points ------------------------------------------------------------------
+
+    def request(self, session_id: str) -> None:
+        """Queue a settlement; safe inside an OCPP handler; never raises."""
+        self._queue.put_nowait(session_id)
+
+    async def run(self) -> None:
+        """The settlement worker and the reconciler; runs until cancelled (safe to cancel)."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._reconcile_forever())
+            while True:
+                session_id = await self._queue.get()
+                tasks.create_task(self._settle_logged(session_id))
+
+    async def _settle_logged(self, session_id: str) -> None:
+        try:
+            await self.settle(session_id)
+        except Exception:
+            _log.exception("settlement.failed", session_id=session_id)
+
+    async def settle(self, session_id: str, *, reason: str | None = None) -> None:
+        """Settle a session whose charging is over (or never began). Idempotent."""
+        now = self._now()
+        log = _log.bind(session_id=session_id)
+        async with self._db.session() as session:
+            row = await locked_session(session, session_id)
+            if row is None or SessionStatus(row.status).final:
+                return
+            if await session.get(SettlementRow, session_id) is not None:
+                return  # someone else's settlement is in flight or done
+            if row.payment_reference is None:
+                row.status = advance(SessionStatus(row.status), SessionStatus.FAILED).value
+                row.detail, row.updated_at = "no hold was placed", now
+                await limits.settle(session, session_id=session_id, amount=Decimal(0))
+                return
+            status = SessionStatus(row.status)
+            if status is not SessionStatus.STOPPING:
+                row.status = advance(status, SessionStatus.STOPPING).value
+            if reason and row.stop_reason is None:
+                row.stop_reason = reason
+            delivered = row.energy_wh > 0
+            cost = cost_of(row, now)
+            action = "capture" if delivered and cost.total.amount > 0 else "cancel"
+            amount = cost.total.min(Money(row.cap, row.currency)) if action == "capture" else None
+            row.cost = cost.total.amount if delivered else Decimal(0)
+            row.updated_at = now
+            settlement = SettlementRow(
+                session_id=session_id,
+                action=action,
+                amount=amount.amount if amount is not None else Decimal(0),
+                currency=row.currency,
+                payment_reference=row.payment_reference,
+                idempotency_key=f"settle_{session_id}",
+                state="pending",
+                node_id=self._settings.node_id,
+                attempts=0,
+                created_at=now,
+            )
+            session.add(settlement)
+            await audit.record(
+                session,
+                actor="system",
+                action=f"settlement.{action}_intended",
+                subject=session_id,
+                data={"amount": str(settlement.amount), "reference": row.payment_reference},
+            )
+        log.info("settlement.intended", action=action, amount=settlement.amount)
+        if self._settings.fault_inject == CRASH_AFTER_CAPTURE_INTENT:
+            log.warning("fault.crash_after_capture_intent")
+            os._exit(70)
+        await self._execute(settlement)
+
+    # -- Stripe and completion ---------------------------------------------------------------
+
+    async def _execute(self, settlement: SettlementRow) -> None:
+        key = settlement.idempotency_key
+        try:
+            if settlement.action == "capture":
+                minor = Money(settlement.amount, settlement.currency).to_minor_units()
+                state = await self._gateway.capture(
+                    settlement.payment_reference, minor, idempotency_key=key
+                )
+            else:
+                state = await self._gateway.cancel(
+                    settlement.payment_reference, idempotency_key=key
+                )
+        except PaymentUnavailable as exc:
+            await self._note_failure(settlement.session_id, str(exc))
+            return
+        await self._complete(settlement.session_id, state)
+
+    async def _note_failure(self, session_id: str, error: str) -> None:
+        _log.warning("settlement.deferred", session_id=session_id, error=error)
+        async with self._db.session() as session:
+            row = await session.get(SettlementRow, session_id, with_for_update=True)
+            if row is not None and row.state == "pending":
+                row.attempts += 1
+                row.last_error = error[:500]
+
+    async def _complete(self, session_id: str, state: PaymentIntentState) -> None:
+        now = self._now()
+        async with self._db.session() as session:
+            row = await locked_session(session, session_id)
+            settlement = await session.get(SettlementRow, session_id, with_for_update=True)
+            if row is None or settlement is None or settlement.state == "done":
+                return
+            captured = Money.from_minor_units(state.captured_minor, row.currency)
+            if state.status == "succeeded":
+                target, row.captured = SessionStatus.SETTLED, captured.amount
+            elif state.status == "canceled":
+                target, row.captured = SessionStatus.CANCELLED, Decimal(0)
+            else:
+                target = SessionStatus.FAILED
+                row.detail = f"payment ended in {state.status}"
+                row.captured = Decimal(0)
+            row.status = advance(SessionStatus(row.status), target).value
+            row.payment_status = state.status
+            row.updated_at = now
+            settlement.state, settlement.completed_at = "done", now
+            await limits.settle(session, session_id=session_id, amount=row.captured)
+            await audit.record(
+                session,
+                actor="system",
+                action="settlement.captured"
+                if target is SessionStatus.SETTLED
+                else "settlement.cancelled",
+                subject=session_id,
+                data={
+                    "captured": str(row.captured),
+                    "reference": state.reference,
+                    "status": state.status,
+                },
+            )
+            status = row.status
+        _log.info("session.settled", session_id=session_id, status=status, captured=row.captured)
+        self._events.publish(session_id, "status", {"status": status})
+        if self.receipt_for is not None and status == SessionStatus.SETTLED:
+            receipt = await self.receipt_for(session_id)
+            self._events.publish(session_id, "settled", receipt)
+        else:
+            self._events.publish(
+                session_id, "settled", {"session_id": session_id, "status": status}
+            )
+
+    # -- the reconciler ----------------------------------------------------------------------
+
+    async def _reconcile_forever(self) -> None:
+        first = True
+        while True:
+            try:
+                await self.reconcile(startup=first)
+            except Exception:
+                _log.exception("reconcile.failed")
+            first = False
+            await asyncio.sleep(self._settings.reconcile_interval_s)
+
+    async def reconcile(self, *, startup: bool = False) -> int:
+        """One pass; returns how many sessions it acted on."""
+        now = self._now()
+        node = self._settings.node_id
+        async with self._db.reader() as session:
+            pending = (
+                await session.scalars(select(SettlementRow).where(SettlementRow.state == "pending"))
+            ).all()
+            stale = [
+                s
+                for s in pending
+                if (startup and s.node_id == node) or s.created_at < now - self._lease
+            ]
+            never_started = (
+                await session.scalars(
+                    select(SessionRow.session_id).where(
+                        SessionRow.status == SessionStatus.AUTHORIZED.value,
+                        SessionRow.transaction_ref.is_(None),
+                        SessionRow.payment_reference.is_not(None),
+                        SessionRow.created_at
+                        < now - timedelta(seconds=self._settings.session_start_timeout_s),
+                    )
+                )
+            ).all()
+            ended = (
+                await session.scalars(
+                    select(SessionRow.session_id).where(
+                        SessionRow.status == SessionStatus.STOPPING.value,
+                        SessionRow.stopped_at.is_not(None),
+                        SessionRow.updated_at < now - self._lease,
+                    )
+                )
+            ).all()
+            unpaid = (
+                await session.scalars(
+                    select(SessionRow.session_id).where(
+                        SessionRow.status == SessionStatus.AUTHORIZED.value,
+                        SessionRow.payment_reference.is_(None),
+                        SessionRow.created_at < now - self._lease,
+                    )
+                )
+            ).all()
+        for settlement in stale:
+            await self._repair(settlement)
+        for session_id in never_started:
+            _log.info("reconcile.start_timeout", session_id=session_id)
+            await self.settle(session_id, reason="start_timeout")
+        for session_id in [*ended, *unpaid]:
+            await self.settle(session_id)
+        acted = len(stale) + len(never_started) + len(ended) + len(unpaid)
+        if acted:
+            _log.info("reconcile.pass", acted=acted, startup=startup)
+        return acted
+
+    async def _repair(self, settlement: SettlementRow) -> None:
+        """Finish an interrupted settlement: look first, act only on an open hold."""
+        log = _log.bind(session_id=settlement.session_id)
+        try:
+            state = await self._gateway.retrieve(settlement.payment_reference)
+        except PaymentUnavailable as exc:
+            await self._note_failure(settlement.session_id, str(exc))
+            return
+        log.info("reconcile.repair", payment_status=state.status, action=settlement.action)
+        if state.status == "requires_capture":
+            await self._execute(settlement)
+        else:
+            await self._complete(settlement.session_id, state)
