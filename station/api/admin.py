@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
@@ -54,8 +54,11 @@ async def operator(
 Operator = Annotated[str, Depends(operator)]
 router = APIRouter(prefix="/v1/admin", tags=["operator"])
 
-_Money = Annotated[str, Field(min_length=1, max_length=20, examples=["50.00"])]
-_Id = Annotated[str, Field(min_length=1, max_length=64)]
+# PostgreSQL text cannot hold NUL: refuse it at the edge (422), never at the database (500).
+NO_NUL = r"^[^\x00]*$"
+_Money = Annotated[str, Field(min_length=1, max_length=20, examples=["50.00"], pattern=NO_NUL)]
+_Id = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)]
+AgentId = Annotated[str, Path(max_length=64, pattern=NO_NUL)]
 
 
 class _Strict(BaseModel):
@@ -63,15 +66,18 @@ class _Strict(BaseModel):
 
 
 class AgentIn(_Strict):
-    name: str = Field(min_length=1, max_length=200, examples=["fleet-car-7"])
+    name: str = Field(min_length=1, max_length=200, examples=["fleet-car-7"], pattern=NO_NUL)
     public_key: str = Field(
-        min_length=1, max_length=64, description="base64 of the raw 32-byte Ed25519 public key"
+        min_length=1,
+        max_length=64,
+        pattern=NO_NUL,
+        description="base64 of the raw 32-byte Ed25519 public key",
     )
     currency: str = Field(pattern=r"^[a-z]{3}$", examples=["usd"])
     limit_per_session: _Money
     limit_per_window: _Money
     window_hours: int = Field(default=24, ge=1, le=agent_registry.MAX_WINDOW_HOURS)
-    owner: str | None = Field(default=None, max_length=200)
+    owner: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
     allowed_charge_points: list[_Id] | None = Field(default=None, max_length=1000)
 
 
@@ -92,11 +98,11 @@ class AgentOut(BaseModel):
 
 
 class Reason(_Strict):
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500, pattern=NO_NUL)
 
 
 class OptionalReason(_Strict):
-    reason: str = Field(default="", max_length=500)
+    reason: str = Field(default="", max_length=500, pattern=NO_NUL)
 
 
 class SuspendOut(AgentOut):
@@ -111,8 +117,8 @@ class PauseOut(BaseModel):
 
 
 class ChargePointIn(_Strict):
-    charge_point_id: str = Field(min_length=1, max_length=48, examples=["CP-1"])
-    password: str = Field(min_length=16, max_length=40)
+    charge_point_id: str = Field(min_length=1, max_length=48, examples=["CP-1"], pattern=NO_NUL)
+    password: str = Field(min_length=16, max_length=40, pattern=NO_NUL)
 
 
 class ChargePointOut(BaseModel):
@@ -159,14 +165,16 @@ async def register_agent(body: AgentIn, actor: Operator, request: Request) -> di
 
 @router.get("/agents", response_model=list[AgentOut])
 async def list_agents(
-    _actor: Operator, request: Request, status: str | None = None
+    _actor: Operator,
+    request: Request,
+    status: Annotated[str | None, Query(pattern="^(active|suspended)$")] = None,
 ) -> list[dict[str, Any]]:
     async with station_of(request).db.reader() as session:
         return [_agent_out(a) for a in await agent_registry.list_all(session, status=status)]
 
 
 @router.get("/agents/{agent_id}", response_model=AgentOut)
-async def show_agent(agent_id: str, _actor: Operator, request: Request) -> dict[str, Any]:
+async def show_agent(agent_id: AgentId, _actor: Operator, request: Request) -> dict[str, Any]:
     """One agent, with what its spending window still allows."""
     async with station_of(request).db.reader() as session:
         agent = await agent_registry.get(session, agent_id)
@@ -175,7 +183,7 @@ async def show_agent(agent_id: str, _actor: Operator, request: Request) -> dict[
 
 @router.post("/agents/{agent_id}/suspend", response_model=SuspendOut)
 async def suspend_agent(
-    agent_id: str, body: Reason, actor: Operator, request: Request
+    agent_id: AgentId, body: Reason, actor: Operator, request: Request
 ) -> dict[str, Any]:
     """Kill switch for one agent: refuse its requests now, stop and settle its sessions."""
     outcome = await kill_switch.suspend_agent(
@@ -186,7 +194,7 @@ async def suspend_agent(
 
 @router.post("/agents/{agent_id}/resume", response_model=AgentOut)
 async def resume_agent(
-    agent_id: str, actor: Operator, request: Request, body: OptionalReason | None = None
+    agent_id: AgentId, actor: Operator, request: Request, body: OptionalReason | None = None
 ) -> dict[str, Any]:
     async with station_of(request).db.session() as session:
         agent = await agent_registry.resume(
@@ -272,7 +280,7 @@ async def list_charge_points(_actor: Operator, request: Request) -> list[dict[st
 async def export_audit(
     _actor: Operator,
     request: Request,
-    after_seq: Annotated[int, Field(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> StreamingResponse:
     """The audit log as JSON lines, each with its ``seq``, ``prev_hash`` and ``hash``."""
     db = station_of(request).db
