@@ -75,3 +75,12 @@ async def db(database_url: str) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.dispose()
+
+
+@pytest.fixture(scope="session")
+def stripe_url() -> Iterator[str]:
+    """A localstripe server (a subprocess) shared by the session's tests."""
+    from simulators.stripe_sandbox import stripe_sandbox
+
+    with stripe_sandbox() as url:
+        yield url

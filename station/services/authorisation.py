@@ -115,6 +115,7 @@ class AuthorisationService:
             offer = await session.get(OfferRow, offer_id)
             if offer is None or offer.negotiation_id != negotiation_id:
                 raise NotFound(f"no offer {offer_id} in this negotiation")
+            session.expunge_all()  # keep the rows loaded past the reader's rollback
         if neg.status == NegotiationStatus.REJECTED:
             raise NegotiationClosed("negotiation was rejected")
         if offer.offer_id != neg.current_offer_id:
@@ -310,6 +311,7 @@ class AuthorisationService:
             async with self._db.reader() as session:
                 fresh = await session.get(SessionRow, session_id)
                 assert fresh is not None
+                session.expunge_all()
                 row = fresh
         return session_view(row)
 

@@ -123,6 +123,7 @@ class BillingListener:
             row.transaction_ref = tx.transaction_ref
             row.transaction_id = tx.transaction_id
             row.started_at = tx.started_at
+        if row.meter_start_wh is None and tx.meter_start_wh is not None:
             row.meter_start_wh = tx.meter_start_wh
         if tx.energy_wh > row.energy_wh:
             row.last_active_at = tx.last_reading_at or now

@@ -67,7 +67,7 @@ class NegotiationService:
             tariff=offer.tariff.to_wire(),
             estimated_cost=offer.estimated_cost.amount,
             recommended_cap=offer.recommended_cap.amount,
-            valid_until=now + timedelta(seconds=self._settings.offer_ttl_s),
+            valid_until=now.replace(microsecond=0) + timedelta(seconds=self._settings.offer_ttl_s),
             signature="",
             created_at=now,
         )

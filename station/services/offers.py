@@ -7,12 +7,15 @@ import hashlib
 import hmac
 import secrets
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import rfc8785
 
 from station.domain.money import Money
 from station.store.payments import NegotiationRow, OfferRow
+
+_Q4 = Decimal("0.0001")
 
 
 def new_id(prefix: str) -> str:
@@ -30,8 +33,8 @@ def offer_signature(secret: str, row: OfferRow) -> str:
         "negotiation_id": row.negotiation_id,
         "round": row.round,
         "tariff": row.tariff,
-        "estimated_cost": str(row.estimated_cost),
-        "recommended_cap": str(row.recommended_cap),
+        "estimated_cost": str(Decimal(row.estimated_cost).quantize(_Q4)),
+        "recommended_cap": str(Decimal(row.recommended_cap).quantize(_Q4)),
         "valid_until": rfc3339(row.valid_until),
     }
     mac = hmac.new(secret.encode(), rfc8785.dumps(terms), hashlib.sha256).digest()

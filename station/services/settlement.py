@@ -287,6 +287,7 @@ class SettlementService:
                     )
                 )
             ).all()
+            session.expunge_all()  # keep the rows loaded past the reader's rollback
         for settlement in stale:
             await self._repair(settlement)
         for session_id in never_started:
