@@ -16,8 +16,10 @@ setting stops the command with one line naming the field, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import pydantic
@@ -27,6 +29,7 @@ from rich.console import Console
 from station import __version__
 from station.logs import configure as configure_logging
 from station.settings import Settings
+from station.store.db import Database
 
 app = typer.Typer(
     name="chargepay",
@@ -35,7 +38,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+chargepoints_app = typer.Typer(help="The charge point registry.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(chargepoints_app, name="chargepoints")
 err = Console(stderr=True)
 
 T = TypeVar("T")
@@ -91,6 +96,80 @@ def db_upgrade() -> None:
     configure_logging(settings.log_level, settings.log_format)
     upgrade(settings.database_url)
     err.print("[green]database at the newest schema[/]")
+
+
+@chargepoints_app.command("add")
+def chargepoints_add(
+    charge_point_id: str = typer.Argument(..., help="The id it connects under: /ocpp/{id}."),
+    password: str = typer.Option(
+        ..., prompt=True, hide_input=True, help="16–40 characters (HTTP Basic, profiles 1–2)."
+    ),
+    replace: bool = typer.Option(False, help="Set a new password for a registered one."),
+) -> None:
+    """Register a charge point so that it may connect."""
+    from station.errors import ChargepayError
+    from station.store.charging import register_charge_point
+
+    async def work(db: Database) -> None:
+        await register_charge_point(db, charge_point_id, password, replace=replace)
+
+    try:
+        with_database(work)
+    except ChargepayError as exc:
+        fail(exc.detail)
+    err.print(f"[green]registered[/] {charge_point_id}")
+
+
+@chargepoints_app.command("list")
+def chargepoints_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """The registered charge points, their connection and OCPP version."""
+    from rich.table import Table
+
+    from station.store.charging import list_charge_points
+
+    points = with_database(list_charge_points)
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(p) for p in points], default=str))
+        return
+    table = Table("charge point", "connected", "OCPP", "vendor", "model", "last seen")
+    for p in points:
+        table.add_row(
+            p.charge_point_id,
+            "yes" if p.connected else "no",
+            p.ocpp_version or "-",
+            p.vendor or "-",
+            p.model or "-",
+            f"{p.last_seen:%Y-%m-%d %H:%M:%S}" if p.last_seen else "-",
+        )
+    Console().print(table)
+
+
+def with_database(work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run one piece of work on the configured database, migrated first."""
+    settings = load_settings()
+    configure_logging("WARNING", settings.log_format)
+
+    async def main() -> T:
+        db = Database(settings.database_url)
+        try:
+            await db.upgrade()
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(main())
+
+
+def _mount_subcommands() -> None:
+    from station.cli_trust import agents_app, audit_app
+    from vehicle.cli import agent_app
+
+    app.add_typer(agents_app, name="agents")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(agent_app, name="agent")
+
+
+_mount_subcommands()
 
 
 def main() -> None:

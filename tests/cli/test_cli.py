@@ -32,3 +32,25 @@ def test_db_upgrade_creates_the_schema_in_the_default_sqlite_file(tmp_path: Path
 
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "chargepay.db").exists()
+
+
+def test_chargepoints_add_then_list_shows_the_registered_charge_point(tmp_path: Path) -> None:
+    env = {"CHARGEPAY_DATABASE_URL": f"sqlite:///{tmp_path / 'cp.db'}"}
+
+    added = _chargepay("chargepoints", "add", "CP-7", "--password", "x" * 20, env=env, cwd=tmp_path)
+    listed = _chargepay("chargepoints", "list", "--json", env=env, cwd=tmp_path)
+
+    assert added.returncode == 0, added.stderr
+    assert listed.returncode == 0, listed.stderr
+    assert '"charge_point_id": "CP-7"' in listed.stdout
+    assert '"connected": false' in listed.stdout
+
+
+def test_chargepoints_add_refuses_a_short_password_in_one_line(tmp_path: Path) -> None:
+    env = {"CHARGEPAY_DATABASE_URL": f"sqlite:///{tmp_path / 'cp.db'}"}
+
+    result = _chargepay("chargepoints", "add", "CP-7", "--password", "short", env=env, cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "16–40" in result.stderr
+    assert "Traceback" not in result.stderr
