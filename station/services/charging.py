@@ -402,6 +402,8 @@ class ChargingService:
                     TransactionRow.charge_point_id == cp, TransactionRow.transaction_ref == ref
                 )
             )
+            if row is not None:
+                session.expunge(row)
         if row is None:
             return None
         start = row.meter_start_wh

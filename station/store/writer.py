@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from station.errors import StationUnavailable
 from station.logs import get_logger
 from station.store.db import Database
 
@@ -56,6 +57,7 @@ class GroupCommitWriter:
         self.max_batch = max_batch
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self.batches = 0
+        self._running = False
         self.units = 0
 
     async def submit(self, work: Work) -> Any:
@@ -63,6 +65,8 @@ class GroupCommitWriter:
 
         Safe to cancel: the unit may still commit with its batch.
         """
+        if not self._running:
+            raise StationUnavailable("the store writer is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Item(work, [], future))
         return await asyncio.shield(future)
@@ -72,14 +76,24 @@ class GroupCommitWriter:
         self._queue.put_nowait(_Item(None, [(table, row)], None))
 
     async def run(self) -> None:
-        """The writer's loop; runs until cancelled, then flushes what is queued."""
+        """The writer's loop; runs until cancelled, then flushes what was not begun.
+
+        Units of a batch interrupted by the cancellation fail with
+        StationUnavailable (they may or may not have committed); so does any
+        `submit` after the writer stopped.
+        """
+        self._running = True
+        items: list[_Item] = []
         try:
             while True:
                 items = [await self._queue.get()]
                 while not self._queue.empty() and len(items) < self.max_batch:
                     items.append(self._queue.get_nowait())
                 await self._commit(items)
+                items = []
         except asyncio.CancelledError:
+            self._running = False
+            _fail(items)
             rest = []
             while not self._queue.empty():
                 rest.append(self._queue.get_nowait())
@@ -87,11 +101,9 @@ class GroupCommitWriter:
                 try:
                     async with asyncio.timeout(5):
                         await self._commit(rest)
-                except BaseException:
+                except BaseException:  # best effort on the way out; re-raised below
                     _log.warning("store.writer_flush_failed", units=len(rest))
-                    for item in rest:
-                        if item.future and not item.future.done():
-                            item.future.cancel()
+                    _fail(rest)
             raise
 
     async def _commit(self, items: list[_Item]) -> None:
@@ -128,3 +140,9 @@ class GroupCommitWriter:
             for table, rows in staged.rows.items():
                 await session.execute(insert(table), rows)
         return results
+
+
+def _fail(items: list[_Item]) -> None:
+    for item in items:
+        if item.future is not None and not item.future.done():
+            item.future.set_exception(StationUnavailable("the store writer stopped"))
