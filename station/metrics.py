@@ -8,15 +8,19 @@ stations in one test process apart. Components get the station's
     with metrics.stripe_latency.labels(operation="capture").time():
         ...
 
-Sessions by status is a gauge the ``/metrics`` route refreshes from the
-database at scrape time (`sessions_by_status`); the rest are moved by the
-code that does the work.
+Gauges of shared state — connected charge points, sessions by status, money
+held / captured / released — are refreshed from the database by the
+``/metrics`` route at scrape time; counters and histograms are moved by the
+code that does the work. Code that only has a database session can find its
+station's metrics with `metrics_for(session)`.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -27,6 +31,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+_BY_ENGINE: weakref.WeakKeyDictionary[Any, StationMetrics] = weakref.WeakKeyDictionary()
 STRIPE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0)
 
 
@@ -53,21 +58,22 @@ class StationMetrics:
             ["status"],
             registry=registry,
         )
-        self.money_held = Counter(
+        # Money figures come from the sessions table at scrape time (all nodes agree).
+        self.money_held = Gauge(
             "chargepay_money_held",
-            "Money placed on hold (card authorisations), in major units.",
+            "Money on hold right now for open sessions, in major units.",
             ["currency"],
             registry=registry,
         )
-        self.money_captured = Counter(
+        self.money_captured = Gauge(
             "chargepay_money_captured",
-            "Money captured at settlement, in major units.",
+            "Money captured by settled sessions so far, in major units.",
             ["currency"],
             registry=registry,
         )
-        self.money_released = Counter(
+        self.money_released = Gauge(
             "chargepay_money_released",
-            "Held money released back to the payer, in major units.",
+            "Held money released back to payers by finished sessions, in major units.",
             ["currency"],
             registry=registry,
         )
@@ -109,15 +115,12 @@ class StationMetrics:
             registry=registry,
         )
 
-    # Money moves in Decimal; Prometheus keeps floats. Convert here, at the edge.
-    def held(self, amount: Decimal, currency: str) -> None:
-        self.money_held.labels(currency=currency).inc(float(amount))
-
-    def captured(self, amount: Decimal, currency: str) -> None:
-        self.money_captured.labels(currency=currency).inc(float(amount))
-
-    def released(self, amount: Decimal, currency: str) -> None:
-        self.money_released.labels(currency=currency).inc(float(amount))
+    @staticmethod
+    def set_by_currency(gauge: Gauge, amounts: Mapping[str, Decimal]) -> None:
+        """Prometheus keeps floats: Decimal money becomes a float here, at the edge."""
+        gauge.clear()
+        for currency, amount in amounts.items():
+            gauge.labels(currency=currency).set(float(amount))
 
     def set_sessions_by_status(self, counts: Mapping[str, int]) -> None:
         self.sessions.clear()
@@ -127,3 +130,14 @@ class StationMetrics:
     def render(self) -> bytes:
         """The text exposition format of every metric."""
         return generate_latest(self.registry)
+
+
+def bind_engine(engine: Any, metrics: StationMetrics) -> None:
+    """Let code that holds only a database session find its station's metrics."""
+    _BY_ENGINE[getattr(engine, "sync_engine", engine)] = metrics
+
+
+def metrics_for(session: Any) -> StationMetrics | None:
+    """The metrics of the station whose engine this (async) session is bound to."""
+    bind = getattr(session, "bind", None)
+    return _BY_ENGINE.get(getattr(bind, "sync_engine", bind)) if bind is not None else None

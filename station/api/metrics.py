@@ -7,10 +7,12 @@ reports the same truth; counters and histograms are this node's own.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from station.api.app import station_of
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
     from station.app import Station
 
 _log = get_logger(__name__)
+# Session statuses in which a card hold is open, and those in which it was let go.
+HOLDING = ("authorized", "charging", "stopping")
+FINISHED = ("settled", "cancelled")
 router = APIRouter(tags=["health"])
 
 
@@ -43,6 +48,31 @@ async def refresh_from_database(station: Station) -> None:
             select(SessionRow.status, func.count()).group_by(SessionRow.status)
         )
         metrics.set_sessions_by_status({status: count for status, count in by_status.all()})
+        held = await session.execute(
+            select(SessionRow.currency, func.sum(SessionRow.cap))
+            .where(SessionRow.status.in_(HOLDING), SessionRow.payment_reference.is_not(None))
+            .group_by(SessionRow.currency)
+        )
+        metrics.set_by_currency(metrics.money_held, _amounts(held.all()))
+        captured = await session.execute(
+            select(SessionRow.currency, func.sum(SessionRow.captured))
+            .where(SessionRow.status == "settled")
+            .group_by(SessionRow.currency)
+        )
+        metrics.set_by_currency(metrics.money_captured, _amounts(captured.all()))
+        released = await session.execute(
+            select(
+                SessionRow.currency,
+                func.sum(SessionRow.cap - func.coalesce(SessionRow.captured, 0)),
+            )
+            .where(SessionRow.status.in_(FINISHED), SessionRow.payment_reference.is_not(None))
+            .group_by(SessionRow.currency)
+        )
+        metrics.set_by_currency(metrics.money_released, _amounts(released.all()))
+
+
+def _amounts(rows: Sequence[Row[tuple[str, Any]]]) -> dict[str, Decimal]:
+    return {currency: Decimal(amount or 0) for currency, amount in rows}
 
 
 @router.get(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from station.errors import ChargepayError
 from station.logs import get_logger
@@ -29,20 +29,21 @@ if TYPE_CHECKING:
 _log = get_logger(__name__)
 # Session statuses in which money is held and a charge may be (about to be) flowing.
 OPEN_STATUSES = ("authorized", "charging")
+STOP_REASON = "agent_suspended"
 
 
 class SessionStopper(Protocol):
-    """What the kill switch needs from the payments side."""
+    """What the kill switch needs from the payments side (`SessionService.stop`)."""
 
-    async def stop_session(self, session_id: str, *, reason: str) -> None:
-        """Stop the session's charge (OCPP) and let it settle for what was delivered."""
+    async def stop(self, agent_id: str, session_id: str) -> dict[str, Any]:
+        """Stop the session's charge (OCPP) or release its hold; it then settles."""
         ...
 
 
 def session_stopper(station: Station) -> SessionStopper | None:
-    """THE HOOK into the payments side: the station's session service, if wired."""
-    candidate = getattr(station, "sessions", None)
-    return candidate if callable(getattr(candidate, "stop_session", None)) else None
+    """THE HOOK into the payments side: ``station.payments.sessions``, if wired."""
+    sessions = getattr(getattr(station, "payments", None), "sessions", None)
+    return sessions if callable(getattr(sessions, "stop", None)) else None
 
 
 @dataclass
@@ -87,7 +88,8 @@ async def suspend_agent(
             outcome.sessions_failed.append(session_id)
             continue
         try:
-            await stopper.stop_session(session_id, reason=f"agent suspended: {reason}")
+            await _mark_stop_reason(station, session_id)
+            await stopper.stop(agent_id, session_id)
         except ChargepayError as exc:
             log.warning("kill_switch.stop_failed", code=exc.code, detail=exc.detail)
             outcome.sessions_failed.append(session_id)
@@ -104,6 +106,18 @@ async def suspend_agent(
                 data={"stopping": outcome.sessions_stopping, "failed": outcome.sessions_failed},
             )
     return outcome
+
+
+async def _mark_stop_reason(station: Station, session_id: str) -> None:
+    """Say why on the session before it stops (the stop keeps a reason already set)."""
+    from station.store.payments import SessionRow
+
+    async with station.db.session() as session:
+        await session.execute(
+            update(SessionRow)
+            .where(SessionRow.session_id == session_id, SessionRow.stop_reason.is_(None))
+            .values(stop_reason=STOP_REASON)
+        )
 
 
 def _pause_view(switch: SwitchRow | None) -> dict[str, Any]:

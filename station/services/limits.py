@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,11 +27,9 @@ from station.domain.limits import SpendingLimits, decide, remaining_allowance
 from station.domain.money import Money
 from station.errors import AgentSuspended, AmountExceeded, Conflict, NotFound
 from station.logs import get_logger
+from station.metrics import StationMetrics, metrics_for
 from station.store.base import utcnow
 from station.store.trust import AgentRow, SpendRow, SwitchRow
-
-if TYPE_CHECKING:
-    from station.metrics import StationMetrics
 
 _log = get_logger(__name__)
 PAUSE = "pause"
@@ -116,6 +113,7 @@ async def reserve(
     spent = await spent_in_window(session, agent, now=now, excluding=session_id)
     decision = decide(limits_of(agent), spent_in_window=spent, amount=amount, currency=currency)
     if not decision.allowed:
+        metrics = metrics or metrics_for(session)
         if metrics is not None:
             metrics.limit_refusals.labels(currency=agent.currency).inc()
         log.info("limits.refused", amount=amount, remaining=decision.remaining)

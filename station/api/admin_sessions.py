@@ -1,0 +1,110 @@
+"""The operator's view of sessions (PROTOCOL §5): filter them, open one.
+
+``GET /v1/admin/sessions?agent_id=&charge_point_id=&status=&since=&until=``
+lists sessions (newest first; ``since``/``until`` bound their creation time).
+``GET /v1/admin/sessions/{id}`` is the session of §4 plus its agent, its meter
+samples and the anomalies metering found. Read-only over the payments and
+charging tables.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from sqlalchemy import select
+
+from station.api.admin import NO_NUL, Operator
+from station.api.app import station_of
+from station.errors import NotFound, ValidationError
+from station.services.sessions import session_view
+from station.store.charging import AnomalyRow, MeterSampleRow
+from station.store.payments import SessionRow
+
+router = APIRouter(prefix="/v1/admin", tags=["operator"])
+MAX_SAMPLES = 2000
+_Filter = Annotated[str | None, Query(max_length=64, pattern=NO_NUL)]
+
+
+def _utc(moment: datetime | None, name: str) -> datetime | None:
+    """Aware UTC; a time without a zone is taken as UTC."""
+    if moment is None:
+        return None
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise ValidationError(f"{name}: not a representable UTC time") from exc
+
+
+def _listed(row: SessionRow) -> dict[str, Any]:
+    return {**session_view(row), "agent_id": row.agent_id, "created_at": row.created_at}
+
+
+@router.get("/sessions")
+async def list_sessions(
+    _actor: Operator,
+    request: Request,
+    agent_id: _Filter = None,
+    charge_point_id: _Filter = None,
+    status: _Filter = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    """Sessions matching every filter given, newest first."""
+    query = select(SessionRow).order_by(SessionRow.created_at.desc()).limit(limit)
+    if agent_id is not None:
+        query = query.where(SessionRow.agent_id == agent_id)
+    if charge_point_id is not None:
+        query = query.where(SessionRow.charge_point_id == charge_point_id)
+    if status is not None:
+        query = query.where(SessionRow.status == status)
+    if (start := _utc(since, "since")) is not None:
+        query = query.where(SessionRow.created_at >= start)
+    if (end := _utc(until, "until")) is not None:
+        query = query.where(SessionRow.created_at < end)
+    async with station_of(request).db.reader() as session:
+        return [_listed(row) for row in (await session.scalars(query)).all()]
+
+
+@router.get("/sessions/{session_id}")
+async def show_session(
+    session_id: Annotated[str, Path(max_length=64, pattern=NO_NUL)],
+    _actor: Operator,
+    request: Request,
+) -> dict[str, Any]:
+    """One session with its agent, meter samples and anomalies."""
+    async with station_of(request).db.reader() as session:
+        row = await session.get(SessionRow, session_id)
+        if row is None:
+            raise NotFound(f"no session {session_id}")
+        samples: list[dict[str, Any]] = []
+        anomalies: list[dict[str, Any]] = []
+        if row.transaction_id is not None:
+            sample_rows = await session.scalars(
+                select(MeterSampleRow)
+                .where(MeterSampleRow.transaction_id == row.transaction_id)
+                .order_by(MeterSampleRow.timestamp, MeterSampleRow.id)
+                .limit(MAX_SAMPLES)
+            )
+            samples = [
+                {
+                    "timestamp": s.timestamp,
+                    "measurand": s.measurand,
+                    "phase": s.phase,
+                    "context": s.context,
+                    "unit": s.unit,
+                    "value": None if s.value is None else str(s.value),
+                }
+                for s in sample_rows
+            ]
+            anomaly_rows = await session.scalars(
+                select(AnomalyRow)
+                .where(AnomalyRow.transaction_id == row.transaction_id)
+                .order_by(AnomalyRow.id)
+            )
+            anomalies = [
+                {"kind": a.kind, "detail": a.detail, "timestamp": a.timestamp} for a in anomaly_rows
+            ]
+        return {**_listed(row), "meter_samples": samples, "anomalies": anomalies}
