@@ -94,7 +94,11 @@ class Strategy:
         """The price the agent asks for after station round `round_` (non-decreasing)."""
         reservation = self.reservation_price(tariff)
         aspiration = reservation * ASPIRATION_SHARE
-        progress = min(Decimal(round_) / Decimal(max(max_rounds, 1)), _ONE)
+        # round 1 asks the aspiration, the last round the reservation price
+        progress = (
+            min(Decimal(round_ - 1) / Decimal(max_rounds - 1), _ONE) if max_rounds > 1 else _ONE
+        )
+        progress = max(progress, _ZERO)
         # exponent 1/beta: beta 0.5 (relaxed, Boulware) … 3 (urgent, conceder)
         beta = Decimal("0.5") + Decimal("2.5") * self.urgency
         conceded = progress ** (_ONE / beta) if progress > 0 else _ZERO
