@@ -9,9 +9,9 @@ are used). It replaces the library's receive path, for three reasons:
   unanswered. Here a frame that is not JSON gets a CALLERROR
   ``FormatViolation`` (1.6: ``FormationViolation``) with message id ``-1``; a
   frame that is JSON but not an RPC frame gets ``RpcFrameworkError`` (1.6:
-  ``ProtocolError``); an unknown action ``NotImplemented`` (a known action we
-  do not handle) or ``NotSupported``; a payload that breaks the schema the
-  matching constraint error. The connection carries on in every case.
+  ``ProtocolError``); an action unknown to the version ``NotImplemented``, a
+  known one the station does not handle ``NotSupported``; a payload that
+  breaks the schema the matching constraint error. The connection carries on in every case.
 * **Speed.** The library validates each payload in a thread (one executor hop
   per message, twice) and converts keys with regular expressions. Here
   payloads are validated in-line by compiled validators (``jsonschema_rs``),
@@ -287,7 +287,12 @@ class OcppConnection:
                 else "-1"
             )
             self._record("in", 0, unique_id[:64], None, {"unparsable": text[:200]})
-            bad_type = isinstance(message, list) and message and isinstance(message[0], int)
+            bad_type = (
+                isinstance(message, list)
+                and bool(message)
+                and isinstance(message[0], int)
+                and message[0] not in (2, 3, 4)
+            )
             await self._send_error(
                 unique_id,
                 "MessageTypeNotSupported" if bad_type else "RpcFrameworkError",
@@ -319,7 +324,9 @@ class OcppConnection:
     async def _on_call(self, unique_id: str, action: str, payload: dict[str, Any]) -> None:
         handler = self.route_map.get(action, {}).get("_on_action")
         if handler is None:
-            code = "NotImplemented" if action in self.known_actions else "NotSupported"
+            # OCPP-J: NotImplemented = "not known by receiver", NotSupported = "recognized
+            # but not supported" (the ocpp library's docstrings have the two swapped).
+            code = "NotSupported" if action in self.known_actions else "NotImplemented"
             await self._send_error(unique_id, code, f"{action} is not handled by this station")
             return
         try:
