@@ -144,6 +144,71 @@ def chargepoints_list(as_json: bool = typer.Option(False, "--json")) -> None:
     Console().print(table)
 
 
+@app.command()
+def demo(
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    time_scale: float = typer.Option(600, help="How much faster simulated time runs."),
+) -> None:
+    """The whole system on the embedded defaults: station, Stripe sandbox, charge points, cars."""
+    from rich.live import Live
+
+    from simulators.demo import Report, run_demo
+
+    configure_logging("ERROR", "text")
+    out = Console(width=max(Console().width, 110))
+    if as_json:
+        report = run_async(lambda: run_demo(lambda _report: None, time_scale=time_scale))
+        typer.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        with Live(console=out, refresh_per_second=8, transient=True) as live:
+
+            def refresh(report: Report) -> None:
+                live.update(_demo_table(report, final=False))
+
+            report = run_async(lambda: run_demo(refresh, time_scale=time_scale))
+        out.print(_demo_table(report, final=True))
+        for row in report.rows:
+            if row.detail:
+                out.print(f"  {row.driver.name}: {row.detail}", highlight=False)
+        totals = report.totals()
+        out.print(
+            f"delivered {totals['energy_kwh']} kWh, captured {totals['captured']} "
+            f"{totals['currency']}, released {totals['released']} {totals['currency']}"
+        )
+        out.print("[green]every session ended as expected[/]" if report.ok else "[red]FAILED[/]")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _demo_table(report: Any, *, final: bool) -> Any:
+    from rich.table import Table
+
+    table = Table(title="chargepay demo" + ("" if final else " (live)"), min_width=100)
+    for column in ("driver", "station", "OCPP", "per kWh", "kWh", "cap", "captured"):
+        table.add_column(
+            column, justify="right" if column in {"kWh", "cap", "captured"} else "left"
+        )
+    table.add_column("released", justify="right")
+    table.add_column("status" if final else "step")
+    for row in report.rows:
+        status = row.status if final else row.step
+        if final:
+            mark = "[green]✓[/]" if row.ended_as_expected else "[red]✗[/]"
+            status = f"{mark} {row.status}"
+        table.add_row(
+            row.driver.name,
+            row.driver.charge_point_id,
+            row.version.removeprefix("ocpp"),
+            row.price_per_kwh,
+            f"{row.energy_kwh:.3f}",
+            row.cap,
+            row.captured,
+            row.released,
+            status,
+        )
+    return table
+
+
 def with_database(work: Callable[[Database], Awaitable[T]]) -> T:
     """Run one piece of work on the configured database, migrated first."""
     settings = load_settings()
