@@ -77,7 +77,9 @@ class StripeGateway:
         except TimeoutError as exc:
             raise PaymentUnavailable(f"stripe {operation} timed out") from exc
         except stripe.StripeError as exc:
-            _log.warning("stripe.error", operation=operation, error=type(exc).__name__, detail=str(exc)[:300])
+            _log.warning(
+                "stripe.error", operation=operation, error=type(exc).__name__, detail=str(exc)[:300]
+            )
             raise PaymentUnavailable(f"stripe {operation} failed: {type(exc).__name__}") from exc
 
     async def authorize(

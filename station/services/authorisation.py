@@ -329,6 +329,7 @@ class AuthorisationService:
             log.warning("session.start_failed", error=exc.detail)
             accepted = False
         if not accepted:
+            log.warning("session.start_rejected")
             await self._settlement.settle(row.session_id, reason="start_rejected")
             raise StationUnavailable("the charge point did not start; the hold was released")
 

@@ -120,9 +120,7 @@ def credential(challenge: mpp.Challenge, payment_method: str = "pm_card_visa") -
 
 
 @pytest.fixture
-def make_world(
-    database_url: str, stripe_url: str
-) -> Callable[..., Any]:
+def make_world(database_url: str, stripe_url: str) -> Callable[..., Any]:
     """Start a station (with setting overrides), an operator client and one signed agent."""
     from contextlib import asynccontextmanager
 
@@ -161,7 +159,13 @@ async def world(make_world: Callable[..., Any]) -> AsyncIterator[World]:
         yield running
 
 
-def battery(kwh_missing: str = "8") -> Battery:
-    """A 60 kWh car missing `kwh_missing` before its 100 % target."""
-    capacity = Decimal(60)
-    return Battery(capacity_kwh=capacity, soc=1 - Decimal(kwh_missing) / capacity)
+def battery(kwh_wanted: str = "8") -> Battery:
+    """A 60 kWh car at 20 % that wants `kwh_wanted` (full power all the way, up to 48 kWh)."""
+    capacity, soc = Decimal(60), Decimal("0.2")
+    return Battery(capacity_kwh=capacity, soc=soc, target_soc=soc + Decimal(kwh_wanted) / capacity)
+
+
+@pytest.fixture
+async def world_short_ttl(make_world: Callable[..., Any]) -> AsyncIterator[World]:
+    async with make_world(challenge_ttl_s=1) as running:
+        yield running

@@ -10,13 +10,13 @@ import mpp
 import pytest
 import stripe
 
-from tests.e2e.conftest import World, battery, credential, intent_in_stripe
+from tests.e2e.conftest import World, battery, intent_in_stripe
 
 VERSIONS = ["ocpp1.6", "ocpp2.0.1", "ocpp2.1"]
 
 
-async def wait_for_status(world: World, session_id: str, *final: str, timeout: float = 20) -> dict:
-    async with asyncio.timeout(timeout):
+async def wait_for_status(world: World, session_id: str, *final: str) -> dict[str, Any]:
+    async with asyncio.timeout(20):
         while True:
             response = await world.agent.get(f"/v1/sessions/{session_id}")
             doc: dict[str, Any] = response.json()
