@@ -45,7 +45,8 @@ from station.store.db import Database
 from station.store.payments import SessionRow, SettlementRow, locked_session
 
 _log = get_logger(__name__)
-CRASH_AFTER_CAPTURE_INTENT = "crash_after_capture_intent"
+CRASH_AFTER_CAPTURE_INTENT = "crash_after_capture_intent"  # intent committed, Stripe not called
+CRASH_AFTER_CAPTURE = "crash_after_capture"  # Stripe captured, the outcome not recorded
 
 
 def usage_of(row: SessionRow, now: datetime) -> Usage:
@@ -178,6 +179,9 @@ class SettlementService:
         except PaymentUnavailable as exc:
             await self._note_failure(settlement.session_id, str(exc))
             return
+        if self._settings.fault_inject == CRASH_AFTER_CAPTURE:
+            _log.warning("fault.crash_after_capture", session_id=settlement.session_id)
+            os._exit(71)
         await self._complete(settlement.session_id, state)
 
     async def _note_failure(self, session_id: str, error: str) -> None:
