@@ -59,10 +59,7 @@ class StationProcess:
 
     async def exited(self) -> int:
         assert self.process is not None
-        async with asyncio.timeout(30):
-            while self.process.poll() is None:
-                await asyncio.sleep(0.05)
-        return int(self.process.returncode)
+        return await asyncio.wait_for(asyncio.to_thread(self.process.wait), 30)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
