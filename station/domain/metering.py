@@ -39,6 +39,7 @@ from station.domain.events import (
 _ENERGY_UNITS = {"wh": Decimal(1), "kwh": Decimal(1000)}
 _POWER_UNITS = {"w": Decimal(1), "kw": Decimal(1000)}
 _PHASES = ("L1", "L2", "L3")
+_LARGEST = Decimal(10) ** 15  # Wh or W; a thousand terawatt-hours is no reading
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,9 @@ def parse_number(raw: object) -> Decimal | None:
             return None
     else:
         return None
-    return value if value.is_finite() else None
+    if not value.is_finite() or abs(value) >= _LARGEST:
+        return None  # not a meter reading (and would not fit the store)
+    return value
 
 
 def sampled_value(
