@@ -26,6 +26,7 @@ from station.logs import get_logger
 from vehicle.client import ReceiptDocument, SessionView, StationClient, StationTarget
 from vehicle.errors import (
     AgentError,
+    AgentSuspended,
     NegotiationClosed,
     NoDeal,
     NotSettled,
@@ -35,6 +36,7 @@ from vehicle.errors import (
     SpendLimitExceeded,
     StationError,
     StationUnavailable,
+    Unauthenticated,
 )
 from vehicle.follower import SessionUpdate, follow_session
 from vehicle.goal import Goal
@@ -195,7 +197,13 @@ class VehicleAgent:
     async def negotiate_all(
         self, goal: Goal, targets: Sequence[StationTarget]
     ) -> tuple[list[Deal], list[str]]:
-        """Bargain with every charge point at once; the deals, cheapest first, and why not."""
+        """Bargain with every charge point at once; the deals, cheapest first, and why not.
+
+        One station failing does not stop the others. When none offers a deal,
+        an identity refusal (`Unauthenticated`, `AgentSuspended`) is raised as
+        such, anything else as `NoDeal` with every station's reason.
+        """
+        refusals: list[StationError] = []
 
         async def one(target: StationTarget) -> Deal | str:
             try:
@@ -204,12 +212,16 @@ class VehicleAgent:
                 return "; ".join(exc.reasons)
             except (StationError, ProtocolViolation) as exc:
                 self._emit("walk_away", target, reason=str(exc))
+                if isinstance(exc, Unauthenticated | AgentSuspended):
+                    refusals.append(exc)
                 return f"{target.label}: {exc}"
 
         async with asyncio.TaskGroup() as tasks:
             running = [tasks.create_task(one(target)) for target in targets]
         results = [task.result() for task in running]
         deals = [r for r in results if isinstance(r, Deal)]
+        if not deals and refusals:
+            raise refusals[0]
         deals.sort(key=lambda d: (d.accept.estimated_cost.amount, d.accept.cap.amount))
         return deals, [r for r in results if isinstance(r, str)]
 

@@ -8,14 +8,17 @@ goal, settles, and the agent verifies the receipt — signature included.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from simulators.battery import Battery
 from simulators.charge_point import SimulatedChargePoint
@@ -25,7 +28,13 @@ from station.domain.money import Money
 from station.settings import Settings
 from vehicle.agent import AgentEvent, VehicleAgent
 from vehicle.client import StationTarget
-from vehicle.errors import NoDeal, SpendLimitExceeded
+from vehicle.errors import (
+    AgentSuspended,
+    AmountExceeded,
+    NoDeal,
+    PaymentDeclined,
+    SpendLimitExceeded,
+)
 from vehicle.goal import Goal
 from vehicle.receipt import SIGNATURE_OK
 from vehicle.signing import generate_keypair, public_key_b64
@@ -57,37 +66,50 @@ async def station(database_url: str, stripe_url: str) -> AsyncIterator[Station]:
         yield running
 
 
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Chargepay-Operator": "e2e"}
+
+
 @dataclass
 class World:
     station: Station
     base_url: str
     agent_id: str
-    key: object
+    key: Ed25519PrivateKey
 
     def target(self, charge_point_id: str = "CP-1") -> StationTarget:
         return StationTarget(self.base_url, charge_point_id, 1)
+
+    async def admin(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        async with httpx.AsyncClient(
+            base_url=self.base_url, headers=ADMIN_HEADERS, timeout=10
+        ) as admin:
+            response = await admin.post(path, json=body)
+        assert response.is_success, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    async def register_agent(self, limit_per_session: str = "50.00") -> tuple[str, Any]:
+        key, _ = generate_keypair()
+        doc = await self.admin(
+            "/v1/admin/agents",
+            {
+                "name": "e2e-car", "public_key": public_key_b64(key), "currency": "usd",
+                "limit_per_session": limit_per_session, "limit_per_window": "200.00",
+                "window_hours": 24,
+            },
+        )  # fmt: skip
+        return doc["agent_id"], key
 
 
 @pytest.fixture
 async def world(station: Station) -> AsyncIterator[World]:
     base_url = f"http://127.0.0.1:{station.http_port}"
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Chargepay-Operator": "e2e"}
-    key, _ = generate_keypair()
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=10) as admin:
-        for cp in ("CP-1", "CP-2"):
-            response = await admin.post(
-                "/v1/admin/charge-points", json={"charge_point_id": cp, "password": CP_PASSWORD}
-            )
-            assert response.status_code == 201, response.text
-        response = await admin.post(
-            "/v1/admin/agents",
-            json={
-                "name": "e2e-car", "public_key": public_key_b64(key), "currency": "usd",
-                "limit_per_session": "50.00", "limit_per_window": "200.00", "window_hours": 24,
-            },
-        )  # fmt: skip
-        assert response.status_code == 201, response.text
-    yield World(station, base_url, response.json()["agent_id"], key)
+    world = World(station, base_url, "", Ed25519PrivateKey.generate())
+    for cp in ("CP-1", "CP-2"):
+        await world.admin(
+            "/v1/admin/charge-points", {"charge_point_id": cp, "password": CP_PASSWORD}
+        )
+    world.agent_id, world.key = await world.register_agent()
+    yield world
 
 
 def charge_point(station: Station, cp: str = "CP-1") -> SimulatedChargePoint:
@@ -121,7 +143,7 @@ async def test_the_agent_negotiates_pays_charges_and_verifies_the_receipt(
         sim.plug_in(1, Battery(capacity_kwh=Decimal(60), soc=Decimal("0.2")))
         async with VehicleAgent(
             world.agent_id, world.key, the_wallet, on_event=events.append, poll_interval_s=0.2
-        ) as agent:  # type: ignore[arg-type]
+        ) as agent:
             outcome = await agent.charge(goal, [world.target()])
 
     kinds = [event.kind for event in events]
@@ -145,7 +167,7 @@ async def test_it_asks_every_charge_point_and_walks_away_when_none_fits_the_budg
 ) -> None:
     tiny = Goal(Decimal(30), Money.parse("3.00", "usd"))
 
-    async with VehicleAgent(world.agent_id, world.key, wallet(tmp_path)) as agent:  # type: ignore[arg-type]
+    async with VehicleAgent(world.agent_id, world.key, wallet(tmp_path)) as agent:
         with pytest.raises(NoDeal) as no_deal:
             await agent.charge(tiny, [world.target("CP-1"), world.target("CP-2")])
 
@@ -159,6 +181,66 @@ async def test_the_wallet_refuses_before_anything_is_paid_when_the_day_is_spent(
     spent.hold("off_earlier", Money.parse("10.00", "usd"))
     goal = Goal(Decimal(20), Money.parse("15.00", "usd"))
 
-    async with VehicleAgent(world.agent_id, world.key, spent) as agent:  # type: ignore[arg-type]
+    async with VehicleAgent(world.agent_id, world.key, spent) as agent:
         with pytest.raises(SpendLimitExceeded):
             await agent.charge(goal, [world.target()])
+
+
+def tight_goal() -> Goal:
+    return Goal(Decimal(20), Money.parse("10.00", "usd"))
+
+
+async def test_a_declined_card_is_a_typed_error_with_a_fresh_challenge_and_no_spend(
+    world: World, tmp_path: Path
+) -> None:
+    declined = Wallet(
+        Instrument("pm_card_chargeCustomerFail"),
+        SpendLimits(Money.parse("40.00", "usd"), Money.parse("60.00", "usd")),
+    )
+
+    async with (
+        charge_point(world.station) as sim,
+        VehicleAgent(world.agent_id, world.key, declined) as agent,
+    ):
+        await asyncio.wait_for(sim.booted.wait(), 10)
+        with pytest.raises(PaymentDeclined) as refused:
+            await agent.charge(tight_goal(), [world.target()])
+
+    assert refused.value.www_authenticate is not None
+    assert refused.value.www_authenticate.startswith("Payment ")
+    assert declined.spent_today() == Money.zero("usd")
+
+
+async def test_a_cap_above_the_operator_limit_is_refused_and_the_hold_dropped(
+    world: World, tmp_path: Path
+) -> None:
+    agent_id, key = await world.register_agent(limit_per_session="5.00")
+    the_wallet = wallet(tmp_path)
+
+    async with VehicleAgent(agent_id, key, the_wallet) as agent:
+        with pytest.raises(AmountExceeded):
+            await agent.charge(tight_goal(), [world.target()])
+
+    assert the_wallet.spent_today() == Money.zero("usd")
+
+
+async def test_a_suspended_agent_is_told_so(world: World, tmp_path: Path) -> None:
+    await world.admin(f"/v1/admin/agents/{world.agent_id}/suspend", {"reason": "stolen car"})
+
+    async with VehicleAgent(world.agent_id, world.key, wallet(tmp_path)) as agent:
+        with pytest.raises(AgentSuspended):
+            await agent.charge(tight_goal(), [world.target()])
+
+
+async def test_without_server_sent_events_the_agent_polls_to_the_end(
+    world: World, tmp_path: Path
+) -> None:
+    async with charge_point(world.station) as sim:
+        sim.plug_in(1, Battery(capacity_kwh=Decimal(60), soc=Decimal("0.5")))
+        async with VehicleAgent(
+            world.agent_id, world.key, wallet(tmp_path), use_events=False, poll_interval_s=0.1
+        ) as agent:
+            outcome = await agent.charge(Goal(Decimal(5), Money.parse("10.00", "usd")),
+                                         [world.target()])  # fmt: skip
+
+    assert outcome.ok, outcome.verdict
