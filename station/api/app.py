@@ -36,13 +36,14 @@ def create_app(station: Station) -> FastAPI:
 
 def _include_trust(app: FastAPI, station: Station) -> None:
     """Agent identity, the operator API, /metrics and the body size cap (issue 4)."""
-    from station.api import admin, admin_sessions, identity, metrics
+    from station.api import admin, admin_sessions, admin_tariffs, identity, metrics
     from station.api.body_limit import BodyLimit
     from station.metrics import bind_engine
 
     app.include_router(identity.router)
     app.include_router(admin.router)
     app.include_router(admin_sessions.router)
+    app.include_router(admin_tariffs.router)
     app.include_router(metrics.router)
     app.add_middleware(BodyLimit, max_bytes=station.settings.max_body_bytes)
     bind_engine(station.db.engine, station.metrics)
