@@ -1,0 +1,22 @@
+"""`python -m benchmarks`: every benchmark, one after the other, with its figures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHMARKS = (
+    ["benchmarks.ocpp_throughput"],
+    ["benchmarks.payments"],
+)
+
+
+def main() -> int:
+    failed = 0
+    for module in BENCHMARKS:
+        failed |= subprocess.call([sys.executable, "-m", *module, *sys.argv[1:]])
+    return failed
+
+
+if __name__ == "__main__":
+    sys.exit(main())
