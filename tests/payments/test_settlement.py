@@ -1,0 +1,202 @@
+"""Settlement is exactly once: concurrent settles, failures and crashes never capture twice."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from station.domain.tariff import Tariff
+from station.errors import PaymentUnavailable
+from station.payments.fake_gateway import FakeGateway
+from station.services.gateway import PaymentIntentState, PaymentSource
+from station.services.session_events import SessionEvents
+from station.services.settlement import SettlementService
+from station.settings import Settings
+from station.store.db import Database
+from station.store.payments import SessionRow, SettlementRow
+
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+TARIFF = Tariff("usd", Decimal("0.45"), session_fee=Decimal("0.50"))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class FlakyGateway(FakeGateway):
+    """Fails the next `failures` captures as if Stripe could not be reached."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def capture(
+        self, reference: str, amount_minor: int, *, idempotency_key: str
+    ) -> PaymentIntentState:
+        if self.failures:
+            self.failures -= 1
+            self.calls["capture"] += 1
+            raise PaymentUnavailable("connection reset")
+        return await super().capture(reference, amount_minor, idempotency_key=idempotency_key)
+
+
+async def new_session(
+    db: Database,
+    gateway: FakeGateway,
+    *,
+    energy_wh: str = "10000",
+    started: bool = True,
+    status: str = "stopping",
+) -> str:
+    hold = await gateway.authorize(
+        amount_minor=2000,
+        currency="usd",
+        source=PaymentSource("payment_method", "pm_card_visa"),
+        idempotency_key="h",
+        metadata={},
+    )
+    session_id = f"ses_{hold.reference}"
+    async with db.session() as session:
+        session.add(
+            SessionRow(
+                session_id=session_id,
+                agent_id="agt_1",
+                negotiation_id="neg_1",
+                offer_id="off_1",
+                challenge_id=f"ch_{session_id}",
+                charge_point_id="CP-1",
+                evse_id=1,
+                id_token=session_id[-20:],
+                remote_start_id=1,
+                tariff=TARIFF.to_wire(),
+                cap=Decimal("20.00"),
+                currency="usd",
+                status=status,
+                energy_wh=Decimal(energy_wh),
+                cost=Decimal(0),
+                transaction_ref="tx-1" if started else None,
+                started_at=T0 if started else None,
+                stopped_at=T0 + timedelta(minutes=20) if started else None,
+                payment_reference=hold.reference,
+                payment_status="requires_capture",
+                created_at=T0,
+                updated_at=T0,
+            )
+        )
+    return session_id
+
+
+def service(db: Database, gateway: FakeGateway, clock: Clock, **kw: object) -> SettlementService:
+    settings = Settings(database_url=db.url, node_id="node-a", **kw)  # type: ignore[arg-type]
+    return SettlementService(db, settings, gateway, SessionEvents(), clock)
+
+
+async def stored(db: Database, session_id: str) -> tuple[SessionRow, SettlementRow | None]:
+    async with db.reader() as session:
+        row = await session.get(SessionRow, session_id)
+        settlement = await session.get(SettlementRow, session_id)
+        session.expunge_all()
+    assert row is not None
+    return row, settlement
+
+
+async def test_concurrent_settles_capture_once(db: Database) -> None:
+    gateway, clock = FakeGateway(), Clock()
+    settlement = service(db, gateway, clock)
+    session_id = await new_session(db, gateway)
+
+    await asyncio.gather(*(settlement.settle(session_id) for _ in range(5)))
+
+    row, done = await stored(db, session_id)
+    assert gateway.calls["capture"] == 1
+    assert (row.status, row.captured) == ("settled", Decimal("5.00"))  # 10 kWh × 0.45 + 0.50
+    assert done is not None and done.state == "done"
+
+
+async def test_a_failed_capture_is_finished_by_the_reconciler(db: Database) -> None:
+    gateway, clock = FlakyGateway(failures=1), Clock()
+    settlement = service(db, gateway, clock, stripe_timeout_s=5)
+    session_id = await new_session(db, gateway)
+
+    await settlement.settle(session_id)
+    pending_row, pending = await stored(db, session_id)
+    clock.now += timedelta(seconds=11)
+    await settlement.reconcile()
+
+    row, done = await stored(db, session_id)
+    assert pending_row.status == "stopping" and pending is not None
+    assert pending.state == "pending" and pending.attempts == 1
+    assert (row.status, row.captured) == ("settled", Decimal("5.00"))
+    assert done is not None and done.state == "done"
+    assert gateway.intents[row.payment_reference or ""].captured_minor == 500
+
+
+async def test_a_capture_that_landed_before_a_crash_is_recorded_not_repeated(db: Database) -> None:
+    gateway, clock = FakeGateway(), Clock()
+    session_id = await new_session(db, gateway)
+    row, _ = await stored(db, session_id)
+    async with db.session() as session:
+        session.add(
+            SettlementRow(
+                session_id=session_id,
+                action="capture",
+                amount=Decimal("5.00"),
+                currency="usd",
+                payment_reference=row.payment_reference or "",
+                idempotency_key=f"settle_{session_id}",
+                state="pending",
+                node_id="node-a",
+                attempts=0,
+                created_at=T0,
+            )
+        )
+    await gateway.capture(row.payment_reference or "", 500, idempotency_key="before-crash")
+
+    await service(db, gateway, clock).reconcile(startup=True)
+
+    after, _ = await stored(db, session_id)
+    assert gateway.calls["capture"] == 1 and gateway.calls["retrieve"] == 1
+    assert (after.status, after.captured) == ("settled", Decimal("5.00"))
+
+
+async def test_nothing_delivered_releases_the_hold(db: Database) -> None:
+    gateway, clock = FakeGateway(), Clock()
+    session_id = await new_session(db, gateway, energy_wh="0")
+
+    await service(db, gateway, clock).settle(session_id)
+
+    row, _ = await stored(db, session_id)
+    assert (row.status, row.captured) == ("cancelled", Decimal(0))
+    assert gateway.calls["cancel"] == 1 and gateway.calls["capture"] == 0
+
+
+async def test_a_session_never_started_has_its_hold_released_after_the_timeout(
+    db: Database,
+) -> None:
+    gateway, clock = FakeGateway(), Clock()
+    settlement = service(db, gateway, clock, session_start_timeout_s=60)
+    session_id = await new_session(db, gateway, energy_wh="0", started=False, status="authorized")
+
+    early = await settlement.reconcile()
+    clock.now += timedelta(seconds=61)
+    late = await settlement.reconcile()
+
+    row, _ = await stored(db, session_id)
+    assert (early, late) == (0, 1)
+    assert (row.status, row.stop_reason) == ("cancelled", "start_timeout")
+    assert gateway.intents[row.payment_reference or ""].status == "canceled"
+
+
+async def test_the_capture_never_exceeds_the_cap(db: Database) -> None:
+    gateway, clock = FakeGateway(), Clock()
+    session_id = await new_session(db, gateway, energy_wh="100000")  # 45.50 uncapped
+
+    await service(db, gateway, clock).settle(session_id)
+
+    row, _ = await stored(db, session_id)
+    assert (row.status, row.captured) == ("settled", Decimal("20.00"))

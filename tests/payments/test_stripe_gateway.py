@@ -1,0 +1,96 @@
+"""The Stripe gateway against localstripe, through the real stripe SDK."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import stripe
+
+from simulators.stripe_sandbox import SANDBOX_API_KEY
+from station.errors import PaymentDeclined, PaymentUnavailable
+from station.payments.stripe_gateway import StripeGateway
+from station.services.gateway import PaymentSource
+
+VISA = PaymentSource("payment_method", "pm_card_visa")
+
+
+@pytest.fixture
+def gateway(stripe_url: str) -> StripeGateway:
+    return StripeGateway(api_key=SANDBOX_API_KEY, api_base=stripe_url, timeout_s=5)
+
+
+async def hold(gateway: StripeGateway, amount: int = 2500) -> str:
+    state = await gateway.authorize(
+        amount_minor=amount, currency="usd", source=VISA, idempotency_key="k", metadata={}
+    )
+    assert state.status == "requires_capture" and state.amount_minor == amount
+    return state.reference
+
+
+async def test_a_hold_is_captured_partially_once(gateway: StripeGateway) -> None:
+    reference = await hold(gateway)
+
+    captured = await gateway.capture(reference, 1234, idempotency_key="c")
+    retrieved = await gateway.retrieve(reference)
+
+    assert (captured.status, captured.captured_minor) == ("succeeded", 1234)
+    assert (retrieved.status, retrieved.captured_minor) == ("succeeded", 1234)
+    with pytest.raises(PaymentUnavailable):
+        await gateway.capture(reference, 1234, idempotency_key="c2")
+    assert gateway.calls == {"authorize": 1, "capture": 2, "retrieve": 1}
+
+
+async def test_capturing_above_the_hold_is_refused(gateway: StripeGateway) -> None:
+    reference = await hold(gateway, 500)
+
+    with pytest.raises(PaymentUnavailable):
+        await gateway.capture(reference, 501, idempotency_key="c")
+
+    assert (await gateway.retrieve(reference)).status == "requires_capture"
+
+
+async def test_a_cancelled_hold_is_released(gateway: StripeGateway) -> None:
+    reference = await hold(gateway)
+
+    cancelled = await gateway.cancel(reference, idempotency_key="x")
+
+    assert cancelled.status == "canceled" and cancelled.captured_minor == 0
+
+
+async def test_a_declined_card_is_payment_declined(gateway: StripeGateway, stripe_url: str) -> None:
+    client = stripe.StripeClient(api_key=SANDBOX_API_KEY, base_addresses={"api": stripe_url})
+    card = {"number": "4000000000000341", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
+    declined = client.v1.payment_methods.create({"type": "card", "card": card})
+
+    with pytest.raises(PaymentDeclined):
+        await gateway.authorize(
+            amount_minor=100,
+            currency="usd",
+            source=PaymentSource("payment_method", declined.id),
+            idempotency_key="k",
+            metadata={},
+        )
+
+
+async def test_an_unknown_payment_method_is_payment_declined(gateway: StripeGateway) -> None:
+    with pytest.raises(PaymentDeclined):
+        await gateway.authorize(
+            amount_minor=100,
+            currency="usd",
+            source=PaymentSource("payment_method", "pm_nonexistent"),
+            idempotency_key="k",
+            metadata={},
+        )
+
+
+async def test_an_unreachable_stripe_is_payment_unavailable() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    gateway = StripeGateway(
+        api_key=SANDBOX_API_KEY, api_base=f"http://127.0.0.1:{port}", timeout_s=2
+    )
+
+    with pytest.raises(PaymentUnavailable):
+        await gateway.retrieve("pi_missing")
