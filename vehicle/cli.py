@@ -93,6 +93,13 @@ def _amount(text: str, name: str) -> Decimal:
     return value
 
 
+def _major(minor: Any, currency: Any) -> str:
+    try:
+        return f"{Money.from_minor_units(int(minor), str(currency)).to_wire()} {currency}"
+    except (ValueError, TypeError, MoneyError):
+        return f"{minor!r} {currency!r} (unreadable)"
+
+
 class _Screen:
     """Draws the agent's events: offers and rounds, then a charging progress bar."""
 
@@ -123,7 +130,7 @@ class _Screen:
                 f"cap {d['cap']}"
             ),
             "chosen": lambda: f"[bold]charging at {station}[/], session {d['session_id']}",
-            "challenge": lambda: f"  402: hold of {d['amount']} {d['currency']} (minor units)",
+            "challenge": lambda: f"  402: a hold of {_major(d['amount'], d['currency'])} asked",
             "paid": lambda: f"  [green]hold placed[/] {d['cap']} — payment {d['reference']}",
             "stop_requested": lambda: f"  goal reached ({d['energy_kwh']} kWh): asked to stop",
         }.get(event.kind)

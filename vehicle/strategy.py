@@ -33,6 +33,7 @@ ASPIRATION_SHARE = Decimal("0.70")
 CAP_MARGIN = Decimal("1.10")  # headroom of the hold over the estimate
 FLEXIBLE_BELOW = Decimal("0.5")  # urgency under which the car offers flexibility
 POWER_MARGIN = Decimal("1.25")  # a flexible car still asks for 25 % more than it needs
+MIN_OFFERED_POWER_KW = Decimal(11)  # never offer to charge slower than a wallbox
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
 
@@ -140,6 +141,7 @@ class Strategy:
         needed_kw = (goal.energy_kwh / available * POWER_MARGIN).quantize(
             Decimal("0.1"), ROUND_CEILING
         )
+        needed_kw = max(needed_kw, MIN_OFFERED_POWER_KW)
         current = charging_power_kw(goal, offer.tariff)
         power = needed_kw if needed_kw < current else None
         return power, goal.departure_at

@@ -9,6 +9,7 @@ goal, settles, and the agent verifies the receipt — signature included.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typer.testing import CliRunner
 
 from simulators.battery import Battery
 from simulators.charge_point import SimulatedChargePoint
@@ -27,6 +29,7 @@ from station.app import Station, running_station
 from station.domain.money import Money
 from station.settings import Settings
 from vehicle.agent import AgentEvent, VehicleAgent
+from vehicle.cli import agent_app
 from vehicle.client import StationTarget
 from vehicle.errors import (
     AgentSuspended,
@@ -244,3 +247,33 @@ async def test_without_server_sent_events_the_agent_polls_to_the_end(
                                          [world.target()])  # fmt: skip
 
     assert outcome.ok, outcome.verdict
+
+
+async def test_the_cli_charges_and_prints_a_json_summary(world: World, tmp_path: Path) -> None:
+    runner = CliRunner()
+    key_file = tmp_path / "agent.pem"
+    keygen = runner.invoke(agent_app, ["keygen", "--out", str(key_file)])
+    doc = await world.admin(
+        "/v1/admin/agents",
+        {
+            "name": "cli-car", "public_key": keygen.stdout.strip().splitlines()[-1],
+            "currency": "usd", "limit_per_session": "50.00", "limit_per_window": "200.00",
+            "window_hours": 24,
+        },
+    )  # fmt: skip
+    args = [
+        "charge", "--station", world.base_url, "--charge-point", "CP-1", "--evse", "1",
+        "--energy", "5", "--budget", "10", "--agent-id", doc["agent_id"], "--key", str(key_file),
+        "--payment-method", "pm_card_visa", "--spend-record", str(tmp_path / "spend.json"),
+        "--json",
+    ]  # fmt: skip
+
+    async with charge_point(world.station) as sim:
+        sim.plug_in(1, Battery(capacity_kwh=Decimal(60), soc=Decimal("0.5")))
+        result = await asyncio.to_thread(runner.invoke, agent_app, args)
+
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["ok"] is True and summary["verdict"] == "accepted"
+    assert summary["status"] == "settled"
+    assert Decimal(summary["captured"]) + Decimal(summary["released"]) == Decimal(summary["cap"])

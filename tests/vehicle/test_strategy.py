@@ -53,7 +53,7 @@ def test_a_dear_offer_is_countered_below_it_with_flexibility_when_relaxed() -> N
     assert isinstance(move, Counter)
     assert move.terms.energy_price_per_kwh is not None
     assert move.terms.energy_price_per_kwh < Decimal("0.5500")
-    assert move.terms.max_power_kw is not None and move.terms.max_power_kw < 150
+    assert move.terms.max_power_kw is not None and 11 <= move.terms.max_power_kw < 150
     assert move.terms.departure_at == NOW + timedelta(hours=8)
 
 
