@@ -77,7 +77,7 @@ class SessionView:
             currency = check_currency(str(doc.get("currency")))
         except MoneyError as exc:
             raise ProtocolViolation(f"session.currency: {exc}") from exc
-        payment = doc.get("payment") if isinstance(doc.get("payment"), dict) else {}
+        payment: dict[str, Any] = doc["payment"] if isinstance(doc.get("payment"), dict) else {}
         captured = doc.get("captured")
         return cls(
             session_id=doc["session_id"],
@@ -265,7 +265,7 @@ class StationClient:
 
 async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[ServerEvent]:
     """Server-Sent Events from lines: `event:`, `data:`, comments; a blank line ends one."""
-    name, data = "message", []
+    name, data = "message", list[str]()
     async for line in lines:
         if not line:
             if data:

@@ -73,17 +73,20 @@ class ReceiptBody:
     def from_wire(cls, doc: Any) -> ReceiptBody:
         if not isinstance(doc, dict):
             raise ProtocolViolation("receipt: expected an object")
-        meters = (doc.get("meter_start_wh"), doc.get("meter_stop_wh"))
-        if not all(isinstance(m, int) and not isinstance(m, bool) for m in meters):
-            raise ProtocolViolation(f"receipt meters: {meters!r}")
+        start, stop = doc.get("meter_start_wh"), doc.get("meter_stop_wh")
+        if not (isinstance(start, int) and isinstance(stop, int)) or bool in (
+            type(start),
+            type(stop),
+        ):
+            raise ProtocolViolation(f"receipt meters: {start!r}, {stop!r}")
         lines = doc.get("cost_lines")
         if not isinstance(lines, list) or not all(isinstance(line, dict) for line in lines):
             raise ProtocolViolation("receipt.cost_lines: expected a list of objects")
         return cls(
             session_id=str(doc.get("session_id")),
             energy_kwh=wire_decimal(doc, "energy_kwh"),
-            meter_start_wh=meters[0],
-            meter_stop_wh=meters[1],
+            meter_start_wh=start,
+            meter_stop_wh=stop,
             tariff=Tariff.from_wire(doc.get("tariff")),
             cost_lines=tuple(
                 CostLine(

@@ -153,7 +153,7 @@ class NegotiationReply:
         if not isinstance(doc, dict) or not isinstance(doc.get("negotiation_id"), str):
             raise ProtocolViolation(f"negotiation: expected an object, got {doc!r}")
         try:
-            status = NegotiationStatus(doc.get("status"))
+            status = NegotiationStatus(str(doc.get("status")))
         except ValueError as exc:
             raise ProtocolViolation(f"negotiation.status: {doc.get('status')!r}") from exc
         rounds = (doc.get("round", 1), doc.get("max_rounds", 1))
