@@ -41,6 +41,7 @@ async def test_a_counter_offer_session_is_billed_at_the_agreed_price(
         response = await world.pay(agreed, "8.00")
         assert response.status_code == 201, response.text
         session = response.json()
+        events = await asyncio.wait_for(stream_events(world, session["session_id"]), 20)
         await asyncio.wait_for(plug.ended.wait(), 20)
         final = await settled_state(world, session["session_id"], "settled")
 
@@ -52,6 +53,25 @@ async def test_a_counter_offer_session_is_billed_at_the_agreed_price(
     assert intent_in_stripe(stripe_client, session["payment"]["reference"])["captured"] == int(
         Decimal(final["captured"]) * 100
     )
+    names = [name for name, _ in events]
+    assert names[0] == "status" and names[-1] == "settled" and "meter" in names
+    assert events[-1][1]["captured"] == final["captured"] and events[-1][1]["signature"]
+    meters = [Decimal(data["energy_kwh"]) for name, data in events if name == "meter"]
+    assert meters == sorted(meters)
+
+
+async def stream_events(world: World, session_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """The session's Server-Sent Events until the final ``settled``."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    name = ""
+    async with world.agent.stream("GET", f"/v1/sessions/{session_id}/events") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line.removeprefix("data: "))))
+    return events
 
 
 async def test_a_session_stops_at_the_cap_and_never_captures_more(
