@@ -102,6 +102,8 @@ class Plug:
     total_cost: Decimal | None = None
     max_cost: Decimal | None = None
     accepted: bool | None = None
+    # Every energy register value this transaction reported, in order (Wh).
+    readings_wh: list[int] = field(default_factory=list)
     started: asyncio.Event = field(default_factory=asyncio.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     _go: asyncio.Event = field(default_factory=asyncio.Event)
@@ -303,14 +305,14 @@ class SimulatedChargePoint:
                 charging_station={"model": self.model, "vendor_name": self.vendor},
                 reason="PowerUp",
             )
-        result = await client.call(boot, suppress=False)
+        result = await self._call(client, boot)
         self.heartbeat_interval_s = float(result.interval or 300)
         for evse_id in self.meter_wh:
             plug = self.plugs.get(evse_id)
             busy = plug is not None and not plug.ended.is_set()
-            status = await client.call(
+            status = await self._call(
+                client,
                 self._status_payload(evse_id, "Occupied" if busy else "Available"),
-                suppress=False,
             )
             del status
         self.booted.set()
@@ -348,7 +350,7 @@ class SimulatedChargePoint:
             while not self._side.empty() and self.booted.is_set():
                 payload = self._side.get_nowait()
                 with contextlib.suppress(OCPPError, TimeoutError, ConnectionClosed):
-                    await client.call(payload, suppress=False)
+                    await self._call(client, payload)
             if not self._outbox:
                 if not self._side.empty():
                     continue
@@ -359,7 +361,7 @@ class SimulatedChargePoint:
                 continue
             item = self._outbox[0]
             try:
-                result = await client.call(item.build(), suppress=False)
+                result = await self._call(client, item.build())
             except (ConnectionClosed, TimeoutError):
                 await asyncio.sleep(0.01)  # reconnect, then retry the same message
                 continue
@@ -370,6 +372,23 @@ class SimulatedChargePoint:
             self._outbox.popleft()
             if item.on_result is not None and result is not None:
                 item.on_result(result)
+
+    async def _call(self, client: Any, payload: Any) -> Any:
+        """``client.call`` that fails at once when the connection drops.
+
+        (The library would wait for its response timeout instead.)
+        """
+        call = asyncio.create_task(client.call(payload, suppress=False))
+        closed = asyncio.create_task(client._connection.wait_closed())
+        try:
+            await asyncio.wait({call, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (call, closed):
+                task.cancel()
+            await asyncio.gather(call, closed, return_exceptions=True)
+        if call.cancelled():
+            raise ConnectionClosed(None, None)
+        return call.result()
 
     def side_call(self, payload: Any) -> None:
         """Queue a call that is not part of a transaction (dropped while offline)."""
@@ -438,12 +457,12 @@ class SimulatedChargePoint:
         client = self._client
         try:
             if self.version == "ocpp1.6":
-                result = await client.call(v16.call.Authorize(id_tag=id_token), suppress=False)
+                result = await self._call(client, v16.call.Authorize(id_tag=id_token))
                 return bool(result.id_tag_info["status"] == "Accepted")
             module = v201 if self.version == "ocpp2.0.1" else v21
-            result = await client.call(
+            result = await self._call(
+                client,
                 module.call.Authorize(id_token={"id_token": id_token, "type": "ISO14443"}),
-                suppress=False,
             )
             return bool(result.id_token_info["status"] == "Accepted")
         except (ConnectionClosed, TimeoutError, OCPPError, AttributeError):
@@ -451,6 +470,9 @@ class SimulatedChargePoint:
 
     def _register(self, evse: int, context: str, stamp: str, power_w: Decimal) -> list[Any]:
         wh = self.meter_wh[evse]
+        plug = self.plugs.get(evse)
+        if plug is not None:
+            plug.readings_wh.append(wh)
         if self.version == "ocpp1.6":
             values = [
                 {"value": str(wh), "context": context, "measurand": ENERGY, "unit": "Wh"},
@@ -531,6 +553,7 @@ class SimulatedChargePoint:
                     transaction_id=plug.transaction_id,
                     reason=reason if reason != "CostLimitReached" else "Other",
                     id_tag=plug.id_token,
+                    transaction_data=sampled,
                 )
 
             self._enqueue(build, lambda _result: done.set())

@@ -1,0 +1,116 @@
+"""kill -9 mid-transaction: the charge point queues, reconnects, and nothing stored is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from simulators.battery import Battery
+from simulators.charge_point import SimulatedChargePoint
+from station.domain.events import ENERGY_REGISTER
+from station.store.charging import MeterSampleRow, TransactionRow
+from station.store.db import Database
+from tests.ocpp.conftest import PASSWORD, registered
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def station_process(
+    database_url: str, http_port: int, ocpp_port: int
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    env = {
+        **os.environ,
+        "CHARGEPAY_DATABASE_URL": database_url,
+        "CHARGEPAY_HTTP_PORT": str(http_port),
+        "CHARGEPAY_OCPP_PORT": str(ocpp_port),
+        "CHARGEPAY_LOG_LEVEL": "WARNING",
+        "CHARGEPAY_ADMIN_TOKEN": "test-admin-token-0123456789",
+        "CHARGEPAY_SECRET_KEY": "test-secret-key-0123456789abcdef",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "station", "serve", env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        async with httpx.AsyncClient() as client, asyncio.timeout(30):
+            while True:
+                with contextlib.suppress(httpx.TransportError):
+                    health = await client.get(f"http://127.0.0.1:{http_port}/healthz")
+                    if health.status_code == 200:
+                        break
+                assert proc.returncode is None, "the station exited"
+                await asyncio.sleep(0.05)
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("database_url", "version"),
+    [("sqlite", "ocpp1.6"), pytest.param("postgres", "ocpp2.0.1", marks=pytest.mark.postgres)],
+    indirect=["database_url"],
+)
+async def test_a_station_killed_mid_transaction_loses_no_acknowledged_reading(
+    database_url: str, version: str
+) -> None:
+    await registered(database_url, ["CP-1"])
+    http_port, ocpp_port = free_port(), free_port()
+    sim = SimulatedChargePoint(
+        f"ws://127.0.0.1:{ocpp_port}/ocpp", "CP-1", PASSWORD, version,
+        time_scale=200, meter_interval_s=30, reconnect_max_s=0.2, meter_start_wh=500,
+    )  # fmt: skip
+    battery = Battery(capacity_kwh=Decimal(6), soc=Decimal("0.2"), max_power_kw=Decimal(50))
+
+    async with station_process(database_url, http_port, ocpp_port) as first, sim:
+        await asyncio.wait_for(sim.booted.wait(), 10)
+        plug = sim.plug_in(1, battery, id_token="TAG-KILL")
+        await asyncio.wait_for(plug.started.wait(), 5)
+        await asyncio.sleep(0.6)  # some readings acknowledged, more on the way
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+        await asyncio.sleep(0.5)  # the charge point meters on, offline
+        queued_while_down = sim.pending
+        async with station_process(database_url, http_port, ocpp_port):
+            await asyncio.wait_for(plug.ended.wait(), 30)
+
+    db = Database(database_url)
+    try:
+        async with db.reader() as session:
+            row = await session.scalar(select(TransactionRow))
+            assert row is not None
+            values = set(
+                (
+                    await session.scalars(
+                        select(MeterSampleRow.value).where(
+                            MeterSampleRow.transaction_id == row.id,
+                            MeterSampleRow.measurand == ENERGY_REGISTER,
+                        )
+                    )
+                ).all()
+            )
+            ended, energy_wh = row.ended, row.energy_wh
+    finally:
+        await db.dispose()
+    assert queued_while_down > 0
+    assert sim.connections >= 2
+    assert ended
+    assert plug.meter_start_wh == 500 and plug.energy_wh is not None and plug.energy_wh > 0
+    assert energy_wh == Decimal(plug.meter_stop_wh or 0) - Decimal(500)
+    assert values == {Decimal(v) for v in plug.readings_wh}
