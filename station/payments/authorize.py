@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import mpp
+from mpp._parsing import ParseError
 
 from station.errors import InvalidCredential
 from station.services.gateway import PaymentSource
@@ -98,7 +99,7 @@ class Authorizer:
             raise InvalidCredential("no Payment credential in Authorization")
         try:
             credential = mpp.Credential.from_authorization(scheme)
-        except (mpp.ParseError, ValueError, TypeError) as exc:
+        except (ParseError, ValueError, TypeError) as exc:
             raise InvalidCredential("malformed credential") from exc
         echo = credential.challenge
         request = _decode(echo.request)

@@ -28,7 +28,7 @@ def rfc3339(moment: datetime) -> str:
 
 def offer_signature(secret: str, row: OfferRow) -> str:
     """HMAC-SHA256 over the offer's terms (JCS canonical JSON), base64url."""
-    terms = {
+    terms: dict[str, Any] = {
         "offer_id": row.offer_id,
         "negotiation_id": row.negotiation_id,
         "round": row.round,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -79,7 +79,6 @@ class SettlementService:
         gateway: PaymentGateway,
         events: SessionEvents,
         clock: Callable[[], datetime],
-        on_settled: Callable[[str], dict[str, Any] | None] | None = None,
     ) -> None:
         self._db = db
         self._settings = settings
@@ -88,7 +87,8 @@ class SettlementService:
         self._now = clock
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._lease = timedelta(seconds=2 * settings.stripe_timeout_s)
-        self.receipt_for: Callable[[str], Any] | None = None
+        # Builds the receipt for the final SSE event (set by the wiring).
+        self.receipt_for: Callable[[str], Awaitable[dict[str, Any]]] | None = None
 
     # -- entry points ------------------------------------------------------------------
 
