@@ -77,7 +77,9 @@ class ChargeOutcome:
     deal: Deal
     session: SessionView
     verdict: Verdict | None
+    # Why the other stations gave no deal, and the deals not taken (dearer).
     passed_over: tuple[str, ...] = ()
+    alternatives: tuple[Deal, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -123,8 +125,10 @@ class VehicleAgent:
         self.poll_interval_s = poll_interval_s
         self.charge_deadline_s = charge_deadline_s
         self.on_event = on_event or (lambda _event: None)
+        self._private_key = private_key
+        self._signers: dict[str, AgentSigner] = {}
         self.http = httpx.AsyncClient(
-            auth=AgentSigner(agent_id, private_key),
+            auth=self.signer(agent_id),
             timeout=httpx.Timeout(timeout_s),
             headers={"User-Agent": "chargepay-vehicle/0.1"},
         )
@@ -139,8 +143,19 @@ class VehicleAgent:
     async def aclose(self) -> None:
         await self.http.aclose()
 
+    def signer(self, agent_id: str) -> AgentSigner:
+        """The request signer for one agent id (each operator registers the key under its own)."""
+        if agent_id not in self._signers:
+            self._signers[agent_id] = AgentSigner(agent_id, self._private_key)
+        return self._signers[agent_id]
+
     def client(self, target: StationTarget) -> StationClient:
-        return StationClient(self.http, target.base_url, timeout_s=self.timeout_s)
+        return StationClient(
+            self.http,
+            target.base_url,
+            auth=self.signer(target.agent_id or self.agent_id),
+            timeout_s=self.timeout_s,
+        )
 
     def _emit(self, kind: str, target: StationTarget, **data: Any) -> None:
         self.on_event(AgentEvent(kind, target.label, data))
@@ -297,7 +312,8 @@ class VehicleAgent:
             deadline_s=self.charge_deadline_s,
         )
         verdict = await self._conclude(deal, session, final, early)
-        return ChargeOutcome(deal, final, verdict, tuple(passed_over))
+        others = tuple(d for d in deals if d is not deal)
+        return ChargeOutcome(deal, final, verdict, tuple(passed_over), others)
 
     def _session_update(self, target: StationTarget, update: SessionUpdate) -> None:
         self.on_event(AgentEvent(update.kind, target.label, update.data))

@@ -70,8 +70,10 @@ def keygen(
 
 
 def _targets(
-    stations: list[str], charge_points: list[str], evse: int | None
+    stations: list[str], charge_points: list[str], evse: int | None, agent_ids: list[str]
 ) -> list[StationTarget]:
+    """Pair stations with charge points (one with many, or one to one), and each
+    station with the agent's id there (one id for all, or one per --station)."""
     if len(stations) == 1:
         pairs = [(stations[0], cp) for cp in charge_points]
     elif len(charge_points) == 1:
@@ -80,7 +82,13 @@ def _targets(
         pairs = list(zip(stations, charge_points, strict=True))
     else:
         raise _fail("give one --station, one --charge-point, or as many of each")
-    return [StationTarget(url, cp, evse) for url, cp in pairs]
+    if len(agent_ids) == 1:
+        ids = dict.fromkeys(stations, agent_ids[0])
+    elif len(agent_ids) == len(stations):
+        ids = dict(zip(stations, agent_ids, strict=True))
+    else:
+        raise _fail("give one --agent-id, or one per --station")
+    return [StationTarget(url, cp, evse, agent_id=ids[url]) for url, cp in pairs]
 
 
 def _amount(text: str, name: str) -> Decimal:
@@ -201,6 +209,14 @@ def _summary(outcome: ChargeOutcome) -> dict[str, Any]:
         "reasons": list(verdict.reasons) if verdict is not None else [],
         "notes": list(verdict.notes) if verdict is not None else [],
         "passed_over": list(outcome.passed_over),
+        "alternatives": [
+            {
+                "station": d.target.label,
+                "price_per_kwh": str(d.accept.offer.tariff.energy_price_per_kwh),
+                "estimated_cost": d.accept.estimated_cost.to_wire(),
+            }
+            for d in outcome.alternatives
+        ],
     }
 
 
@@ -225,7 +241,10 @@ def charge(
     charge_point: Annotated[list[str], Opt("--charge-point", help="Charge point id (repeatable).")],
     energy: Annotated[str, Opt("--energy", help="kWh wanted.")],
     budget: Annotated[str, Opt("--budget", help="Most to pay, in major units.")],
-    agent_id: Annotated[str, Opt("--agent-id", envvar="CHARGEPAY_AGENT_ID")],
+    agent_id: Annotated[
+        list[str],
+        Opt("--agent-id", envvar="CHARGEPAY_AGENT_ID", help="Repeat: one per --station."),
+    ],
     evse: Annotated[int | None, Opt("--evse", help="EVSE id at the charge point.")] = None,
     departure: Annotated[str | None, Opt("--departure", help="ISO time the car leaves.")] = None,
     max_power: Annotated[str | None, Opt("--max-power", help="kW the car can take.")] = None,
@@ -263,12 +282,12 @@ def charge(
     except (ValueError, MoneyError, OSError) as exc:
         raise _fail(str(exc)) from exc
     wallet = Wallet(instrument, limits, JsonFileLedger(spend_record))
-    targets = _targets(station, charge_point, evse)
+    targets = _targets(station, charge_point, evse, agent_id)
     screen = _Screen(goal, quiet=as_json)
 
     async def run() -> ChargeOutcome:
         async with VehicleAgent(
-            agent_id, private_key, wallet, timeout_s=timeout, use_events=not no_events,
+            agent_id[0], private_key, wallet, timeout_s=timeout, use_events=not no_events,
             on_event=screen,
         ) as agent:  # fmt: skip
             return await agent.charge(goal, targets)

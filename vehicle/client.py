@@ -41,6 +41,8 @@ class StationTarget:
     evse_id: int | None = None
     # The station's receipt-signing key (base64 Ed25519), pinned; else fetched.
     receipt_key: str | None = None
+    # The agent's id at this station's operator, when it differs from the agent's default.
+    agent_id: str | None = None
 
     @property
     def label(self) -> str:
@@ -162,8 +164,16 @@ def counter_request(terms: CounterTerms) -> dict[str, Any]:
 class StationClient:
     """One station's agent API over a shared, signed `httpx.AsyncClient`."""
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str, *, timeout_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        *,
+        auth: httpx.Auth | None = None,
+        timeout_s: float = 15.0,
+    ) -> None:
         self.http = http
+        self.auth = auth
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
 
@@ -178,7 +188,13 @@ class StationClient:
         all_headers.update(headers or {})
         try:
             async with asyncio.timeout(self.timeout_s):
-                return await self.http.request(method, url, content=content, headers=all_headers)
+                return await self.http.request(
+                    method,
+                    url,
+                    content=content,
+                    headers=all_headers,
+                    auth=self.auth or httpx.USE_CLIENT_DEFAULT,
+                )
         except TimeoutError as exc:
             raise StationUnavailable(f"{method} {url}: no answer in {self.timeout_s} s") from exc
         except httpx.HTTPError as exc:
@@ -250,7 +266,11 @@ class StationClient:
         timeout = httpx.Timeout(self.timeout_s, read=idle_timeout_s)
         try:
             async with self.http.stream(
-                "GET", url, headers={"Accept": "text/event-stream"}, timeout=timeout
+                "GET",
+                url,
+                headers={"Accept": "text/event-stream"},
+                timeout=timeout,
+                auth=self.auth or httpx.USE_CLIENT_DEFAULT,
             ) as response:
                 if not response.is_success:
                     await response.aread()

@@ -80,7 +80,7 @@ class World:
     key: Ed25519PrivateKey
 
     def target(self, charge_point_id: str = "CP-1") -> StationTarget:
-        return StationTarget(self.base_url, charge_point_id, 1)
+        return StationTarget(self.base_url, charge_point_id, 1, agent_id=self.agent_id)
 
     async def admin(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         async with httpx.AsyncClient(
@@ -175,6 +175,10 @@ async def test_it_asks_every_charge_point_and_walks_away_when_none_fits_the_budg
             await agent.charge(tiny, [world.target("CP-1"), world.target("CP-2")])
 
     assert len(no_deal.value.reasons) == 2
+    assert all(
+        "walked away" in r or "exceeds the budget" in r or "rejected" in r or "reservation" in r
+        for r in no_deal.value.reasons
+    ), no_deal.value.reasons
 
 
 async def test_the_wallet_refuses_before_anything_is_paid_when_the_day_is_spent(
@@ -222,7 +226,7 @@ async def test_a_cap_above_the_operator_limit_is_refused_and_the_hold_dropped(
 
     async with VehicleAgent(agent_id, key, the_wallet) as agent:
         with pytest.raises(AmountExceeded):
-            await agent.charge(tight_goal(), [world.target()])
+            await agent.charge(tight_goal(), [StationTarget(world.base_url, "CP-1", 1)])
 
     assert the_wallet.spent_today() == Money.zero("usd")
 
@@ -277,3 +281,44 @@ async def test_the_cli_charges_and_prints_a_json_summary(world: World, tmp_path:
     assert summary["ok"] is True and summary["verdict"] == "accepted"
     assert summary["status"] == "settled"
     assert Decimal(summary["captured"]) + Decimal(summary["released"]) == Decimal(summary["cap"])
+
+
+async def test_it_asks_two_stations_and_charges_at_the_cheaper(
+    world: World, stripe_url: str, tmp_path: Path
+) -> None:
+    dear_settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'dear.db'}",
+        http_port=0, ocpp_port=0, admin_token=ADMIN_TOKEN,
+        secret_key="vehicle-e2e-dear-0123456789abcdef", stripe_api_key=SANDBOX_API_KEY,
+        stripe_api_base=stripe_url, log_level="WARNING",
+        list_price_per_kwh=Decimal("0.60"), floor_price_per_kwh=Decimal("0.50"),
+    )  # fmt: skip
+    goal = Goal(Decimal(10), Money.parse("20.00", "usd"))
+
+    async with running_station(dear_settings) as dear_station:
+        dear = World(dear_station, f"http://127.0.0.1:{dear_station.http_port}", "", world.key)
+        await dear.admin(
+            "/v1/admin/charge-points", {"charge_point_id": "CP-1", "password": CP_PASSWORD}
+        )
+        dear.agent_id = (
+            await dear.admin(
+                "/v1/admin/agents",
+                {
+                    "name": "e2e-car",
+                    "public_key": public_key_b64(world.key),
+                    "currency": "usd",
+                    "limit_per_session": "50.00",
+                    "limit_per_window": "200.00",
+                    "window_hours": 24,
+                },
+            )
+        )["agent_id"]
+        async with charge_point(world.station) as sim:
+            sim.plug_in(1, Battery(capacity_kwh=Decimal(60), soc=Decimal("0.5")))
+            async with VehicleAgent(world.agent_id, world.key, wallet(tmp_path)) as agent:
+                outcome = await agent.charge(goal, [dear.target(), world.target()])
+
+    assert outcome.ok
+    assert outcome.deal.target == world.target()
+    assert [d.target for d in outcome.alternatives] == [dear.target()], outcome.passed_over
+    assert outcome.alternatives[0].accept.estimated_cost > outcome.deal.accept.estimated_cost
