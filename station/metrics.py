@@ -17,6 +17,8 @@ station's metrics with `metrics_for(session)`.
 
 from __future__ import annotations
 
+import functools
+import time
 import weakref
 from collections.abc import Mapping
 from decimal import Decimal
@@ -141,3 +143,63 @@ def metrics_for(session: Any) -> StationMetrics | None:
     """The metrics of the station whose engine this (async) session is bound to."""
     bind = getattr(session, "bind", None)
     return _BY_ENGINE.get(getattr(bind, "sync_engine", bind)) if bind is not None else None
+
+
+GATEWAY_OPERATIONS = ("authorize", "capture", "cancel", "retrieve")
+
+
+def instrument_gateway(gateway: Any, metrics: StationMetrics) -> None:
+    """Time every call of a payment gateway instance (Stripe latency and errors).
+
+    Wraps the port's methods on this one instance at wiring time, so the
+    services holding the gateway need no metrics of their own. Idempotent.
+    """
+    for operation in GATEWAY_OPERATIONS:
+        method = getattr(gateway, operation, None)
+        if method is None or getattr(method, "_chargepay_timed", False):
+            continue
+        setattr(gateway, operation, _timed(method, operation, metrics))
+
+
+def _timed(method: Any, operation: str, metrics: StationMetrics) -> Any:
+    @functools.wraps(method)
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await method(*args, **kwargs)
+        except Exception as exc:
+            error = getattr(exc, "code", None) or type(exc).__name__
+            metrics.stripe_errors.labels(operation=operation, error=str(error)).inc()
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            metrics.stripe_latency.labels(operation=operation).observe(elapsed)
+
+    timed._chargepay_timed = True  # type: ignore[attr-defined]
+    return timed
+
+
+def instrument_ocpp_log(writer: Any, metrics: StationMetrics) -> None:
+    """Count OCPP frames (and CALLERRORs) as the connections log them to the writer.
+
+    Every frame passes ``writer.append(ocpp_messages, row)``; this wraps that
+    one instance method at wiring time. Idempotent.
+    """
+    append = getattr(writer, "append", None)
+    if append is None or getattr(append, "_chargepay_counted", False):
+        return
+
+    @functools.wraps(append)
+    def counted(table: Any, row: dict[str, Any]) -> None:
+        if getattr(table, "name", None) == "ocpp_messages":
+            action = row.get("action") or "unknown"
+            direction = row.get("direction") or "unknown"
+            metrics.ocpp_messages.labels(action=action, direction=direction).inc()
+            if row.get("message_type") == 4:
+                payload = row.get("payload")
+                code = payload[0] if isinstance(payload, list) and payload else "unknown"
+                metrics.ocpp_errors.labels(action=action, error=str(code)).inc()
+        append(table, row)
+
+    counted._chargepay_counted = True  # type: ignore[attr-defined]
+    writer.append = counted

@@ -26,7 +26,7 @@ from station.settings import Settings
 from tests.conftest import _pg_create, _pg_drop, _pg_url
 
 ADMIN_TOKEN = "schemathesis-admin-token-0123"
-MAX_EXAMPLES = int(os.environ.get("CHARGEPAY_FUZZ_EXAMPLES", "25"))
+MAX_EXAMPLES = int(os.environ.get("CHARGEPAY_FUZZ_EXAMPLES", "15"))
 
 
 def _settings(database_url: str) -> Settings:

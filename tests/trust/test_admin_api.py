@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import httpx
-import pytest
 
 from station.app import Station
 from tests.trust.conftest import ADMIN_TOKEN, base_url, register_agent
@@ -26,20 +25,18 @@ def agent_body(**overrides: object) -> dict[str, object]:
     }
 
 
-@pytest.mark.parametrize(
-    "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {ADMIN_TOKEN}"}],
-    ids=["none", "wrong", "not-bearer"],
-)
-async def test_the_operator_api_needs_the_admin_token(
-    station: Station, headers: dict[str, str]
-) -> None:
-    async with httpx.AsyncClient(base_url=base_url(station), headers=headers) as client:
-        listed = await client.get("/v1/admin/agents")
-        created = await client.post("/v1/admin/agents", json=agent_body())
+async def test_the_operator_api_needs_the_admin_token(station: Station) -> None:
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Basic {ADMIN_TOKEN}"},
+    ):
+        async with httpx.AsyncClient(base_url=base_url(station), headers=headers) as client:
+            listed = await client.get("/v1/admin/agents")
+            created = await client.post("/v1/admin/agents", json=agent_body())
 
-    assert_problem(listed, 401, "unauthenticated")
-    assert_problem(created, 401, "unauthenticated")
+        assert_problem(listed, 401, "unauthenticated")
+        assert_problem(created, 401, "unauthenticated")
 
 
 async def test_registering_an_agent_answers_with_its_id_and_limits(
@@ -61,53 +58,49 @@ async def test_registering_an_agent_answers_with_its_id_and_limits(
     assert shown["remaining"] == "50.00"
 
 
-@pytest.mark.parametrize(
-    "overrides",
-    [
-        {"public_key": "not base64!"},
-        {"public_key": public_key_b64(generate_keypair()[0])[:-4]},
-        {"public_key": "AAAA"},
-        {"limit_per_session": 50},
-        {"limit_per_session": "50.001"},
-        {"limit_per_session": "-1"},
-        {"limit_per_window": "1e3"},
-        {"limit_per_window": "NaN"},
-        {"currency": "USD"},
-        {"window_hours": 0},
-        {"window_hours": "a day"},
-        {"name": ""},
-        {"name": None},
-        {"allowed_charge_points": "CP-1"},
-        {"unexpected": True},
-    ],
-)
-async def test_bad_agent_input_is_a_422_problem(
-    admin: httpx.AsyncClient, overrides: dict[str, object]
-) -> None:
-    response = await admin.post("/v1/admin/agents", json=agent_body(**overrides))
-
-    assert_problem(response, 422, "validation_error")
+BAD_AGENT_INPUT = [
+    {"public_key": "not base64!"},
+    {"public_key": public_key_b64(generate_keypair()[0])[:-4]},
+    {"public_key": "AAAA"},
+    {"limit_per_session": 50},
+    {"limit_per_session": "50.001"},
+    {"limit_per_session": "-1"},
+    {"limit_per_window": "1e3"},
+    {"limit_per_window": "NaN"},
+    {"currency": "USD"},
+    {"window_hours": 0},
+    {"window_hours": "a day"},
+    {"name": ""},
+    {"name": None},
+    {"allowed_charge_points": "CP-1"},
+    {"unexpected": True},
+]
 
 
-@pytest.mark.parametrize("missing", ["name", "public_key", "currency", "limit_per_session"])
-async def test_missing_fields_are_a_422_problem(admin: httpx.AsyncClient, missing: str) -> None:
-    body = agent_body()
-    del body[missing]
+async def test_bad_agent_input_is_a_422_problem(admin: httpx.AsyncClient) -> None:
+    for overrides in BAD_AGENT_INPUT:
+        response = await admin.post("/v1/admin/agents", json=agent_body(**overrides))
 
-    response = await admin.post("/v1/admin/agents", json=body)
-
-    assert_problem(response, 422, "validation_error")
+        assert_problem(response, 422, "validation_error")
 
 
-@pytest.mark.parametrize(
-    "content", [b"", b"{", b"[]", b'"x"', b"\xff\xfe", b"null"], ids=lambda c: repr(c)
-)
-async def test_malformed_json_is_a_422_problem(admin: httpx.AsyncClient, content: bytes) -> None:
-    response = await admin.post(
-        "/v1/admin/agents", content=content, headers={"Content-Type": "application/json"}
-    )
+async def test_missing_fields_are_a_422_problem(admin: httpx.AsyncClient) -> None:
+    for missing in ("name", "public_key", "currency", "limit_per_session"):
+        body = agent_body()
+        del body[missing]
 
-    assert_problem(response, 422, "validation_error")
+        response = await admin.post("/v1/admin/agents", json=body)
+
+        assert_problem(response, 422, "validation_error")
+
+
+async def test_malformed_json_is_a_422_problem(admin: httpx.AsyncClient) -> None:
+    for content in (b"", b"{", b"[]", b'"x"', b"\xff\xfe", b"null"):
+        response = await admin.post(
+            "/v1/admin/agents", content=content, headers={"Content-Type": "application/json"}
+        )
+
+        assert_problem(response, 422, "validation_error")
 
 
 async def test_a_huge_body_is_a_413_problem(admin: httpx.AsyncClient) -> None:
@@ -135,20 +128,15 @@ async def test_a_huge_body_to_an_agent_endpoint_is_a_413_problem(station: Statio
     assert_problem(response, 413, "validation_error")
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "body"),
-    [
+async def test_unknown_agents_are_a_404_problem(admin: httpx.AsyncClient) -> None:
+    for method, path, body in [
         ("GET", "/v1/admin/agents/agt_nobody", None),
         ("POST", "/v1/admin/agents/agt_nobody/suspend", {"reason": "x"}),
         ("POST", "/v1/admin/agents/agt_nobody/resume", {}),
-    ],
-)
-async def test_unknown_agents_are_a_404_problem(
-    admin: httpx.AsyncClient, method: str, path: str, body: object
-) -> None:
-    response = await admin.request(method, path, json=body)
+    ]:
+        response = await admin.request(method, path, json=body)
 
-    assert_problem(response, 404, "not_found")
+        assert_problem(response, 404, "not_found")
 
 
 async def test_suspending_needs_a_reason(admin: httpx.AsyncClient) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import httpx
-import pytest
 
 from tests.trust.test_identity import assert_problem
 
@@ -43,27 +42,25 @@ async def test_default_and_charge_point_tariffs_are_stored_listed_and_dropped(
     assert [r["action"] for r in audit] == ["tariff.set", "tariff.set", "tariff.deleted"]
 
 
-@pytest.mark.parametrize(
-    "overrides",
-    [
-        {"energy_price_per_kwh": "0.45001"},
-        {"energy_price_per_kwh": "-1"},
-        {"energy_price_per_kwh": "1e9"},
-        {"energy_price_per_kwh": 0.45},
-        {"session_fee": "99999999"},
-        {"currency": "dollars"},
-        {"min_cost": "5", "max_cost": "1"},
-        {"idle_grace_minutes": -1},
-        {"max_power_kw": "0"},
-        {"surprise": 1},
-    ],
-)
-async def test_bad_tariffs_are_a_422_problem(
-    admin: httpx.AsyncClient, overrides: dict[str, object]
-) -> None:
-    response = await admin.put("/v1/admin/tariffs/default", json={**TARIFF, **overrides})
+BAD_TARIFFS = [
+    {"energy_price_per_kwh": "0.45001"},
+    {"energy_price_per_kwh": "-1"},
+    {"energy_price_per_kwh": "1e9"},
+    {"energy_price_per_kwh": 0.45},
+    {"session_fee": "99999999"},
+    {"currency": "dollars"},
+    {"min_cost": "5", "max_cost": "1"},
+    {"idle_grace_minutes": -1},
+    {"max_power_kw": "0"},
+    {"surprise": 1},
+]
 
-    assert_problem(response, 422, "validation_error")
+
+async def test_bad_tariffs_are_a_422_problem(admin: httpx.AsyncClient) -> None:
+    for overrides in BAD_TARIFFS:
+        response = await admin.put("/v1/admin/tariffs/default", json={**TARIFF, **overrides})
+
+        assert_problem(response, 422, "validation_error")
 
 
 async def test_the_pricing_policy_is_stored_and_read_back(admin: httpx.AsyncClient) -> None:
@@ -78,26 +75,24 @@ async def test_the_pricing_policy_is_stored_and_read_back(admin: httpx.AsyncClie
     assert read.json()["floor_price_per_kwh"] == "0.30"
 
 
-@pytest.mark.parametrize(
-    "policy",
-    [
-        {},
-        {"currency": "usd", "list_price_per_kwh": "0.20", "floor_price_per_kwh": "0.30"},
-        {"currency": "usd", "list_price_per_kwh": "NaN", "floor_price_per_kwh": "0.30"},
-        {"currency": "usd", "list_price_per_kwh": "Infinity", "floor_price_per_kwh": "0.30"},
-        {"currency": "usd", "list_price_per_kwh": "x", "floor_price_per_kwh": "0.30"},
-        {"currency": "US", "list_price_per_kwh": "0.45", "floor_price_per_kwh": "0.30"},
-        {
-            "currency": "usd",
-            "list_price_per_kwh": "0.45",
-            "floor_price_per_kwh": "0.30",
-            "time_of_day": [{"start_hour": 25, "multiplier": "1"}],
-        },
-    ],
-)
-async def test_bad_policies_are_a_422_problem(
-    admin: httpx.AsyncClient, policy: dict[str, object]
-) -> None:
-    response = await admin.put("/v1/admin/tariffs/policy", json=policy)
+BAD_POLICIES = [
+    {},
+    {"currency": "usd", "list_price_per_kwh": "0.20", "floor_price_per_kwh": "0.30"},
+    {"currency": "usd", "list_price_per_kwh": "NaN", "floor_price_per_kwh": "0.30"},
+    {"currency": "usd", "list_price_per_kwh": "Infinity", "floor_price_per_kwh": "0.30"},
+    {"currency": "usd", "list_price_per_kwh": "x", "floor_price_per_kwh": "0.30"},
+    {"currency": "US", "list_price_per_kwh": "0.45", "floor_price_per_kwh": "0.30"},
+    {
+        "currency": "usd",
+        "list_price_per_kwh": "0.45",
+        "floor_price_per_kwh": "0.30",
+        "time_of_day": [{"start_hour": 25, "multiplier": "1"}],
+    },
+]
 
-    assert_problem(response, 422, "validation_error")
+
+async def test_bad_policies_are_a_422_problem(admin: httpx.AsyncClient) -> None:
+    for policy in BAD_POLICIES:
+        response = await admin.put("/v1/admin/tariffs/policy", json=policy)
+
+        assert_problem(response, 422, "validation_error")

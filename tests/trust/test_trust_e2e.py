@@ -206,6 +206,10 @@ async def test_metrics_move_as_sessions_run(world: World) -> None:
     assert metric(after, "chargepay_money_held", currency="usd") == 0
     assert metric(after, "chargepay_limit_refusals_total", currency="usd") == 1
     assert metric(after, "chargepay_agent_auth_failures_total", reason="unsigned") == 0
+    for operation in ("authorize", "capture"):
+        assert metric(after, "chargepay_stripe_request_seconds_count", operation=operation) >= 1
+    assert metric(after, "chargepay_ocpp_messages_total", action="BootNotification", direction="in")
+    assert metric(after, "chargepay_ocpp_messages_total", action="TransactionEvent", direction="in")
 
 
 async def test_the_operator_filters_sessions(world: World) -> None:
