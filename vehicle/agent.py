@@ -116,6 +116,7 @@ class VehicleAgent:
         poll_interval_s: float = 1.0,
         charge_deadline_s: float = 4 * 3600,
         on_event: Callable[[AgentEvent], None] | None = None,
+        stop_on_cancel: bool = False,
     ) -> None:
         self.agent_id = agent_id
         self.wallet = wallet
@@ -124,6 +125,8 @@ class VehicleAgent:
         self.use_events = use_events
         self.poll_interval_s = poll_interval_s
         self.charge_deadline_s = charge_deadline_s
+        # Cancelling `charge()` while the car charges asks the station to stop (the CLI's Ctrl-C).
+        self.stop_on_cancel = stop_on_cancel
         self.on_event = on_event or (lambda _event: None)
         self._private_key = private_key
         self._signers: dict[str, AgentSigner] = {}
@@ -302,18 +305,32 @@ class VehicleAgent:
             raise NoDeal(tuple(passed_over) or ("no station answered",))
         self._emit("chosen", deal.target, session_id=session.session_id)
         early = session_mismatches(session, deal)
-        final = await follow_session(
-            self.client(deal.target),
-            session.session_id,
-            stop_at_kwh=goal.energy_kwh,
-            on_update=lambda u: self._session_update(deal.target, u),
-            use_events=self.use_events,
-            poll_interval_s=self.poll_interval_s,
-            deadline_s=self.charge_deadline_s,
-        )
+        client = self.client(deal.target)
+        try:
+            final = await follow_session(
+                client,
+                session.session_id,
+                stop_at_kwh=goal.energy_kwh,
+                on_update=lambda u: self._session_update(deal.target, u),
+                use_events=self.use_events,
+                poll_interval_s=self.poll_interval_s,
+                deadline_s=self.charge_deadline_s,
+            )
+        except asyncio.CancelledError:
+            if self.stop_on_cancel:
+                await self._stop_quietly(client, session.session_id)
+            raise
         verdict = await self._conclude(deal, session, final, early)
         others = tuple(d for d in deals if d is not deal)
         return ChargeOutcome(deal, final, verdict, tuple(passed_over), others)
+
+    async def _stop_quietly(self, client: StationClient, session_id: str) -> None:
+        """Ask the station to stop a session the agent is abandoning (bounded by the timeout)."""
+        try:
+            await client.stop(session_id)
+            self.log.info("agent.stopped_on_cancel", session_id=session_id)
+        except (AgentError, asyncio.CancelledError) as exc:
+            self.log.warning("agent.stop_on_cancel_failed", session_id=session_id, reason=str(exc))
 
     def _session_update(self, target: StationTarget, update: SessionUpdate) -> None:
         self.on_event(AgentEvent(update.kind, target.label, update.data))

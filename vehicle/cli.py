@@ -288,7 +288,7 @@ def charge(
     async def run() -> ChargeOutcome:
         async with VehicleAgent(
             agent_id[0], private_key, wallet, timeout_s=timeout, use_events=not no_events,
-            on_event=screen,
+            on_event=screen, stop_on_cancel=True,
         ) as agent:  # fmt: skip
             return await agent.charge(goal, targets)
 

@@ -322,3 +322,29 @@ async def test_it_asks_two_stations_and_charges_at_the_cheaper(
     assert outcome.deal.target == world.target()
     assert [d.target for d in outcome.alternatives] == [dear.target()], outcome.passed_over
     assert outcome.alternatives[0].accept.estimated_cost > outcome.deal.accept.estimated_cost
+
+
+async def test_cancelling_the_charge_asks_the_station_to_stop(world: World, tmp_path: Path) -> None:
+    charging = asyncio.Event()
+
+    def on_event(event: AgentEvent) -> None:
+        if event.kind == "meter":
+            charging.set()
+
+    async with (
+        charge_point(world.station) as sim,
+        VehicleAgent(
+            world.agent_id, world.key, wallet(tmp_path), on_event=on_event, stop_on_cancel=True
+        ) as agent,
+    ):
+        plug = sim.plug_in(1, Battery(capacity_kwh=Decimal(200), soc=Decimal("0.1")))
+        task = asyncio.create_task(
+            agent.charge(Goal(Decimal(60), Money.parse("40.00", "usd")), [world.target()])
+        )
+        await asyncio.wait_for(charging.wait(), 20)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.wait_for(plug.ended.wait(), 20)
+
+    assert plug.energy_wh is not None and plug.energy_wh < 60_000
