@@ -291,3 +291,32 @@ async def export_audit(
                 yield line
 
     return StreamingResponse(lines(), media_type="application/jsonl")
+
+
+class AuditVerification(BaseModel):
+    ok: bool
+    rows: int
+    head: str
+    broken_seq: int | None
+    reason: str | None
+
+
+@router.get("/audit/verify", response_model=AuditVerification)
+async def verify_audit(
+    _actor: Operator,
+    request: Request,
+    head: Annotated[str | None, Query(pattern=r"^[0-9a-f]{64}$")] = None,
+) -> dict[str, Any]:
+    """Walk the hash chain; ``ok: false`` names the first row that does not fit.
+
+    Pass a ``head`` noted earlier to catch rows cut off the end.
+    """
+    async with station_of(request).db.reader() as session:
+        result = await audit.verify(session, expected_head=head)
+    return {
+        "ok": result.ok,
+        "rows": result.rows,
+        "head": result.head,
+        "broken_seq": result.broken_seq,
+        "reason": result.reason,
+    }

@@ -107,7 +107,8 @@ def _key_id(signature_input: str) -> str:
         raise Unauthenticated("malformed Signature-Input") from exc
     if not isinstance(members, dict) or len(members) != 1:
         raise Unauthenticated("exactly one signature expected")
-    ((_value, params),) = members.values()
+    member: Any = next(iter(members.values()))
+    params = member[1] if isinstance(member, tuple) and len(member) == 2 else None
     key_id = params.get("keyid") if isinstance(params, dict) else None
     if not isinstance(key_id, str) or not 0 < len(key_id) <= 64:
         raise Unauthenticated("signature without a usable keyid")

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import Row, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from station.api.app import station_of
@@ -71,8 +71,8 @@ async def refresh_from_database(station: Station) -> None:
         metrics.set_by_currency(metrics.money_released, _amounts(released.all()))
 
 
-def _amounts(rows: Sequence[Row[tuple[str, Any]]]) -> dict[str, Decimal]:
-    return {currency: Decimal(amount or 0) for currency, amount in rows}
+def _amounts(rows: Sequence[Any]) -> dict[str, Decimal]:
+    return {str(row[0]): Decimal(row[1] or 0) for row in rows}
 
 
 @router.get(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import httpx
+from sqlalchemy import update
 
 from station.app import Station
+from station.store.audit import AuditRow
 from tests.trust.conftest import ADMIN_TOKEN, base_url, register_agent
 from tests.trust.test_identity import assert_problem
 from vehicle.signing import generate_keypair, public_key_b64
@@ -187,3 +189,18 @@ async def test_charge_points_are_registered_and_listed(admin: httpx.AsyncClient)
     assert again.status_code == 409
     assert_problem(short, 422, "validation_error")
     assert [(c["charge_point_id"], c["connected"]) for c in listed] == [("CP-1", False)]
+
+
+async def test_the_audit_chain_is_verified_over_the_api(
+    station: Station, admin: httpx.AsyncClient
+) -> None:
+    await register_agent(admin)
+    await register_agent(admin)
+    intact = (await admin.get("/v1/admin/audit/verify")).json()
+    async with station.db.session() as session:
+        await session.execute(update(AuditRow).where(AuditRow.seq == 1).values(actor="mallory"))
+
+    broken = (await admin.get("/v1/admin/audit/verify")).json()
+
+    assert (intact["ok"], intact["rows"]) == (True, 2)
+    assert (broken["ok"], broken["broken_seq"]) == (False, 1)
