@@ -237,3 +237,21 @@ async def test_the_operator_filters_sessions(world: World) -> None:
     assert missing.status_code == 404
     assert detail["agent_id"] == world.agent_id
     assert "meter_samples" in detail and "anomalies" in detail
+
+
+async def test_the_operator_pause_refuses_new_authorisations_until_resumed(world: World) -> None:
+    cp = await world.charge_point("ocpp2.0.1")
+    async with cp:
+        await asyncio.wait_for(cp.booted.wait(), 10)
+        cp.plug_in(1, battery("5"))
+        negotiation = await world.negotiate(cp, "5")
+        await world.admin.post("/v1/admin/pause", json={"reason": "incident 42"})
+
+        paused = await world.accept(negotiation, "5.00")
+        await world.admin.post("/v1/admin/resume", json={"reason": "fixed"})
+        resumed = await world.pay(negotiation, "5.00")
+        await world.agent.post(f"/v1/sessions/{resumed.json()['session_id']}/stop")
+
+    assert paused.status_code == 403
+    assert paused.json()["code"] == "agent_suspended"
+    assert resumed.status_code == 201, resumed.text
