@@ -117,6 +117,7 @@ class VehicleAgent:
         charge_deadline_s: float = 4 * 3600,
         on_event: Callable[[AgentEvent], None] | None = None,
         stop_on_cancel: bool = False,
+        events_idle_timeout_s: float = 30.0,
     ) -> None:
         self.agent_id = agent_id
         self.wallet = wallet
@@ -127,6 +128,8 @@ class VehicleAgent:
         self.charge_deadline_s = charge_deadline_s
         # Cancelling `charge()` while the car charges asks the station to stop (the CLI's Ctrl-C).
         self.stop_on_cancel = stop_on_cancel
+        # Silence on the event stream longer than this: fall back to polling.
+        self.events_idle_timeout_s = events_idle_timeout_s
         self.on_event = on_event or (lambda _event: None)
         self._private_key = private_key
         self._signers: dict[str, AgentSigner] = {}
@@ -314,6 +317,7 @@ class VehicleAgent:
                 on_update=lambda u: self._session_update(deal.target, u),
                 use_events=self.use_events,
                 poll_interval_s=self.poll_interval_s,
+                idle_timeout_s=self.events_idle_timeout_s,
                 deadline_s=self.charge_deadline_s,
             )
         except asyncio.CancelledError:

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import sys
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -255,6 +256,9 @@ def charge(
     limit_session: Annotated[str | None, Opt("--limit-session", help="Default: budget.")] = None,
     limit_day: Annotated[str | None, Opt("--limit-day", help="Default: budget.")] = None,
     spend_record: Annotated[Path, Opt("--spend-record")] = DEFAULT_SPEND_RECORD,
+    receipt_key: Annotated[
+        str | None, Opt("--receipt-key", help="Pin the station's receipt key (base64).")
+    ] = None,
     no_events: Annotated[bool, Opt("--no-events", help="Poll instead of SSE.")] = False,
     timeout: Annotated[float, Opt("--timeout", help="Seconds per request.")] = 15.0,
     as_json: Annotated[bool, Opt("--json", help="Print one JSON document.")] = False,
@@ -282,7 +286,9 @@ def charge(
     except (ValueError, MoneyError, OSError) as exc:
         raise _fail(str(exc)) from exc
     wallet = Wallet(instrument, limits, JsonFileLedger(spend_record))
-    targets = _targets(station, charge_point, evse, agent_id)
+    targets = [
+        replace(t, receipt_key=receipt_key) for t in _targets(station, charge_point, evse, agent_id)
+    ]
     screen = _Screen(goal, quiet=as_json)
 
     async def run() -> ChargeOutcome:

@@ -151,6 +151,7 @@ async def test_the_agent_negotiates_pays_charges_and_verifies_the_receipt(
 
     kinds = [event.kind for event in events]
     assert "counter" in kinds, kinds
+    assert "meter" in kinds and kinds.count("poll") == 1  # the stream carried it; one last look
     assert kinds.index("challenge") < kinds.index("paid")
     assert outcome.session.status == "settled"
     assert outcome.verdict is not None and outcome.verdict.accepted, outcome.verdict.reasons
@@ -348,3 +349,49 @@ async def test_cancelling_the_charge_asks_the_station_to_stop(world: World, tmp_
         await asyncio.wait_for(plug.ended.wait(), 20)
 
     assert plug.energy_wh is not None and plug.energy_wh < 60_000
+
+
+async def test_a_broken_event_stream_falls_back_to_polling(world: World, tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    async with charge_point(world.station) as sim, VehicleAgent(
+        world.agent_id, world.key, wallet(tmp_path), on_event=lambda e: seen.append(e.kind),
+        events_idle_timeout_s=0.01, poll_interval_s=0.1,
+    ) as agent:  # fmt: skip
+        sim.plug_in(1, Battery(capacity_kwh=Decimal(60), soc=Decimal("0.5")))
+        outcome = await agent.charge(
+            Goal(Decimal(5), Money.parse("10.00", "usd")), [world.target()]
+        )
+
+    assert outcome.ok
+    assert seen.count("poll") > 1  # after the stream broke, the agent polled to the end
+
+
+async def test_the_cli_disputes_a_receipt_that_fails_the_pinned_key(
+    world: World, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    key_file = tmp_path / "agent.pem"
+    keygen = runner.invoke(agent_app, ["keygen", "--out", str(key_file)])
+    doc = await world.admin(
+        "/v1/admin/agents",
+        {
+            "name": "cli-car", "public_key": keygen.stdout.strip().splitlines()[-1],
+            "currency": "usd", "limit_per_session": "50.00", "limit_per_window": "200.00",
+            "window_hours": 24,
+        },
+    )  # fmt: skip
+    wrong_key = public_key_b64(Ed25519PrivateKey.generate())
+    args = [
+        "charge", "--station", world.base_url, "--charge-point", "CP-1", "--energy", "5",
+        "--budget", "10", "--agent-id", doc["agent_id"], "--key", str(key_file),
+        "--payment-method", "pm_card_visa", "--spend-record", str(tmp_path / "spend.json"),
+        "--receipt-key", wrong_key,
+    ]  # fmt: skip
+
+    async with charge_point(world.station) as sim:
+        sim.plug_in(1, Battery(capacity_kwh=Decimal(60), soc=Decimal("0.5")))
+        result = await asyncio.to_thread(runner.invoke, agent_app, args)
+
+    assert result.exit_code == 3, result.stderr
+    assert "receipt disputed" in result.stderr and "signature" in result.stderr
