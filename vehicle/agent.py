@@ -35,7 +35,6 @@ from vehicle.errors import (
     ProtocolViolation,
     SpendLimitExceeded,
     StationError,
-    StationUnavailable,
     Unauthenticated,
 )
 from vehicle.follower import SessionUpdate, follow_session
@@ -252,9 +251,10 @@ class VehicleAgent:
         """Accept the deal and pay its 402 challenge; the authorised session.
 
         The hold is recorded in the wallet before the credential is sent and
-        dropped again when the station refuses it; on a network failure it is
-        kept (the station may have placed it). A declined card raises
-        `PaymentDeclined` (with the station's fresh challenge): never retried blindly.
+        dropped again when the station refuses it (4xx); on a 5xx, a network
+        failure or a garbled answer it stays counted (the station may have
+        placed it). A declined card raises `PaymentDeclined` (with the
+        station's fresh challenge): never retried blindly.
         """
         client = self.client(deal.target)
         cap, offer_id = deal.accept.cap, deal.offer_id
@@ -275,11 +275,10 @@ class VehicleAgent:
         self.wallet.hold(offer_id, cap)
         try:
             session = await client.accept(deal.negotiation_id, offer_id, cap, credential)
-        except StationUnavailable:
-            raise
-        except AgentError:
-            self.wallet.release(offer_id)
-            raise
+        except StationError as exc:
+            if 400 <= exc.http_status < 500:  # refused: no hold was placed
+                self.wallet.release(offer_id)
+            raise  # 5xx, no answer: the hold may exist, so it stays counted
         self._emit(
             "paid", deal.target, session_id=session.session_id, cap=cap.to_wire(),
             reference=session.payment_reference,
