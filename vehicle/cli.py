@@ -282,9 +282,13 @@ def charge(
             else budget_money,
             Money(_amount(limit_day, "limit-day"), currency) if limit_day else budget_money,
         )  # fmt: skip
-        private_key = load_private_key(key)
-    except (ValueError, MoneyError, OSError) as exc:
+    except (ValueError, MoneyError) as exc:
         raise _fail(str(exc)) from exc
+    try:
+        private_key = load_private_key(key)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise _fail(f"--key {key}: {reason} (make one with `chargepay agent keygen`)") from exc
     wallet = Wallet(instrument, limits, JsonFileLedger(spend_record))
     targets = [
         replace(t, receipt_key=receipt_key) for t in _targets(station, charge_point, evse, agent_id)
