@@ -49,7 +49,7 @@ def _sse(name: str, data: dict[str, Any]) -> str:
 async def session_events(session_id: str, agent: Agent, request: Request) -> StreamingResponse:
     """Server-Sent Events: ``meter``, ``status`` and a final ``settled`` (with the receipt)."""
     payments = station_of(request).payments
-    view = await payments.sessions.get(agent.agent_id, session_id)
+    await payments.sessions.get(agent.agent_id, session_id)  # 404 before streaming
 
     async def stream() -> AsyncIterator[str]:
         async with payments.events.subscribe(session_id) as queue:
@@ -73,7 +73,6 @@ async def session_events(session_id: str, agent: Agent, request: Request) -> Str
             return await payments.sessions.receipt_event(session_id)
         return {"session_id": session_id, "status": current["status"]}
 
-    del view
     return StreamingResponse(
         stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
     )

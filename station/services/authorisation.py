@@ -24,6 +24,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from station.domain.events import OcppVersion
 from station.domain.money import Money, MoneyError
 from station.domain.negotiation import NegotiationStatus
@@ -68,6 +71,20 @@ _TOKEN_ALPHABET = string.ascii_uppercase + string.digits
 ID_TOKEN_LENGTH = 20  # OCPP 1.6 idTag: CiString20
 
 
+async def _check_not_accepted(session: AsyncSession, negotiation_id: str) -> None:
+    """One live session per negotiation: a second accept is a closed negotiation."""
+    live = await session.scalar(
+        select(SessionRow.session_id)
+        .where(
+            SessionRow.negotiation_id == negotiation_id,
+            SessionRow.status.not_in([SessionStatus.FAILED.value, SessionStatus.CANCELLED.value]),
+        )
+        .limit(1)
+    )
+    if live is not None:
+        raise NegotiationClosed(f"negotiation already accepted (session {live})")
+
+
 class _Probe(Exception):
     """Rolls a probing unit of work back."""
 
@@ -108,6 +125,7 @@ class AuthorisationService:
         authorization: str | None,
     ) -> dict[str, Any]:
         now = self._now()
+        has_credential = authorization is not None and "payment " in authorization.lower()
         async with self._db.reader() as session:
             neg = await session.get(NegotiationRow, negotiation_id)
             if neg is None or neg.agent_id != agent_id:
@@ -115,6 +133,8 @@ class AuthorisationService:
             offer = await session.get(OfferRow, offer_id)
             if offer is None or offer.negotiation_id != negotiation_id:
                 raise NotFound(f"no offer {offer_id} in this negotiation")
+            if not has_credential:
+                await _check_not_accepted(session, negotiation_id)
             session.expunge_all()  # keep the rows loaded past the reader's rollback
         if neg.status == NegotiationStatus.REJECTED:
             raise NegotiationClosed("negotiation was rejected")
@@ -137,7 +157,7 @@ class AuthorisationService:
         request = authorize_request(
             amount_minor=cap.to_minor_units(), currency=neg.currency, offer_id=offer_id
         )
-        if authorization is None or "payment " not in authorization.lower():
+        if authorization is None or not has_credential:
             await self._check_limits(agent_id, cap)
             raise await self._challenge(agent_id, neg, offer_id, request, now)
         try:
@@ -227,6 +247,7 @@ class AuthorisationService:
                 raise InvalidCredential("challenge unknown to this station or agent")
             if not await consume_challenge(session, verified.challenge_id, now):
                 raise InvalidCredential("credential already used")
+            await _check_not_accepted(session, neg.negotiation_id)
             await limits.reserve(
                 session,
                 agent_id=agent_id,

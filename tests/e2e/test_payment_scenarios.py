@@ -145,11 +145,11 @@ async def test_accept_refuses_declined_tampered_replayed_and_out_of_limit_paymen
         too_low = await world.accept(negotiation, "0.10")
         too_high = await world.accept(negotiation, "500.00")
         challenge = await world.challenge(negotiation, "5.00")
+        spare = await world.challenge(negotiation, "5.00")
         paid = await world.accept(negotiation, "5.00", credential(challenge))
         replayed = await world.accept(negotiation, "5.00", credential(challenge))
-        other_cap = await world.accept(
-            negotiation, "6.00", credential(await world.challenge(negotiation, "5.00"))
-        )
+        other_cap = await world.accept(negotiation, "6.00", credential(spare))
+        second = await world.accept(negotiation, "5.00", credential(spare))
         assert paid.status_code == 201, paid.text
         await world.agent.post(f"/v1/sessions/{paid.json()['session_id']}/stop")
         stopped = await settled_state(world, paid.json()["session_id"], "settled", "cancelled")
@@ -160,6 +160,7 @@ async def test_accept_refuses_declined_tampered_replayed_and_out_of_limit_paymen
     for refused in (tampered, replayed, other_cap):
         assert (refused.status_code, refused.json()["code"]) == (402, "invalid_credential")
         assert "www-authenticate" in refused.headers
+    assert (second.status_code, second.json()["code"]) == (409, "negotiation_closed")
     assert (too_low.status_code, too_low.json()["code"]) == (422, "cap_too_low")
     assert (too_high.status_code, too_high.json()["code"]) == (403, "amount_exceeded")
     assert paid.status_code == 201, paid.text
