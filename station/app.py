@@ -20,6 +20,7 @@ from station.api.app import create_app
 from station.logs import get_logger
 from station.metrics import StationMetrics
 from station.ocpp.server import CentralSystem
+from station.services import kill_switch
 from station.services.charging import ChargingService
 from station.services.payments import Payments
 from station.settings import Settings
@@ -65,6 +66,7 @@ class Station:
                 tasks.create_task(self.writer.run())
                 tasks.create_task(self.central_system.run(ocpp_listening))
                 tasks.create_task(self.payments.run())
+                tasks.create_task(kill_switch.watch(self))
                 tasks.create_task(server.serve(sockets=[http_socket]))
                 tasks.create_task(self._announce_ready(server, ocpp_listening))
         finally:

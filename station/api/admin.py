@@ -107,6 +107,9 @@ class OptionalReason(_Strict):
 
 class SuspendOut(AgentOut):
     sessions_stopping: list[str] = []
+    # Charging on a charge point connected to another node: that node stops it.
+    sessions_elsewhere: list[str] = []
+    sessions_failed: list[str] = []
 
 
 class PauseOut(BaseModel):
@@ -189,7 +192,13 @@ async def suspend_agent(
     outcome = await kill_switch.suspend_agent(
         station_of(request), agent_id, reason=body.reason, actor=actor
     )
-    return {**_agent_out(outcome.agent), "sessions_stopping": outcome.sessions_stopping}
+    assert outcome.agent is not None
+    return {
+        **_agent_out(outcome.agent),
+        "sessions_stopping": outcome.sessions_stopping,
+        "sessions_elsewhere": outcome.sessions_elsewhere,
+        "sessions_failed": outcome.sessions_failed,
+    }
 
 
 @router.post("/agents/{agent_id}/resume", response_model=AgentOut)

@@ -3,17 +3,22 @@
 Suspending an agent commits its new status and the audit row first — from
 that moment its requests get 403 ``agent_suspended`` on every node — then
 asks the payments side to stop each of its open sessions through OCPP; those
-settle for what was delivered through the normal stop path. The operator-wide
-pause refuses every new authorisation (`station.services.limits.reserve`)
-without touching sessions already running. Both are audited with who and why.
+settle for what was delivered through the normal stop path. Every node also
+runs `watch()`, which stops suspended agents' sessions on the charge points
+connected to it (a suspension from the CLI, or from another node). The
+operator-wide pause refuses every new authorisation
+(`station.services.limits.reserve`) without touching sessions already
+running. Both are audited with who and why.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from station.errors import ChargepayError
 from station.logs import get_logger
@@ -21,7 +26,7 @@ from station.services import agents as agent_registry
 from station.services.limits import PAUSE
 from station.store import audit
 from station.store.base import utcnow
-from station.store.trust import AgentRow, SwitchRow
+from station.store.trust import AgentRow, NonceRow, SwitchRow
 
 if TYPE_CHECKING:
     from station.app import Station
@@ -30,6 +35,9 @@ _log = get_logger(__name__)
 # Session statuses in which money is held and a charge may be (about to be) flowing.
 OPEN_STATUSES = ("authorized", "charging")
 STOP_REASON = "agent_suspended"
+WATCHER = "system:kill_switch"
+WATCH_INTERVAL_S = 2.0
+NONCE_PURGE_EVERY = 30  # sweeps
 
 
 class SessionStopper(Protocol):
@@ -48,53 +56,70 @@ def session_stopper(station: Station) -> SessionStopper | None:
 
 @dataclass
 class SuspendOutcome:
-    agent: AgentRow
+    agent: AgentRow | None
     sessions_stopping: list[str] = field(default_factory=list)
+    # Charging on a charge point connected to another node: that node's watcher stops it.
+    sessions_elsewhere: list[str] = field(default_factory=list)
     sessions_failed: list[str] = field(default_factory=list)
 
 
-async def open_sessions_of(station: Station, agent_id: str) -> list[str]:
-    """Ids of the agent's sessions that hold money and are not yet stopping."""
+async def open_sessions_of_suspended(
+    station: Station, agent_id: str | None = None
+) -> list[tuple[str, str, str, str | None]]:
+    """(session, agent, charge point, transaction ref) of suspended agents' open sessions."""
     try:
         from station.store.payments import SessionRow
     except ImportError:  # the payments tables are not there
         return []
-    async with station.db.reader() as session:
-        rows = await session.scalars(
-            select(SessionRow.session_id).where(
-                SessionRow.agent_id == agent_id, SessionRow.status.in_(OPEN_STATUSES)
-            )
+    query = (
+        select(
+            SessionRow.session_id,
+            SessionRow.agent_id,
+            SessionRow.charge_point_id,
+            SessionRow.transaction_ref,
         )
-        return list(rows.all())
+        .join(AgentRow, AgentRow.agent_id == SessionRow.agent_id)
+        .where(AgentRow.status == "suspended", SessionRow.status.in_(OPEN_STATUSES))
+        .order_by(SessionRow.created_at)
+    )
+    if agent_id is not None:
+        query = query.where(SessionRow.agent_id == agent_id)
+    async with station.db.reader() as session:
+        return [(r[0], r[1], r[2], r[3]) for r in (await session.execute(query)).all()]
 
 
-async def suspend_agent(
-    station: Station, agent_id: str, *, reason: str, actor: str
+async def stop_suspended_sessions(
+    station: Station, *, actor: str, agent_id: str | None = None
 ) -> SuspendOutcome:
-    """Suspend now (committed before anything else), then stop its open sessions.
+    """Stop the open sessions of suspended agents that this node can stop.
 
-    A session that cannot be stopped right now (charge point offline) is
-    reported in ``sessions_failed``; the payments side's watchdog and
-    reconciler still settle it within the cap.
+    A session charging on a charge point connected to another node is left to
+    that node (its watcher finds it); one not yet charging is released from
+    any node. Audited when anything was attempted.
     """
-    async with station.db.session() as session:
-        agent = await agent_registry.suspend(session, agent_id, reason=reason, actor=actor)
-    outcome = SuspendOutcome(agent)
+    outcome = SuspendOutcome(None)
     stopper = session_stopper(station)
-    for session_id in await open_sessions_of(station, agent_id):
-        log = _log.bind(agent_id=agent_id, session_id=session_id)
+    commands = getattr(station, "central_system", None)
+    for session_id, owner, charge_point_id, transaction_ref in await open_sessions_of_suspended(
+        station, agent_id
+    ):
+        log = _log.bind(agent_id=owner, session_id=session_id)
+        here = commands is None or commands.is_connected(charge_point_id)
+        if transaction_ref is not None and not here:
+            outcome.sessions_elsewhere.append(session_id)
+            continue
         if stopper is None:
             log.error("kill_switch.no_session_stopper")
             outcome.sessions_failed.append(session_id)
             continue
         try:
             await _mark_stop_reason(station, session_id)
-            await stopper.stop(agent_id, session_id)
+            await stopper.stop(owner, session_id)
         except ChargepayError as exc:
             log.warning("kill_switch.stop_failed", code=exc.code, detail=exc.detail)
             outcome.sessions_failed.append(session_id)
         else:
-            log.info("kill_switch.session_stopping")
+            log.info("kill_switch.session_stopping", actor=actor)
             outcome.sessions_stopping.append(session_id)
     if outcome.sessions_stopping or outcome.sessions_failed:
         async with station.db.session() as session:
@@ -106,6 +131,46 @@ async def suspend_agent(
                 data={"stopping": outcome.sessions_stopping, "failed": outcome.sessions_failed},
             )
     return outcome
+
+
+async def suspend_agent(
+    station: Station, agent_id: str, *, reason: str, actor: str
+) -> SuspendOutcome:
+    """Suspend now (committed before anything else), then stop its open sessions.
+
+    A session that cannot be stopped right now is reported in
+    ``sessions_failed`` (the watcher tries again) or ``sessions_elsewhere``.
+    """
+    async with station.db.session() as session:
+        agent = await agent_registry.suspend(session, agent_id, reason=reason, actor=actor)
+    outcome = await stop_suspended_sessions(station, actor=actor, agent_id=agent_id)
+    outcome.agent = agent
+    return outcome
+
+
+async def watch(station: Station, *, interval_s: float = WATCH_INTERVAL_S) -> None:
+    """On each node, until cancelled: stop suspended agents' sessions, purge old nonces.
+
+    This is what makes a suspension from the CLI, or from another node, stop
+    charging on the charge points connected here. A failing sweep is logged
+    and tried again. Safe to cancel.
+    """
+    sweeps = 0
+    while True:
+        try:
+            await stop_suspended_sessions(station, actor=WATCHER)
+            if sweeps % NONCE_PURGE_EVERY == 0:
+                await purge_nonces(station)
+        except (ChargepayError, SQLAlchemyError, OSError) as exc:
+            _log.warning("kill_switch.sweep_failed", error=type(exc).__name__)
+        sweeps += 1
+        await asyncio.sleep(interval_s)
+
+
+async def purge_nonces(station: Station) -> None:
+    """Forget nonces no signature can reuse any more (past their expiry)."""
+    async with station.db.session() as session:
+        await session.execute(delete(NonceRow).where(NonceRow.expires_at < utcnow()))
 
 
 async def _mark_stop_reason(station: Station, session_id: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import stripe
 
+from station.services import agents
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import World, battery, credential, intent_in_stripe
 from vehicle.signing import AgentSigner, generate_keypair, public_key_b64
@@ -187,9 +188,9 @@ async def test_metrics_move_as_sessions_run(world: World) -> None:
         connected = await connected_charge_points(world)
         plug = cp.plug_in(1, battery("4"))
         negotiation = await world.negotiate(cp, "4")
+        refused = await world.accept(await world.negotiate(cp, "4"), "500.00")
         paid = await world.pay(negotiation, "10.00")
         assert paid.status_code == 201, paid.text
-        refused = await world.accept(negotiation, "500.00")
         await asyncio.wait_for(plug.ended.wait(), 20)
         settled = await wait_until(
             world, paid.json()["session_id"], lambda s: s["status"] == "settled"
@@ -255,3 +256,25 @@ async def test_the_operator_pause_refuses_new_authorisations_until_resumed(world
     assert paused.status_code == 403
     assert paused.json()["code"] == "agent_suspended"
     assert resumed.status_code == 201, resumed.text
+
+
+async def test_a_suspension_made_outside_the_api_stops_charging_within_seconds(
+    world: World,
+) -> None:
+    cp = await world.charge_point("ocpp1.6")
+    async with cp:
+        await asyncio.wait_for(cp.booted.wait(), 10)
+        plug = cp.plug_in(1, battery("40"))
+        negotiation = await world.negotiate(cp, "40")
+        paid = await world.pay(negotiation, "30.00")
+        session_id = paid.json()["session_id"]
+        await wait_until(world, session_id, lambda s: Decimal(s["energy_kwh"]) > 0)
+
+        # What `chargepay agents suspend` (or another node) does: the database only.
+        async with world.station.db.session() as session:
+            await agents.suspend(session, world.agent_id, reason="lost key", actor="cli")
+        await asyncio.wait_for(plug.ended.wait(), 20)
+        settled = await wait_until(world, session_id, lambda s: s["status"] == "settled")
+
+    assert settled["stop_reason"] == "agent_suspended"
+    assert Decimal(0) < Decimal(settled["captured"]) < Decimal("30.00")
