@@ -2,8 +2,8 @@
 
 Both talk to the database named by the settings (``CHARGEPAY_DATABASE_URL``)
 directly, so they work with the station stopped. Suspending here refuses the
-agent's next request on every node at once; stopping its running sessions
-needs a running station — use ``POST /v1/admin/agents/{id}/suspend`` for that.
+agent's next request on every node at once; each running station node's kill
+switch watcher then stops the agent's sessions within seconds.
 
     chargepay agents keygen agent.pem        a key pair for an agent (prints the public key)
     chargepay agents add --name car-7 --public-key … --limit-per-session 50 …
@@ -145,7 +145,7 @@ def suspend(
     agent_id: str = typer.Argument(...),
     reason: str = typer.Option(..., help="Why (kept in the audit log)."),
 ) -> None:
-    """Refuse the agent's requests from now on (running sessions: use the API)."""
+    """Refuse the agent's requests from now on; running stations stop its sessions."""
     from station.services import agents
 
     async def work(db: Database) -> None:
