@@ -66,6 +66,8 @@ async def test_a_plain_session_captures_the_cost_of_the_metered_energy(
     assert Decimal(receipt["released"]) == Decimal("10.00") - Decimal(receipt["captured"])
     assert settled["captured"] == receipt["captured"]
     assert world.station.payments.stripe_calls() == {"authorize": 1, "capture": 1}
+    (timing,) = world.station.payments.authorisation.timings
+    assert timing.started_s is not None and 0 < timing.authorised_s <= timing.started_s
     assert Decimal(receipt["energy_kwh"]) == kwh
     if receipt["meter_start_wh"] is not None:
         assert receipt["meter_stop_wh"] - receipt["meter_start_wh"] == plug.energy_wh
