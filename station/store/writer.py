@@ -16,6 +16,7 @@ effects outside the session (compute, write, return; apply caches after).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -52,9 +53,10 @@ class _Item:
 
 
 class GroupCommitWriter:
-    def __init__(self, db: Database, *, max_batch: int = 500) -> None:
+    def __init__(self, db: Database, *, max_batch: int = 500, flush_timeout_s: float = 5.0) -> None:
         self.db = db
         self.max_batch = max_batch
+        self.flush_timeout_s = flush_timeout_s
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self.batches = 0
         self._running = False
@@ -68,6 +70,7 @@ class GroupCommitWriter:
         if not self._running:
             raise StationUnavailable("the store writer is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieved)  # a cancelled caller never reads it
         self._queue.put_nowait(_Item(work, [], future))
         return await asyncio.shield(future)
 
@@ -76,34 +79,41 @@ class GroupCommitWriter:
         self._queue.put_nowait(_Item(None, [(table, row)], None))
 
     async def run(self) -> None:
-        """The writer's loop; runs until cancelled, then flushes what was not begun.
+        """The writer's loop; runs until cancelled.
 
-        Units of a batch interrupted by the cancellation fail with
-        StationUnavailable (they may or may not have committed); so does any
-        `submit` after the writer stopped.
+        A batch that has begun is never interrupted (a transaction cut off
+        mid-way can leave SQLite's write lock held): on cancellation it
+        finishes first, then what is still queued is flushed in one more
+        batch (given ``flush_timeout_s``, then failed). Any `submit` after that
+        fails with StationUnavailable.
         """
         self._running = True
-        items: list[_Item] = []
         try:
             while True:
                 items = [await self._queue.get()]
                 while not self._queue.empty() and len(items) < self.max_batch:
                     items.append(self._queue.get_nowait())
-                await self._commit(items)
-                items = []
+                await self._uninterrupted(items)
         except asyncio.CancelledError:
             self._running = False
-            _fail(items)
             rest = []
             while not self._queue.empty():
                 rest.append(self._queue.get_nowait())
             if rest:
-                try:
-                    async with asyncio.timeout(5):
-                        await self._commit(rest)
-                except BaseException:  # best effort on the way out; re-raised below
-                    _log.warning("store.writer_flush_failed", units=len(rest))
-                    _fail(rest)
+                with contextlib.suppress(TimeoutError):
+                    await self._uninterrupted(rest, timeout_s=self.flush_timeout_s)
+                _fail(rest)
+            raise
+
+    async def _uninterrupted(self, items: list[_Item], timeout_s: float | None = None) -> None:
+        """Commit a batch; if cancelled meanwhile, let it finish, then re-raise."""
+        commit = asyncio.create_task(self._commit(items))
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(commit)
+        except (asyncio.CancelledError, TimeoutError):
+            with contextlib.suppress(Exception):
+                await commit  # owned here: always awaited
             raise
 
     async def _commit(self, items: list[_Item]) -> None:
@@ -146,3 +156,8 @@ def _fail(items: list[_Item]) -> None:
     for item in items:
         if item.future is not None and not item.future.done():
             item.future.set_exception(StationUnavailable("the store writer stopped"))
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
