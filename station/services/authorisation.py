@@ -284,6 +284,7 @@ class AuthorisationService:
                 energy_wh=Decimal(0),
                 cost=Decimal(0),
                 payment_status="pending",
+                payment_source=f"{verified.source.kind}:{verified.source.value}",
                 created_at=now,
                 updated_at=now,
             )

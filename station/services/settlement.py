@@ -34,10 +34,10 @@ from station.domain.cost import SessionCost, Usage, session_cost
 from station.domain.money import Money
 from station.domain.session import SessionStatus, advance
 from station.domain.tariff import Tariff
-from station.errors import PaymentUnavailable
+from station.errors import PaymentDeclined, PaymentUnavailable
 from station.logs import get_logger
 from station.services import limits
-from station.services.gateway import PaymentGateway, PaymentIntentState
+from station.services.gateway import PaymentGateway, PaymentIntentState, PaymentSource
 from station.services.session_events import SessionEvents
 from station.settings import Settings
 from station.store import audit
@@ -285,8 +285,8 @@ class SettlementService:
             unpaid = (
                 await session.scalars(
                     select(SessionRow.session_id).where(
-                        SessionRow.status == SessionStatus.AUTHORIZED.value,
                         SessionRow.payment_reference.is_(None),
+                        SessionRow.payment_status.in_(("pending", "unknown")),
                         SessionRow.created_at < now - self._lease,
                     )
                 )
@@ -297,12 +297,66 @@ class SettlementService:
         for session_id in never_started:
             _log.info("reconcile.start_timeout", session_id=session_id)
             await self.settle(session_id, reason="start_timeout")
-        for session_id in [*ended, *unpaid]:
+        for session_id in ended:
             await self.settle(session_id)
+        for session_id in unpaid:
+            await self._recover_hold(session_id)
         acted = len(stale) + len(never_started) + len(ended) + len(unpaid)
         if acted:
             _log.info("reconcile.pass", acted=acted, startup=startup)
         return acted
+
+    async def _recover_hold(self, session_id: str) -> None:
+        """A hold request whose outcome was never recorded: find the hold and release it.
+
+        Replays the hold request with its original idempotency key — Stripe answers
+        with the PaymentIntent it made the first time (or makes one, if the first
+        request never arrived) — and cancels it. The session ends failed either way.
+        """
+        log = _log.bind(session_id=session_id)
+        async with self._db.reader() as session:
+            row = await session.get(SessionRow, session_id)
+            session.expunge_all()
+        if row is None or row.payment_reference is not None or not row.payment_source:
+            return
+        kind, _, value = row.payment_source.partition(":")
+        key = f"hold_{row.challenge_id}"
+        try:
+            state = await self._gateway.authorize(
+                amount_minor=Money(row.cap, row.currency).to_minor_units(),
+                currency=row.currency,
+                source=PaymentSource(kind, value),
+                idempotency_key=key,
+                metadata={"session_id": session_id, "agent_id": row.agent_id},
+            )
+            if state.status == "requires_capture":
+                state = await self._gateway.cancel(state.reference, idempotency_key=f"{key}_void")
+        except PaymentDeclined:
+            state = None
+        except PaymentUnavailable as exc:
+            log.warning("reconcile.hold_unknown", error=exc.detail)
+            return
+        async with self._db.session() as session:
+            locked = await locked_session(session, session_id)
+            if locked is None or locked.payment_reference is not None:
+                return
+            if state is not None:
+                locked.payment_reference, locked.payment_status = state.reference, state.status
+            else:
+                locked.payment_status = "declined"
+            if not SessionStatus(locked.status).final:
+                locked.status = advance(SessionStatus(locked.status), SessionStatus.FAILED).value
+            locked.detail = locked.detail or "the hold's outcome was unknown; it was released"
+            locked.updated_at = self._now()
+            await limits.settle(session, session_id=session_id, amount=Decimal(0))
+            await audit.record(
+                session,
+                actor="system",
+                action="payment.hold_recovered",
+                subject=session_id,
+                data={"reference": locked.payment_reference, "status": locked.payment_status},
+            )
+        log.info("reconcile.hold_released", reference=locked.payment_reference)
 
     async def _repair(self, settlement: SettlementRow) -> None:
         """Finish an interrupted settlement: look first, act only on an open hold."""

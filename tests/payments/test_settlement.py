@@ -200,3 +200,25 @@ async def test_the_capture_never_exceeds_the_cap(db: Database) -> None:
 
     row, _ = await stored(db, session_id)
     assert (row.status, row.captured) == ("settled", Decimal("20.00"))
+
+
+async def test_a_hold_whose_outcome_was_never_recorded_is_found_and_released(
+    db: Database,
+) -> None:
+    gateway, clock = FakeGateway(), Clock()
+    settlement = service(db, gateway, clock, stripe_timeout_s=5)
+    session_id = await new_session(db, gateway, started=False, status="authorized")
+    async with db.session() as session:
+        row = await session.get(SessionRow, session_id)
+        assert row is not None
+        row.payment_reference, row.payment_status = None, "pending"
+        row.payment_source = "payment_method:pm_card_visa"
+
+    early = await settlement.reconcile()
+    clock.now += timedelta(seconds=11)
+    late = await settlement.reconcile()
+
+    row, _ = await stored(db, session_id)
+    assert (early, late) == (0, 1)
+    assert (row.status, row.payment_status) == ("failed", "canceled")
+    assert gateway.intents[row.payment_reference or ""].status == "canceled"

@@ -104,6 +104,7 @@ def upgrade() -> None:
         sa.Column("last_active_at", UtcDateTime(), nullable=True),
         sa.Column("payment_reference", sa.String(64), nullable=True),
         sa.Column("payment_status", sa.String(32), nullable=False),
+        sa.Column("payment_source", sa.String(255), nullable=True),
         sa.Column("created_at", UtcDateTime(), nullable=False),
         sa.Column("updated_at", UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("session_id", name="pk_sessions"),
