@@ -14,9 +14,11 @@ clock is injected.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
@@ -89,28 +91,34 @@ class SpendEntry:
     amount: Money
 
 
-class SpendLedger(Protocol):
-    def entries(self) -> dict[str, SpendEntry]: ...
+Entries = dict[str, SpendEntry]
 
-    def put(self, key: str, entry: SpendEntry | None) -> None: ...
+
+class SpendLedger(Protocol):
+    """Where the spend record lives. `update` applies a change atomically: no
+    other update (in this process or, for a file, another) runs in between."""
+
+    def entries(self) -> Entries: ...
+
+    def update(self, change: Callable[[Entries], Entries]) -> None: ...
 
 
 @dataclass
 class MemoryLedger:
-    _entries: dict[str, SpendEntry] = field(default_factory=dict)
+    _entries: Entries = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def entries(self) -> dict[str, SpendEntry]:
+    def entries(self) -> Entries:
         return dict(self._entries)
 
-    def put(self, key: str, entry: SpendEntry | None) -> None:
-        if entry is None:
-            self._entries.pop(key, None)
-        else:
-            self._entries[key] = entry
+    def update(self, change: Callable[[Entries], Entries]) -> None:
+        with self._lock:
+            self._entries = change(dict(self._entries))
 
 
 class JsonFileLedger:
-    """The spend record as a JSON file, replaced atomically on each change.
+    """The spend record as a JSON file, changed under an exclusive lock and
+    replaced atomically, so several agents (processes) may share one.
 
     `{"key": {"day": "2026-11-22", "amount": "20.00", "currency": "usd"}}`;
     entries older than `keep_days` are dropped when the file is written.
@@ -120,7 +128,7 @@ class JsonFileLedger:
         self.path = path
         self.keep_days = keep_days
 
-    def entries(self) -> dict[str, SpendEntry]:
+    def entries(self) -> Entries:
         try:
             doc: Any = json.loads(self.path.read_text())
         except FileNotFoundError:
@@ -128,19 +136,24 @@ class JsonFileLedger:
         except (OSError, ValueError) as exc:
             # An unreadable record must not read as "nothing spent".
             raise SpendLimitExceeded(f"spend record {self.path} unreadable: {exc}") from exc
-        return {
-            key: SpendEntry(
-                date.fromisoformat(e["day"]), Money(Decimal(e["amount"]), e["currency"])
-            )
-            for key, e in doc.items()
-        }
+        try:
+            return {
+                key: SpendEntry(
+                    date.fromisoformat(e["day"]), Money(Decimal(e["amount"]), e["currency"])
+                )
+                for key, e in doc.items()
+            }
+        except (AttributeError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            raise SpendLimitExceeded(f"spend record {self.path} unreadable: {exc}") from exc
 
-    def put(self, key: str, entry: SpendEntry | None) -> None:
-        entries = self.entries()
-        if entry is None:
-            entries.pop(key, None)
-        else:
-            entries[key] = entry
+    def update(self, change: Callable[[Entries], Entries]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            self._write(change(self.entries()))
+
+    def _write(self, entries: Entries) -> None:
         newest = max((e.day for e in entries.values()), default=None)
         doc = {
             k: {
@@ -151,7 +164,6 @@ class JsonFileLedger:
             for k, e in entries.items()
             if newest is None or (newest - e.day).days <= self.keep_days
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".spend-")
         with os.fdopen(fd, "w") as out:
             json.dump(doc, out, indent=1, sort_keys=True)
@@ -182,12 +194,15 @@ class Wallet:
     def today(self) -> date:
         return self.clock().astimezone(self.tz).date()
 
-    def spent_on(self, day: date) -> Money:
+    def _total(self, entries: Entries, day: date) -> Money:
         total = Money.zero(self.currency)
-        for entry in self.ledger.entries().values():
+        for entry in entries.values():
             if entry.day == day and entry.amount.currency == self.currency:
                 total = total + entry.amount
         return total
+
+    def spent_on(self, day: date) -> Money:
+        return self._total(self.ledger.entries(), day)
 
     def spent_today(self) -> Money:
         return self.spent_on(self.today())
@@ -202,24 +217,29 @@ class Wallet:
         check_spend(self.limits, self.spent_today(), amount)
 
     def hold(self, key: str, amount: Money) -> None:
-        """Check and record a hold of `amount` under `key`, before paying it.
+        """Check and record a hold of `amount` under `key`, before paying it (atomic).
 
         A second hold under the same key replaces the first (a retried payment).
         """
-        existing = self.ledger.entries().get(key)
         day = self.today()
-        spent = self.spent_on(day)
-        if existing is not None and existing.day == day:
-            spent = spent - existing.amount
-        check_spend(self.limits, spent, amount)
-        self.ledger.put(key, SpendEntry(day, amount))
+
+        def change(entries: Entries) -> Entries:
+            others = {k: e for k, e in entries.items() if k != key}
+            check_spend(self.limits, self._total(others, day), amount)
+            return {**others, key: SpendEntry(day, amount)}
+
+        self.ledger.update(change)
 
     def settle(self, key: str, captured: Money) -> None:
         """Narrow a hold to what was captured (it stays on the day of the hold)."""
-        entry = self.ledger.entries().get(key)
-        day = entry.day if entry is not None else self.today()
-        self.ledger.put(key, SpendEntry(day, captured))
+        today = self.today()
+
+        def change(entries: Entries) -> Entries:
+            entry = entries.get(key)
+            return {**entries, key: SpendEntry(entry.day if entry else today, captured)}
+
+        self.ledger.update(change)
 
     def release(self, key: str) -> None:
         """Drop a hold that was never placed or was cancelled."""
-        self.ledger.put(key, None)
+        self.ledger.update(lambda entries: {k: e for k, e in entries.items() if k != key})

@@ -1,4 +1,5 @@
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -145,3 +146,21 @@ def test_whatever_is_held_the_day_total_never_passes_the_limit(holds: list[Decim
             w.hold(f"off_{n}", Money(amount, "usd"))
 
     assert w.spent_today() <= LIMITS.per_day
+
+
+def test_agents_sharing_a_spend_file_never_overspend_together(tmp_path: Path) -> None:
+    path = tmp_path / "spend.json"
+    clock = Clock(datetime(2026, 11, 22, 9, tzinfo=UTC))
+
+    def try_hold(n: int) -> bool:
+        try:
+            wallet(clock, JsonFileLedger(path)).hold(f"off_{n}", usd("7.00"))
+        except SpendLimitExceeded:
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        placed = sum(pool.map(try_hold, range(16)))
+
+    assert placed == 7
+    assert wallet(clock, JsonFileLedger(path)).spent_today() == usd("49.00")
