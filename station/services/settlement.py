@@ -12,8 +12,9 @@ start-up and every ``reconcile_interval_s``) retrieves the PaymentIntent
 first — so a capture that did land is recorded, never repeated — and only
 captures/cancels when the hold is still open. It also releases holds whose
 session can no longer charge (authorised but never started past
-``session_start_timeout_s``) and settles sessions whose transaction ended
-while no worker was there to settle them.
+``session_start_timeout_s``), settles sessions whose transaction ended
+while no worker was there to settle them, and settles for what was metered a
+session whose charge point has been silent for 6 × ``session_start_timeout_s``.
 
 `request()` is what OCPP handlers call: it queues the session for the
 settlement worker (owned by `run()`) and returns at once.
@@ -46,6 +47,7 @@ from station.store.payments import SessionRow, SettlementRow, locked_session
 
 _log = get_logger(__name__)
 CRASH_AFTER_CAPTURE_INTENT = "crash_after_capture_intent"  # intent committed, Stripe not called
+SILENCE_FACTOR = 6
 CRASH_AFTER_CAPTURE = "crash_after_capture"  # Stripe captured, the outcome not recorded
 
 
@@ -87,6 +89,9 @@ class SettlementService:
         self._now = clock
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._lease = timedelta(seconds=2 * settings.stripe_timeout_s)
+        # A charging session its charge point has not reported on for this long is settled
+        # for what was metered, so that its hold is never left open.
+        self._silence = timedelta(seconds=SILENCE_FACTOR * settings.session_start_timeout_s)
         # Builds the receipt for the final SSE event (set by the wiring).
         self.receipt_for: Callable[[str], Awaitable[dict[str, Any]]] | None = None
 
@@ -282,6 +287,16 @@ class SettlementService:
                     )
                 )
             ).all()
+            silent = (
+                await session.scalars(
+                    select(SessionRow.session_id).where(
+                        SessionRow.status.in_(
+                            (SessionStatus.CHARGING.value, SessionStatus.STOPPING.value)
+                        ),
+                        SessionRow.updated_at < now - self._silence,
+                    )
+                )
+            ).all()
             unpaid = (
                 await session.scalars(
                     select(SessionRow.session_id).where(
@@ -299,9 +314,12 @@ class SettlementService:
             await self.settle(session_id, reason="start_timeout")
         for session_id in ended:
             await self.settle(session_id)
+        for session_id in set(silent) - set(ended):
+            _log.warning("reconcile.charge_point_silent", session_id=session_id)
+            await self.settle(session_id, reason="charge_point_silent")
         for session_id in unpaid:
             await self._recover_hold(session_id)
-        acted = len(stale) + len(never_started) + len(ended) + len(unpaid)
+        acted = len(stale) + len(never_started) + len(set(ended) | set(silent)) + len(unpaid)
         if acted:
             _log.info("reconcile.pass", acted=acted, startup=startup)
         return acted

@@ -222,3 +222,24 @@ async def test_a_hold_whose_outcome_was_never_recorded_is_found_and_released(
     assert (early, late) == (0, 1)
     assert (row.status, row.payment_status) == ("failed", "canceled")
     assert gateway.intents[row.payment_reference or ""].status == "canceled"
+
+
+async def test_a_session_whose_charge_point_fell_silent_is_settled_for_what_was_metered(
+    db: Database,
+) -> None:
+    gateway, clock = FakeGateway(), Clock()
+    settlement = service(db, gateway, clock, session_start_timeout_s=60)
+    session_id = await new_session(db, gateway, status="charging")
+
+    clock.now += timedelta(seconds=359)
+    early = await settlement.reconcile()
+    clock.now += timedelta(seconds=2)
+    late = await settlement.reconcile()
+
+    row, _ = await stored(db, session_id)
+    assert (early, late) == (0, 1)
+    assert (row.status, row.captured, row.stop_reason) == (
+        "settled",
+        Decimal("5.00"),
+        "charge_point_silent",
+    )
