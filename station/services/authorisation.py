@@ -74,6 +74,7 @@ from station.store.payments import (
 _log = get_logger(__name__)
 _TOKEN_ALPHABET = string.ascii_uppercase + string.digits
 ID_TOKEN_LENGTH = 20  # OCPP 1.6 idTag: CiString20
+MAX_CAP = Decimal(1_000_000)  # far above any charge; keeps amounts inside the columns
 
 
 async def _check_not_accepted(session: AsyncSession, negotiation_id: str) -> None:
@@ -160,6 +161,8 @@ class AuthorisationService:
             cap = Money.parse(cap_text, neg.currency)
         except MoneyError as exc:
             raise ValidationError(f"cap: {exc}") from exc
+        if cap.amount > MAX_CAP:
+            raise ValidationError(f"cap must be at most {MAX_CAP}")
         tariff = Tariff.from_wire(offer.tariff)
         if cap.amount <= 0 or cap < tariff.minimum:
             raise CapTooLow(
