@@ -8,7 +8,10 @@ charge point. After the commit it asks the optional `TransactionListener`
 to tell the charge point, and turns its `Billing` into a `TransactionReply`.
 Without a listener any id token is accepted and nothing is priced.
 
-Open transactions are cached in memory (a charge point is connected to one
+A transaction whose id token no session claims (the listener's
+``id_token_accepted`` says None at its start) is not billed: the listener
+hears nothing more about it, which keeps unpriced charging off billing's
+write path. Open transactions are cached in memory (a charge point is connected to one
 node at a time and its messages are handled one after the other), so the hot
 path — a meter value — costs no read, only the batched writes.
 
@@ -75,6 +78,8 @@ class _Open:
     ended: bool = False
     stopped_at: datetime | None = None
     stop_reason: str | None = None
+    # Whether billing claimed the id token (False: the listener is not asked again).
+    billed: bool = True
 
     def view(self) -> TransactionView:
         return TransactionView(
@@ -200,9 +205,10 @@ class ChargingService:
                         known, event.readings, event.seq_no, event.evse_id, event.timestamp
                     )
                 return await self._reply(known)
-        accepted = True
-        if event.id_token is not None:
-            accepted = await self.authorize(cp, event.id_token)
+        accepted, billed = True, self.listener is not None
+        if event.id_token is not None and self.listener is not None:
+            verdict = await self.listener.id_token_accepted(cp, event.id_token)
+            accepted, billed = verdict is not False, verdict is not None
         result = metering.apply(
             metering.start(event.meter_start_wh), event.readings, seq_no=event.seq_no
         )
@@ -247,6 +253,7 @@ class ChargingService:
             evse_id=event.evse_id,
             id_token=event.id_token,
             id_token_accepted=accepted,
+            billed=billed,
             started_at=event.timestamp,
             meter_start_wh=event.meter_start_wh,
             meter=meter,
@@ -349,20 +356,21 @@ class ChargingService:
             meter, anomalies = result.state, result.anomalies
         changed = meter != opened.meter
 
-        async def work(session: AsyncSession, staged: Staged) -> None:
+        async def work(_session: AsyncSession, staged: Staged) -> None:
             if changed:
-                await session.execute(
-                    update(_TRANSACTIONS)
-                    .where(_TRANSACTIONS.c.id == tid)
-                    .values(
-                        energy_wh=meter.energy_wh,
-                        last_register_wh=meter.last_wh,
-                        last_reading_at=meter.last_at,
-                        last_seq_no=meter.last_seq_no,
-                        meter_start_wh=opened.meter_start_wh
+                staged.update(
+                    _TRANSACTIONS,
+                    "id",
+                    tid,
+                    {
+                        "energy_wh": meter.energy_wh,
+                        "last_register_wh": meter.last_wh,
+                        "last_reading_at": meter.last_at,
+                        "last_seq_no": meter.last_seq_no,
+                        "meter_start_wh": opened.meter_start_wh
                         if opened.meter_start_wh is not None
                         else meter.start_wh,
-                    )
+                    },
                 )
             _stage(staged, cp, tid, evse_id or opened.evse_id, readings, seq_no)
             _stage_anomalies(staged, cp, tid, anomalies)
@@ -434,7 +442,7 @@ class ChargingService:
 
     async def _reply(self, opened: _Open, *, notify: bool = True) -> TransactionReply:
         billing = Billing()
-        if self.listener is not None and notify:
+        if self.listener is not None and notify and opened.billed:
             try:
                 billing = await self.listener.transaction_updated(opened.view())
             except Exception:  # billing must never lose a reading: the commit happened

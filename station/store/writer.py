@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from station.errors import StationUnavailable
@@ -34,12 +34,35 @@ _log = get_logger(__name__)
 
 @dataclass
 class Staged:
-    """Rows a unit adds, inserted in bulk after every unit of the batch ran."""
+    """Rows a unit adds and rows it updates by key, run in bulk after every unit ran.
+
+    Inserts go first (one multi-row INSERT per table), then updates (one
+    executemany UPDATE per table and set of columns), in the order staged.
+    """
 
     rows: dict[Table, list[dict[str, Any]]] = field(default_factory=dict)
+    updates: dict[tuple[Table, str, tuple[str, ...]], list[dict[str, Any]]] = field(
+        default_factory=dict
+    )
 
     def add(self, table: Table, row: dict[str, Any]) -> None:
         self.rows.setdefault(table, []).append(row)
+
+    def update(self, table: Table, key_column: str, key: Any, values: dict[str, Any]) -> None:
+        columns = tuple(sorted(values))
+        params = {"k_": key, **{f"v_{c}": values[c] for c in columns}}
+        self.updates.setdefault((table, key_column, columns), []).append(params)
+
+    async def flush(self, session: AsyncSession) -> None:
+        for table, rows in self.rows.items():
+            await session.execute(insert(table), rows)
+        for (table, key_column, columns), params in self.updates.items():
+            statement = (
+                update(table)
+                .where(table.c[key_column] == bindparam("k_", type_=table.c[key_column].type))
+                .values({c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
+            )
+            await session.execute(statement, params)
 
 
 Work = Callable[[AsyncSession, Staged], Awaitable[Any]]
@@ -147,8 +170,7 @@ class GroupCommitWriter:
                 for table, row in item.rows:
                     staged.add(table, row)
                 results.append(await item.work(session, staged) if item.work is not None else None)
-            for table, rows in staged.rows.items():
-                await session.execute(insert(table), rows)
+            await staged.flush(session)
         return results
 
 
