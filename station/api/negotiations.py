@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from station.api.app import station_of
 from station.api.identity import Agent
+from station.api.schemas import NegotiationDoc, SessionDoc
 from station.domain.money import MoneyError, parse_decimal
 from station.errors import ValidationError
 from station.services.negotiations import CounterRequest, OpenRequest
@@ -63,7 +64,7 @@ def _decimal(name: str, text: str | None, places: int = 4) -> Any:
     return value
 
 
-@router.post("/v1/negotiations", status_code=201)
+@router.post("/v1/negotiations", status_code=201, responses={201: {"model": NegotiationDoc}})
 async def open_negotiation(body: NegotiationIn, agent: Agent, request: Request) -> JSONResponse:
     """Open a negotiation: the station's first offer for the energy asked."""
     agent.check_charge_point(body.charge_point_id)
@@ -82,7 +83,9 @@ async def open_negotiation(body: NegotiationIn, agent: Agent, request: Request) 
     return JSONResponse(view, status_code=201)
 
 
-@router.post("/v1/negotiations/{negotiation_id}/counter")
+@router.post(
+    "/v1/negotiations/{negotiation_id}/counter", responses={200: {"model": NegotiationDoc}}
+)
 async def counter(
     negotiation_id: str, body: CounterIn, agent: Agent, request: Request
 ) -> dict[str, Any]:
@@ -102,7 +105,10 @@ async def counter(
 @router.post(
     "/v1/negotiations/{negotiation_id}/accept",
     status_code=201,
-    responses={402: {"description": "Payment required: an MPP challenge (WWW-Authenticate)"}},
+    responses={
+        201: {"model": SessionDoc},
+        402: {"description": "Payment required: an MPP challenge (WWW-Authenticate)"},
+    },
 )
 async def accept(
     negotiation_id: str,

@@ -12,30 +12,36 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from station.api.app import station_of
 from station.api.identity import Agent
+from station.api.schemas import ReceiptDoc, ReceiptKeyDoc, SessionDoc
 from station.domain.session import SessionStatus
 
 router = APIRouter(tags=["sessions"])
 KEEPALIVE_S = 15.0
 
 
-@router.get("/v1/sessions/{session_id}")
+@router.get("/v1/sessions/{session_id}", responses={200: {"model": SessionDoc}})
 async def get_session(session_id: str, agent: Agent, request: Request) -> dict[str, Any]:
     return await station_of(request).payments.sessions.get(agent.agent_id, session_id)
 
 
-@router.post("/v1/sessions/{session_id}/stop", status_code=202)
+@router.post(
+    "/v1/sessions/{session_id}/stop", status_code=202, responses={202: {"model": SessionDoc}}
+)
 async def stop_session(session_id: str, agent: Agent, request: Request) -> JSONResponse:
     view = await station_of(request).payments.sessions.stop(agent.agent_id, session_id)
     return JSONResponse(view, status_code=202)
 
 
-@router.get("/v1/sessions/{session_id}/receipt")
+@router.get(
+    "/v1/sessions/{session_id}/receipt",
+    responses={200: {"model": ReceiptDoc, "description": "With a Payment-Receipt header"}},
+)
 async def receipt(session_id: str, agent: Agent, request: Request) -> JSONResponse:
     body, header = await station_of(request).payments.sessions.receipt(agent.agent_id, session_id)
     return JSONResponse(body, headers={"Payment-Receipt": header})
 
 
-@router.get("/v1/receipt-key", tags=["receipts"])
+@router.get("/v1/receipt-key", tags=["receipts"], response_model=ReceiptKeyDoc)
 async def receipt_key(request: Request) -> dict[str, str]:
     """The station's Ed25519 receipt key (base64 of the raw 32 bytes)."""
     return {"alg": "ed25519", "public_key": station_of(request).payments.signer.public_key_b64}
