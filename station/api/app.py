@@ -23,7 +23,7 @@ def create_app(station: Station) -> FastAPI:
     app.state.station = station
     problems.install(app)
     _include_trust(app, station)
-    _include_payments(app)
+    _include_payments(app, station)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> JSONResponse:
@@ -55,12 +55,16 @@ def _include_trust(app: FastAPI, station: Station) -> None:
         instrument_ocpp_log(station.writer, station.metrics)
 
 
-def _include_payments(app: FastAPI) -> None:
-    """Negotiation, MPP authorisation and sessions (issue 3)."""
+def _include_payments(app: FastAPI, station: Station) -> None:
+    """Negotiation, MPP authorisation and sessions (issue 3); session transitions counted."""
     from station.api import negotiations, sessions
 
     app.include_router(negotiations.router)
     app.include_router(sessions.router)
+    payments = getattr(station, "payments", None)
+    if payments is not None:
+        counter = station.metrics.session_transitions
+        payments.events.on_status = lambda status: counter.labels(status=status).inc()
 
 
 def station_of(request: Request) -> Station:

@@ -57,6 +57,7 @@ from station.services import limits
 from station.services.gateway import PaymentGateway
 from station.services.offers import new_id, offer_signature
 from station.services.ports import ChargePointCommands
+from station.services.session_events import SessionEvents
 from station.services.sessions import session_view
 from station.services.settlement import SettlementService
 from station.settings import Settings
@@ -117,9 +118,11 @@ class AuthorisationService:
         settlement: SettlementService,
         commands: Callable[[], ChargePointCommands | None],
         clock: Callable[[], datetime],
+        events: SessionEvents | None = None,
     ) -> None:
         self._db = db
         self._settings = settings
+        self._events = events or SessionEvents()
         self._secret = secret
         self.authorizer = authorizer
         self._gateway = gateway
@@ -337,6 +340,7 @@ class AuthorisationService:
             )
             row = locked
         self.last_accept_s = time.perf_counter() - started
+        self._events.publish(session_id, "status", {"status": SessionStatus.AUTHORIZED.value})
         log.info(
             "session.authorized",
             reference=hold.reference,
@@ -390,3 +394,4 @@ class AuthorisationService:
                 subject=session_id,
                 data={"code": exc.code, "detail": exc.detail},
             )
+        self._events.publish(session_id, "status", {"status": SessionStatus.FAILED.value})

@@ -67,7 +67,15 @@ class Payments:
         self.settlement = SettlementService(db, settings, gateway, self.events, clock)
         self.negotiations = NegotiationService(db, settings, secret, clock)
         self.authorisation = AuthorisationService(
-            db, settings, secret, self.authorizer, gateway, self.settlement, commands, clock
+            db,
+            settings,
+            secret,
+            self.authorizer,
+            gateway,
+            self.settlement,
+            commands,
+            clock,
+            self.events,
         )
         self.billing = BillingListener(db, self.events, self.settlement, commands, clock)
         self.sessions = SessionService(

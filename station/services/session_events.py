@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +26,13 @@ class SessionEvents:
     def __init__(self, queue_size: int = 256) -> None:
         self._subscribers: defaultdict[str, set[asyncio.Queue[SessionEvent]]] = defaultdict(set)
         self._queue_size = queue_size
+        # Hears every status a session of this node enters (metrics).
+        self.on_status: Callable[[str], None] | None = None
 
     def publish(self, session_id: str, name: str, data: dict[str, Any]) -> None:
+        """Every status change is published as a ``status`` event (subscribers or not)."""
+        if name == "status" and self.on_status is not None:
+            self.on_status(str(data.get("status")))
         event = SessionEvent(name, data)
         for queue in list(self._subscribers.get(session_id, ())):
             if queue.full():

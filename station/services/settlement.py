@@ -30,6 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from station.domain.cost import SessionCost, Usage, session_cost
 from station.domain.money import Money
@@ -129,43 +130,58 @@ class SettlementService:
                 row.status = advance(SessionStatus(row.status), SessionStatus.FAILED).value
                 row.detail, row.updated_at = "no hold was placed", now
                 await limits.settle(session, session_id=session_id, amount=Decimal(0))
-                return
-            status = SessionStatus(row.status)
-            if status is not SessionStatus.STOPPING:
-                row.status = advance(status, SessionStatus.STOPPING).value
-            if reason and row.stop_reason is None:
-                row.stop_reason = reason
-            delivered = row.energy_wh > 0
-            cost = cost_of(row, now)
-            action = "capture" if delivered and cost.total.amount > 0 else "cancel"
-            amount = cost.total.min(Money(row.cap, row.currency)) if action == "capture" else None
-            row.cost = cost.total.amount if delivered else Decimal(0)
-            row.updated_at = now
-            settlement = SettlementRow(
-                session_id=session_id,
-                action=action,
-                amount=amount.amount if amount is not None else Decimal(0),
-                currency=row.currency,
-                payment_reference=row.payment_reference,
-                idempotency_key=f"settle_{session_id}",
-                state="pending",
-                node_id=self._settings.node_id,
-                attempts=0,
-                created_at=now,
-            )
-            session.add(settlement)
-            await audit.record(
-                session,
-                actor="system",
-                action=f"settlement.{action}_intended",
-                subject=session_id,
-                data={"amount": str(settlement.amount), "reference": row.payment_reference},
-            )
-        log.info("settlement.intended", action=action, amount=settlement.amount)
+                settlement = None
+            else:
+                moved = SessionStatus(row.status) is not SessionStatus.STOPPING
+                settlement = await self._intend(session, row, reason, now)
+        if settlement is None:
+            self._events.publish(session_id, "status", {"status": SessionStatus.FAILED.value})
+            return
+        log.info("settlement.intended", action=settlement.action, amount=settlement.amount)
+        if moved:
+            self._events.publish(session_id, "status", {"status": SessionStatus.STOPPING.value})
         if self._settings.fault_inject == CRASH_AFTER_CAPTURE_INTENT:
             log.warning("fault.crash_after_capture_intent")
             os._exit(70)
         await self._execute(settlement)
+
+    async def _intend(
+        self, session: AsyncSession, row: SessionRow, reason: str | None, now: datetime
+    ) -> SettlementRow:
+        """Stopping; the final cost; the settlements row (capture or cancel), in this unit."""
+        assert row.payment_reference is not None
+        status = SessionStatus(row.status)
+        if status is not SessionStatus.STOPPING:
+            row.status = advance(status, SessionStatus.STOPPING).value
+        if reason and row.stop_reason is None:
+            row.stop_reason = reason
+        delivered = row.energy_wh > 0
+        cost = cost_of(row, now)
+        action = "capture" if delivered and cost.total.amount > 0 else "cancel"
+        amount = cost.total.min(Money(row.cap, row.currency)).amount if action == "capture" else 0
+        row.cost = cost.total.amount if delivered else Decimal(0)
+        row.updated_at = now
+        settlement = SettlementRow(
+            session_id=row.session_id,
+            action=action,
+            amount=Decimal(amount),
+            currency=row.currency,
+            payment_reference=row.payment_reference,
+            idempotency_key=f"settle_{row.session_id}",
+            state="pending",
+            node_id=self._settings.node_id,
+            attempts=0,
+            created_at=now,
+        )
+        session.add(settlement)
+        await audit.record(
+            session,
+            actor="system",
+            action=f"settlement.{action}_intended",
+            subject=row.session_id,
+            data={"amount": str(settlement.amount), "reference": row.payment_reference},
+        )
+        return settlement
 
     # -- Stripe and completion ---------------------------------------------------------------
 
@@ -362,7 +378,8 @@ class SettlementService:
                 locked.payment_reference, locked.payment_status = state.reference, state.status
             else:
                 locked.payment_status = "declined"
-            if not SessionStatus(locked.status).final:
+            moved = not SessionStatus(locked.status).final
+            if moved:
                 locked.status = advance(SessionStatus(locked.status), SessionStatus.FAILED).value
             locked.detail = locked.detail or "the hold's outcome was unknown; it was released"
             locked.updated_at = self._now()
@@ -375,6 +392,8 @@ class SettlementService:
                 data={"reference": locked.payment_reference, "status": locked.payment_status},
             )
         log.info("reconcile.hold_released", reference=locked.payment_reference)
+        if moved:
+            self._events.publish(session_id, "status", {"status": SessionStatus.FAILED.value})
 
     async def _repair(self, settlement: SettlementRow) -> None:
         """Finish an interrupted settlement: look first, act only on an open hold."""
