@@ -25,6 +25,8 @@ from station.logs import get_logger
 from station.services.gateway import PaymentIntentState, PaymentSource
 
 T = TypeVar("T")
+# The Stripe API version of Shared Payment Tokens (pympp's mpp.methods.stripe default).
+MACHINE_PAYMENTS_API_VERSION = "2026-07-29.preview"
 _log = get_logger(__name__)
 
 
@@ -98,17 +100,20 @@ class StripeGateway:
             "confirm": True,
             "metadata": metadata,
         }
+        options: dict[str, Any] = {"idempotency_key": idempotency_key}
+        params["payment_method_types"] = ["card"]
         if source.kind == "spt":
+            # Shared Payment Tokens: Stripe's machine-payments API version (as pympp sends).
             params["shared_payment_granted_token"] = source.value
+            options["stripe_version"] = MACHINE_PAYMENTS_API_VERSION
         else:
             params["payment_method"] = source.value
-            params["payment_method_types"] = ["card"]
         try:
             intent = await self._call(
                 "authorize",
                 self._client.v1.payment_intents.create_async(
                     params,  # type: ignore[arg-type]
-                    options={"idempotency_key": idempotency_key},
+                    options=options,  # type: ignore[arg-type]
                 ),
             )
         except PaymentUnavailable as exc:

@@ -6,6 +6,7 @@ import socket
 
 import pytest
 import stripe
+from aiohttp import web
 
 from simulators.stripe_sandbox import SANDBOX_API_KEY
 from station.errors import PaymentDeclined, PaymentUnavailable
@@ -94,3 +95,40 @@ async def test_an_unreachable_stripe_is_payment_unavailable() -> None:
 
     with pytest.raises(PaymentUnavailable):
         await gateway.retrieve("pi_missing")
+
+
+async def test_a_shared_payment_token_goes_to_stripe_as_a_granted_token() -> None:
+    """localstripe knows no SPTs: a minimal Stripe-shaped server records what the SDK sends."""
+    seen: list[tuple[dict[str, str], dict[str, str]]] = []
+
+    async def create(request: web.Request) -> web.Response:
+        seen.append((dict(await request.post()), dict(request.headers)))  # type: ignore[arg-type]
+        intent = {"id": "pi_spt", "object": "payment_intent", "status": "requires_capture",
+                  "amount": 700, "currency": "usd"}  # fmt: skip
+        return web.json_response(intent)
+
+    app = web.Application()
+    app.router.add_post("/v1/payment_intents", create)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        gateway = StripeGateway(api_key=SANDBOX_API_KEY, api_base=f"http://127.0.0.1:{port}")
+        state = await gateway.authorize(
+            amount_minor=700,
+            currency="usd",
+            source=PaymentSource("spt", "spt_abc"),
+            idempotency_key="hold_ch1",
+            metadata={"session_id": "ses_1"},
+        )
+    finally:
+        await runner.cleanup()
+
+    ((form, headers),) = seen
+    assert state.reference == "pi_spt" and state.status == "requires_capture"
+    assert form["shared_payment_granted_token"] == "spt_abc" and "payment_method" not in form
+    assert (form["capture_method"], form["confirm"], form["amount"]) == ("manual", "true", "700")
+    assert headers["Idempotency-Key"] == "hold_ch1"
+    assert headers["Stripe-Version"].endswith(".preview")
