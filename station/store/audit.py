@@ -73,7 +73,7 @@ def canonical_json(value: Any) -> str:
     return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _row_hash(
+def row_hash(
     seq: int, at: datetime, actor: str, action: str, subject: str | None, data: str, prev: str
 ) -> str:
     body = canonical_json(
@@ -127,7 +127,7 @@ async def record(
             subject=subject,
             data=payload,
             prev_hash=prev,
-            hash=_row_hash(seq, at, actor, action, subject, payload, prev),
+            hash=row_hash(seq, at, actor, action, subject, payload, prev),
         )
     )
     await session.flush()
@@ -183,7 +183,7 @@ class ChainChecker:
         if entry.prev_hash != self.head:
             return self._broken(entry, "prev_hash does not match the previous row")
         fields = (entry.seq, entry.at, entry.actor, entry.action, entry.subject, entry.data)
-        if _row_hash(*fields, entry.prev_hash) != entry.hash:
+        if row_hash(*fields, entry.prev_hash) != entry.hash:
             return self._broken(entry, "row content does not match its hash")
         self.head = entry.hash
         return True

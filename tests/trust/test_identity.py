@@ -6,8 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from station.app import Station
-from tests.trust.conftest import SignedAgent, base_url
+from station.app import Station, running_station
+from tests.trust.conftest import (
+    ADMIN_TOKEN,
+    SignedAgent,
+    base_url,
+    register_agent,
+    station_settings,
+)
 from vehicle.signing import AgentSigner, generate_keypair
 
 
@@ -166,3 +172,27 @@ async def test_a_resumed_agent_is_let_in_again(
     response = await agent_client.get("/v1/agents/me")
 
     assert response.status_code == 200, response.text
+
+
+async def test_a_request_replayed_to_another_node_is_refused(database_url: str) -> None:
+    async with (
+        running_station(station_settings(database_url, node_id="node-a")) as node_a,
+        running_station(station_settings(database_url, node_id="node-b")) as node_b,
+    ):
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with httpx.AsyncClient(base_url=base_url(node_a), headers=headers) as admin:
+            agent = await register_agent(admin)
+        # Both nodes sit behind one public name, as behind a load balancer.
+        signed = agent.signer().sign(httpx.Request("GET", "http://station.test/v1/agents/me"))
+        async with httpx.AsyncClient() as client:
+            first = await client.send(_to(signed, node_a))
+            replayed = await client.send(_to(signed, node_b))
+
+    assert first.status_code == 200, first.text
+    assert_problem(replayed, 401, "unauthenticated")
+
+
+def _to(signed: httpx.Request, node: Station) -> httpx.Request:
+    """The same signed request, delivered to `node` (Host header kept)."""
+    url = signed.url.copy_with(host="127.0.0.1", port=node.http_port)
+    return httpx.Request(signed.method, url, headers=signed.headers)
