@@ -81,6 +81,18 @@ class AgentIn(_Strict):
     allowed_charge_points: list[_Id] | None = Field(default=None, max_length=1000)
 
 
+class AgentPatch(_Strict):
+    """Only the fields sent change; ``allowed_charge_points: null`` allows every one."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=NO_NUL)
+    public_key: str | None = Field(default=None, min_length=1, max_length=64, pattern=NO_NUL)
+    limit_per_session: _Money | None = None
+    limit_per_window: _Money | None = None
+    window_hours: int | None = Field(default=None, ge=1, le=agent_registry.MAX_WINDOW_HOURS)
+    owner: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
+    allowed_charge_points: list[_Id] | None = Field(default=None, max_length=1000)
+
+
 class AgentOut(BaseModel):
     agent_id: str
     name: str
@@ -181,6 +193,18 @@ async def show_agent(agent_id: AgentId, _actor: Operator, request: Request) -> d
     """One agent, with what its spending window still allows."""
     async with station_of(request).db.reader() as session:
         agent = await agent_registry.get(session, agent_id)
+        return _agent_out(agent, await remaining(session, agent))
+
+
+@router.patch("/agents/{agent_id}", response_model=AgentOut)
+async def update_agent(
+    agent_id: AgentId, body: AgentPatch, actor: Operator, request: Request
+) -> dict[str, Any]:
+    """Change limits, allowed charge points, name, owner or the key (rotation); audited."""
+    async with station_of(request).db.session() as session:
+        agent = await agent_registry.update(
+            session, agent_id, body.model_dump(exclude_unset=True), actor=actor
+        )
         return _agent_out(agent, await remaining(session, agent))
 
 

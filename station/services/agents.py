@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -66,8 +67,8 @@ def _amount(value: Decimal | str, currency: str, field: str) -> Decimal:
     return amount
 
 
-async def register(session: AsyncSession, new: NewAgent, *, actor: str) -> AgentRow:
-    """Validate and store a new agent (status ``active``); ValidationError on bad input."""
+def _checked(new: NewAgent) -> dict[str, Any]:
+    """The agent's fields, validated and normalised; ValidationError on bad input."""
     name = new.name.strip()
     if not name or len(name) > 200:
         raise ValidationError("name must be 1–200 characters")
@@ -88,18 +89,26 @@ async def register(session: AsyncSession, new: NewAgent, *, actor: str) -> Agent
     allowed = list(new.allowed_charge_points) if new.allowed_charge_points is not None else None
     if allowed is not None and any(not cp or len(cp) > 64 for cp in allowed):
         raise ValidationError("allowed_charge_points holds charge point ids of 1–64 characters")
+    return {
+        "name": name,
+        "owner": new.owner,
+        "public_key": public_key,
+        "limit_per_session": limits.limit_per_session,
+        "limit_per_window": limits.limit_per_window,
+        "window_hours": limits.window_hours,
+        "allowed_charge_points": allowed,
+    }
+
+
+async def register(session: AsyncSession, new: NewAgent, *, actor: str) -> AgentRow:
+    """Validate and store a new agent (status ``active``); ValidationError on bad input."""
+    checked = _checked(new)
     agent = AgentRow(
         agent_id=new_agent_id(),
-        name=name,
-        owner=new.owner,
-        public_key=public_key,
-        currency=limits.currency,
-        limit_per_session=limits.limit_per_session,
-        limit_per_window=limits.limit_per_window,
-        window_hours=limits.window_hours,
-        allowed_charge_points=allowed,
+        currency=new.currency,
         status="active",
         created_at=utcnow(),
+        **checked,
     )
     session.add(agent)
     await session.flush()
@@ -108,16 +117,7 @@ async def register(session: AsyncSession, new: NewAgent, *, actor: str) -> Agent
         actor=actor,
         action="agent.registered",
         subject=agent.agent_id,
-        data={
-            "name": name,
-            "owner": new.owner,
-            "public_key": public_key,
-            "currency": limits.currency,
-            "limit_per_session": limits.limit_per_session,
-            "limit_per_window": limits.limit_per_window,
-            "window_hours": limits.window_hours,
-            "allowed_charge_points": allowed,
-        },
+        data={**checked, "currency": new.currency},
     )
     _log.info("agent.registered", agent_id=agent.agent_id, actor=actor)
     return agent
@@ -136,6 +136,55 @@ async def list_all(session: AsyncSession, *, status: str | None = None) -> list[
     if status is not None:
         query = query.where(AgentRow.status == status)
     return list((await session.scalars(query)).all())
+
+
+UPDATABLE = frozenset(
+    {"name", "owner", "public_key", "limit_per_session", "limit_per_window", "window_hours",
+     "allowed_charge_points"}
+)  # fmt: skip
+
+
+NULLABLE = frozenset({"owner", "allowed_charge_points"})
+
+
+async def update(
+    session: AsyncSession, agent_id: str, changes: dict[str, Any], *, actor: str
+) -> AgentRow:
+    """Change an agent's name, owner, key (rotation), limits or charge points; audited.
+
+    The currency stays: the spend ledger counts in it. Keys absent from
+    `changes` stay as they are; ``allowed_charge_points: None`` allows all.
+    """
+    unknown = set(changes) - UPDATABLE
+    if unknown:
+        raise ValidationError(f"cannot change {', '.join(sorted(unknown))}")
+    required = [k for k, v in changes.items() if v is None and k not in NULLABLE]
+    if required:
+        raise ValidationError(f"{', '.join(sorted(required))} cannot be null")
+    agent = await get(session, agent_id, lock=True)
+    merged = NewAgent(
+        name=changes.get("name", agent.name),
+        public_key=changes.get("public_key", agent.public_key),
+        currency=agent.currency,
+        limit_per_session=changes.get("limit_per_session", agent.limit_per_session),
+        limit_per_window=changes.get("limit_per_window", agent.limit_per_window),
+        window_hours=changes.get("window_hours", agent.window_hours),
+        owner=changes.get("owner", agent.owner),
+        allowed_charge_points=changes.get("allowed_charge_points", agent.allowed_charge_points),
+    )
+    checked = _checked(merged)
+    for name in changes:
+        setattr(agent, name, checked[name])
+    await session.flush()
+    await audit.record(
+        session,
+        actor=actor,
+        action="agent.updated",
+        subject=agent_id,
+        data={name: checked[name] for name in changes},
+    )
+    _log.info("agent.updated", agent_id=agent_id, actor=actor, fields=sorted(changes))
+    return agent
 
 
 async def suspend(session: AsyncSession, agent_id: str, *, reason: str, actor: str) -> AgentRow:

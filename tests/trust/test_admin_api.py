@@ -204,3 +204,49 @@ async def test_the_audit_chain_is_verified_over_the_api(
 
     assert (intact["ok"], intact["rows"]) == (True, 2)
     assert (broken["ok"], broken["broken_seq"]) == (False, 1)
+
+
+async def test_an_agents_limits_and_key_are_changed_and_audited(admin: httpx.AsyncClient) -> None:
+    agent = await register_agent(admin, limit_per_session="50.00")
+    new_key, _ = generate_keypair()
+
+    changed = await admin.patch(
+        f"/v1/admin/agents/{agent.agent_id}",
+        json={
+            "limit_per_session": "80.00",
+            "public_key": public_key_b64(new_key),
+            "allowed_charge_points": ["CP-7"],
+        },
+    )
+    opened = await admin.patch(
+        f"/v1/admin/agents/{agent.agent_id}", json={"allowed_charge_points": None}
+    )
+
+    body = changed.json()
+    assert changed.status_code == 200, changed.text
+    assert (body["limit_per_session"], body["remaining"]) == ("80.00", "80.00")
+    assert body["public_key"] == public_key_b64(new_key)
+    assert body["allowed_charge_points"] == ["CP-7"]
+    assert opened.json()["allowed_charge_points"] is None
+    assert opened.json()["limit_per_window"] == "200.00"
+    rows = [json.loads(x) for x in (await admin.get("/v1/admin/audit")).text.splitlines()]
+    assert rows[-1]["action"] == "agent.updated"
+    assert rows[-2]["data"]["limit_per_session"] == "80.00"
+
+
+async def test_bad_agent_changes_are_a_4xx_problem(admin: httpx.AsyncClient) -> None:
+    agent = await register_agent(admin)
+    path = f"/v1/admin/agents/{agent.agent_id}"
+
+    for body in (
+        {"name": None},
+        {"limit_per_window": "-5"},
+        {"limit_per_session": "1.001"},
+        {"public_key": "AAAA"},
+        {"currency": "eur"},
+        {"window_hours": 0},
+    ):
+        assert_problem(await admin.patch(path, json=body), 422, "validation_error")
+    assert_problem(
+        await admin.patch("/v1/admin/agents/agt_nobody", json={"name": "x"}), 404, "not_found"
+    )
