@@ -7,9 +7,9 @@ Used by the tests, the demo and the benchmarks::
 
 The server starts from scratch (``--from-scratch``), answers on
 ``http://127.0.0.1:<port>`` and is stopped (SIGTERM, then SIGKILL) when the
-block exits. localstripe keeps its state in memory only for our purposes; it
-does not honour ``Idempotency-Key``, so exactly-once must come from our
-database, never from the sandbox.
+block exits. Its state lives in memory (the per-write snapshot to /tmp is off
+unless ``persist=True``). It does not honour ``Idempotency-Key``, so
+exactly-once must come from our database, never from the sandbox.
 """
 
 from __future__ import annotations
@@ -47,11 +47,22 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _command(port: int) -> list[str]:
-    exe = shutil.which("localstripe")
-    if exe is None:
-        return [sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"]
-    return [exe, "--port", str(port), "--from-scratch"]
+# localstripe pickles its whole store to /tmp/localstripe.pickle after every write: the
+# cost grows with every object (a benchmark slows down as it runs) and parallel sandboxes
+# share the file. Started from scratch it never reads the file back, so the snapshot is
+# switched off; the server is otherwise the same.
+_BOOT = (
+    "import localstripe.resources as r; r.Store.dump_to_disk = lambda self: None; "
+    "from localstripe.server import start; start()"
+)
+
+
+def _command(port: int, persist: bool) -> list[str]:
+    if persist:
+        exe = shutil.which("localstripe")
+        head = [exe] if exe else [sys.executable, "-m", "localstripe"]
+        return [*head, "--port", str(port), "--from-scratch"]
+    return [sys.executable, "-c", _BOOT, "--port", str(port), "--from-scratch"]
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -65,11 +76,16 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def stripe_sandbox(start_timeout_s: float = 20.0) -> Iterator[str]:
-    """Run localstripe until the block exits; yields its base URL."""
+def stripe_sandbox(start_timeout_s: float = 20.0, *, persist: bool = False) -> Iterator[str]:
+    """Run localstripe until the block exits; yields its base URL.
+
+    ``persist=True`` keeps localstripe's own snapshot to /tmp after every write.
+    """
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        _command(port, persist), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + start_timeout_s
         while not _answers(url):
@@ -84,9 +100,11 @@ def stripe_sandbox(start_timeout_s: float = 20.0) -> Iterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def async_stripe_sandbox(start_timeout_s: float = 20.0) -> AsyncIterator[str]:
+async def async_stripe_sandbox(
+    start_timeout_s: float = 20.0, *, persist: bool = False
+) -> AsyncIterator[str]:
     """The same, for async code: start-up and shut-down run in a worker thread."""
-    manager = stripe_sandbox(start_timeout_s)
+    manager = stripe_sandbox(start_timeout_s, persist=persist)
     url = await asyncio.to_thread(manager.__enter__)
     try:
         yield url
