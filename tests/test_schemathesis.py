@@ -3,8 +3,8 @@
 Schemathesis generates valid and invalid requests from ``app.openapi()`` and
 sends them over real HTTP to a running station (on SQLite and PostgreSQL).
 The property: never a 5xx, and every error is a problem+json document.
-Operator endpoints get the admin token so the fuzzing reaches validation;
-signed agent endpoints mostly answer 401, which is fine. Examples per
+Operator endpoints get the admin token and agent endpoints are signed by a
+registered agent, so the fuzzing reaches their validation. Examples per
 operation are bounded to keep the suite fast.
 """
 
@@ -15,15 +15,19 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import asyncpg
+import httpx
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 
 from station.app import Station, running_station
 from station.settings import Settings
 from tests.conftest import _pg_create, _pg_drop, _pg_url
+from vehicle.signing import AgentSigner, generate_keypair, public_key_b64
 
 ADMIN_TOKEN = "schemathesis-admin-token-0123"
 MAX_EXAMPLES = int(os.environ.get("CHARGEPAY_FUZZ_EXAMPLES", "15"))
@@ -86,16 +90,57 @@ class _StationThread:
         self._thread.join(30)
 
 
+@dataclass
+class Live:
+    base_url: str
+    signer: AgentSigner
+
+
+def _live(base_url: str) -> Live:
+    """The running station with one registered agent to sign the fuzzed agent requests."""
+    key, _ = generate_keypair()
+    response = httpx.post(
+        f"{base_url}/v1/admin/agents",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        json={
+            "name": "fuzzer",
+            "public_key": public_key_b64(key),
+            "currency": "usd",
+            "limit_per_session": "50.00",
+            "limit_per_window": "200.00",
+        },
+        timeout=10,
+    )
+    response.raise_for_status()
+    return Live(base_url, AgentSigner(response.json()["agent_id"], key))
+
+
+class _RequestsSigner(requests.auth.AuthBase):
+    """Signs a `requests` request (schemathesis' transport) like `AgentSigner` does."""
+
+    def __init__(self, signer: AgentSigner) -> None:
+        self.signer = signer
+
+    def __call__(self, prepared: requests.PreparedRequest) -> requests.PreparedRequest:
+        body = prepared.body.encode() if isinstance(prepared.body, str) else prepared.body
+        mirror = httpx.Request(prepared.method or "GET", prepared.url or "", content=body or b"")
+        self.signer.sign(mirror)
+        for name in ("content-digest", "signature-input", "signature"):
+            if name in mirror.headers:
+                prepared.headers[name] = mirror.headers[name]
+        return prepared
+
+
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
 def live_station(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+) -> Iterator[Live]:
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('fuzz') / 'station.db'}"
         with _StationThread(url) as running:
-            yield running.base_url
+            yield _live(running.base_url)
         return
     name = f"chargepay_fuzz_{uuid.uuid4().hex[:10]}"
     try:
@@ -106,7 +151,7 @@ def live_station(
         pytest.skip(f"PostgreSQL unreachable: {exc}")
     try:
         with _StationThread(_pg_url(name)) as running:
-            yield running.base_url
+            yield _live(running.base_url)
     finally:
         asyncio.run(_pg_drop(name))
 
@@ -119,13 +164,15 @@ def live_station(
     database=None,
 )
 def test_no_input_makes_a_5xx_and_every_error_is_a_problem(
-    case: schemathesis.Case, live_station: str
+    case: schemathesis.Case, live_station: Live
 ) -> None:
-    headers = {}
+    headers, auth = {}, None
     if case.path.startswith("/v1/admin"):
         headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
+    else:  # agent endpoints: signed, so the fuzzing reaches their validation
+        auth = _RequestsSigner(live_station.signer)
 
-    response = case.call(base_url=live_station, headers=headers, timeout=30)
+    response = case.call(base_url=live_station.base_url, headers=headers, auth=auth, timeout=30)
 
     assert response.status_code < 500, f"{case.method} {case.path}: {response.text}"
     if response.status_code >= 400:
