@@ -341,16 +341,14 @@ class CentralSystem:
         from station.store import audit
 
         record = getattr(audit, "record", None)
-        if record is None or self.writer is None:
+        if record is None:
             return
 
-        async def work(session: Any, _staged: Any) -> None:
-            await record(
-                session, actor="station", action=action, subject=charge_point_id, data=data
-            )
-
         try:
-            await self.writer.submit(work)
+            async with self.db.session() as session:
+                await record(
+                    session, actor="station", action=action, subject=charge_point_id, data=data
+                )
         except Exception:
             _log.exception("ocpp.audit_failed", charge_point_id=charge_point_id, action=action)
 

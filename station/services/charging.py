@@ -30,7 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Table, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
 from station.domain import metering
 from station.domain.events import (
@@ -153,8 +153,8 @@ class ChargingService:
         await self._update_charge_point(event.charge_point_id, values)
 
     async def _update_charge_point(self, charge_point_id: str, values: dict[str, Any]) -> None:
-        async def work(session: AsyncSession, _staged: Staged) -> None:
-            await session.execute(
+        def work(conn: Connection, _staged: Staged) -> None:
+            conn.execute(
                 update(ChargePointRow)
                 .where(ChargePointRow.charge_point_id == charge_point_id)
                 .values(**values)
@@ -174,14 +174,14 @@ class ChargingService:
             "updated_at": event.timestamp,
         }
 
-        async def work(session: AsyncSession, _staged: Staged) -> None:
-            result = await session.execute(
+        def work(conn: Connection, _staged: Staged) -> None:
+            result = conn.execute(
                 update(ConnectorRow)
                 .where(*(getattr(ConnectorRow, k) == v for k, v in key.items()))
                 .values(**values)
             )
             if result.rowcount == 0:  # type: ignore[attr-defined]
-                await session.execute(insert(ConnectorRow).values(**key, **values))
+                conn.execute(insert(ConnectorRow).values(**key, **values))
 
         await self.writer.submit(work)
 
@@ -229,14 +229,12 @@ class ChargingService:
             "ended": False,
         }
 
-        async def work(session: AsyncSession, staged: Staged) -> tuple[int, str]:
-            inserted = await session.execute(
-                insert(_TRANSACTIONS).returning(_TRANSACTIONS.c.id), [row]
-            )
+        def work(conn: Connection, staged: Staged) -> tuple[int, str]:
+            inserted = conn.execute(insert(_TRANSACTIONS).returning(_TRANSACTIONS.c.id), [row])
             transaction_id = int(inserted.scalar_one())
             ref = event.transaction_ref or str(transaction_id)
             if event.transaction_ref is None:
-                await session.execute(
+                conn.execute(
                     update(_TRANSACTIONS)
                     .where(_TRANSACTIONS.c.id == transaction_id)
                     .values(transaction_ref=ref)
@@ -310,10 +308,8 @@ class ChargingService:
         if opened.meter_start_wh is None and meter.start_wh is not None:
             values["meter_start_wh"] = meter.start_wh
 
-        async def work(session: AsyncSession, staged: Staged) -> None:
-            await session.execute(
-                update(_TRANSACTIONS).where(_TRANSACTIONS.c.id == tid).values(**values)
-            )
+        def work(conn: Connection, staged: Staged) -> None:
+            conn.execute(update(_TRANSACTIONS).where(_TRANSACTIONS.c.id == tid).values(**values))
             _stage(staged, cp, tid, opened.evse_id, event.readings, event.seq_no)
             _stage_anomalies(staged, cp, tid, anomalies)
 
@@ -356,7 +352,7 @@ class ChargingService:
             meter, anomalies = result.state, result.anomalies
         changed = meter != opened.meter
 
-        async def work(_session: AsyncSession, staged: Staged) -> None:
+        def work(_conn: Connection, staged: Staged) -> None:
             if changed:
                 staged.update(
                     _TRANSACTIONS,
@@ -394,7 +390,7 @@ class ChargingService:
             anomalies = (Anomaly("unknown_transaction", f"transaction {ref!r} is not known"),)
             _log.warning("charging.unknown_transaction", charge_point_id=cp, transaction_ref=ref)
 
-        async def work(_session: AsyncSession, staged: Staged) -> None:
+        def work(_conn: Connection, staged: Staged) -> None:
             _stage(staged, cp, None, evse_id, readings, seq_no)
             _stage_anomalies(staged, cp, None, anomalies)
 

@@ -8,6 +8,10 @@ staged (and any log rows) with one multi-row INSERT per table, commits, and
 only then resolves each caller's future. A caller awaiting `submit()`
 therefore hears back after its writes are durable.
 
+On SQLite the batch runs on a synchronous connection in a worker thread, in
+one hop; on PostgreSQL on the async engine (``run_sync``). Units are plain
+synchronous Core code either way.
+
 If the batch fails, it is rolled back and each unit is retried alone, so one
 bad unit fails only its own caller. Units must therefore be free of side
 effects outside the session (compute, write, return; apply caches after).
@@ -17,16 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, bindparam, insert, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table, bindparam, create_engine, event, insert, update
+from sqlalchemy.engine import Connection, Engine, make_url
 
 from station.errors import StationUnavailable
 from station.logs import get_logger
-from station.store.db import Database
+from station.store.db import Database, _sqlite_begin, _sqlite_pragmas
 
 T = TypeVar("T")
 _log = get_logger(__name__)
@@ -53,19 +57,20 @@ class Staged:
         params = {"k_": key, **{f"v_{c}": values[c] for c in columns}}
         self.updates.setdefault((table, key_column, columns), []).append(params)
 
-    async def flush(self, session: AsyncSession) -> None:
+    def flush(self, conn: Connection) -> None:
         for table, rows in self.rows.items():
-            await session.execute(insert(table), rows)
+            conn.execute(insert(table), rows)
         for (table, key_column, columns), params in self.updates.items():
             statement = (
                 update(table)
                 .where(table.c[key_column] == bindparam("k_", type_=table.c[key_column].type))
                 .values({c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
             )
-            await session.execute(statement, params)
+            conn.execute(statement, params)
 
 
-Work = Callable[[AsyncSession, Staged], Awaitable[Any]]
+# A unit of work: plain synchronous SQLAlchemy Core on the batch's connection.
+Work = Callable[[Connection, Staged], Any]
 
 
 @dataclass
@@ -80,6 +85,7 @@ class GroupCommitWriter:
         self.db = db
         self.max_batch = max_batch
         self.flush_timeout_s = flush_timeout_s
+        self._sync_engine = _sqlite_sync_engine(db) if db.is_sqlite else None
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self.batches = 0
         self._running = False
@@ -95,7 +101,7 @@ class GroupCommitWriter:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieved)  # a cancelled caller never reads it
         self._queue.put_nowait(_Item(work, [], future))
-        return await asyncio.shield(future)
+        return await future  # cancelling the caller cancels the future, not the unit
 
     def append(self, table: Table, row: dict[str, Any]) -> None:
         """Queue a row for the next batch without waiting for it (logs, last-seen)."""
@@ -127,6 +133,8 @@ class GroupCommitWriter:
                     await self._uninterrupted(rest, timeout_s=self.flush_timeout_s)
                 _fail(rest)
             raise
+        finally:
+            self.close()
 
     async def _uninterrupted(self, items: list[_Item], timeout_s: float | None = None) -> None:
         """Commit a batch; if cancelled meanwhile, let it finish, then re-raise."""
@@ -163,15 +171,43 @@ class GroupCommitWriter:
                 item.future.set_result(result)
 
     async def _run_batch(self, items: list[_Item]) -> list[Any]:
-        staged = Staged()
-        results: list[Any] = []
-        async with self.db.session() as session:
-            for item in items:
-                for table, row in item.rows:
-                    staged.add(table, row)
-                results.append(await item.work(session, staged) if item.work is not None else None)
-            await staged.flush(session)
-        return results
+        if self._sync_engine is not None:
+            # SQLite: the whole batch in one hop to a thread (aiosqlite would
+            # hop once per statement, each hop queued behind the event loop).
+            return await asyncio.to_thread(self._run_sync, items)
+        async with self.db.engine.begin() as conn:
+            return await conn.run_sync(lambda sync: _run_items(sync, items))
+
+    def _run_sync(self, items: list[_Item]) -> list[Any]:
+        assert self._sync_engine is not None
+        with self._sync_engine.connect() as conn:
+            conn = conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                return _run_items(conn, items)
+
+    def close(self) -> None:
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+
+
+def _sqlite_sync_engine(db: Database) -> Engine:
+    """The same SQLite file through the synchronous driver, with the same pragmas."""
+    url = make_url(db.url).set(drivername="sqlite")
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _run_items(conn: Connection, items: list[_Item]) -> list[Any]:
+    staged = Staged()
+    results: list[Any] = []
+    for item in items:
+        for table, row in item.rows:
+            staged.add(table, row)
+        results.append(item.work(conn, staged) if item.work is not None else None)
+    staged.flush(conn)
+    return results
 
 
 def _fail(items: list[_Item]) -> None:
