@@ -54,5 +54,6 @@ class Battery:
         wanted_wh = power * Decimal(str(seconds)) / 3600 * 1000
         room_wh = (self.target_soc - self.soc) * self.capacity_kwh * 1000
         taken = max(Decimal(0), min(wanted_wh, room_wh))
-        self.soc = min(self.target_soc, self.soc + taken / (self.capacity_kwh * 1000))
+        if taken:
+            self.soc = min(self.target_soc, self.soc + taken / (self.capacity_kwh * 1000))
         return taken
