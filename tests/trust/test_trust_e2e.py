@@ -87,7 +87,7 @@ async def connected_charge_points(world: World) -> float:
 async def test_suspending_an_agent_stops_its_charging_session_and_settles_what_was_delivered(
     world: World, stripe_client: stripe.StripeClient
 ) -> None:
-    cp = await world.charge_point("ocpp2.0.1")
+    cp = await world.charge_point("ocpp2.0.1", time_scale=200)
     async with cp:
         await asyncio.wait_for(cp.booted.wait(), 10)
         plug = cp.plug_in(1, battery("40"))
@@ -261,7 +261,7 @@ async def test_the_operator_pause_refuses_new_authorisations_until_resumed(world
 async def test_a_suspension_made_outside_the_api_stops_charging_within_seconds(
     world: World,
 ) -> None:
-    cp = await world.charge_point("ocpp1.6")
+    cp = await world.charge_point("ocpp1.6", time_scale=200)
     async with cp:
         await asyncio.wait_for(cp.booted.wait(), 10)
         plug = cp.plug_in(1, battery("40"))
