@@ -194,5 +194,21 @@ async def test_a_request_replayed_to_another_node_is_refused(database_url: str) 
 
 def _to(signed: httpx.Request, node: Station) -> httpx.Request:
     """The same signed request, delivered to `node` (Host header kept)."""
-    url = signed.url.copy_with(host="127.0.0.1", port=node.http_port)
+    url = signed.url.copy_with(scheme="http", host="127.0.0.1", port=node.http_port)
     return httpx.Request(signed.method, url, headers=signed.headers)
+
+
+async def test_behind_a_proxy_the_public_url_is_what_agents_sign(database_url: str) -> None:
+    settings = station_settings(database_url, public_url="https://charge.example/")
+    async with running_station(settings) as station:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with httpx.AsyncClient(base_url=base_url(station), headers=headers) as admin:
+            agent = await register_agent(admin)
+        public = agent.signer().sign(httpx.Request("GET", "https://charge.example/v1/agents/me"))
+        internal = agent.signer().sign(httpx.Request("GET", f"{base_url(station)}/v1/agents/me"))
+        async with httpx.AsyncClient() as client:
+            via_proxy = await client.send(_to(public, station))
+            direct = await client.send(internal)
+
+    assert via_proxy.status_code == 200, via_proxy.text
+    assert_problem(direct, 401, "unauthenticated")
