@@ -347,7 +347,7 @@ class CentralSystem:
         try:
             async with self.db.session() as session:
                 await record(
-                    session, actor="station", action=action, subject=charge_point_id, data=data
+                    session, actor="system", action=action, subject=charge_point_id, data=data
                 )
         except Exception:
             _log.exception("ocpp.audit_failed", charge_point_id=charge_point_id, action=action)

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from simulators.battery import Battery
 from simulators.charge_point import SimulatedChargePoint
 from station.app import Station
+from station.store.audit import AuditRow
 from station.store.charging import MeterSampleRow, TransactionRow, list_charge_points
 from tests.ocpp.conftest import PASSWORD
 
@@ -81,6 +82,9 @@ async def test_a_remote_start_and_a_remote_stop_end_the_transaction(
         await asyncio.wait_for(plug.ended.wait(), 10)
 
     row = await stored_transaction(station, "CP-2")
+    async with station.db.reader() as session:
+        audited = (await session.scalars(select(AuditRow.action))).all()
+    assert {"ocpp.start_transaction", "ocpp.stop_transaction"} <= set(audited)
     assert accepted and stopped
     assert plug.stop_reason == "Remote"
     assert row.ended and row.stop_reason == "Remote"
