@@ -118,6 +118,9 @@ async def stop_suspended_sessions(
         except ChargepayError as exc:
             log.warning("kill_switch.stop_failed", code=exc.code, detail=exc.detail)
             outcome.sessions_failed.append(session_id)
+        except Exception:  # one session's failure must not spare the others
+            log.exception("kill_switch.stop_crashed")
+            outcome.sessions_failed.append(session_id)
         else:
             log.info("kill_switch.session_stopping", actor=actor)
             outcome.sessions_stopping.append(session_id)
