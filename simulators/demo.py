@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import SecretStr
 
 from simulators.battery import Battery
 from simulators.charge_point import SimulatedChargePoint
@@ -256,9 +257,9 @@ async def run_demo(
             database_url=f"sqlite+aiosqlite:///{tmp / 'demo.db'}",
             http_port=0,
             ocpp_port=0,
-            admin_token=admin_token,
-            secret_key=secrets.token_urlsafe(32),
-            stripe_api_key=SANDBOX_API_KEY,
+            admin_token=SecretStr(admin_token),
+            secret_key=SecretStr(secrets.token_urlsafe(32)),
+            stripe_api_key=SecretStr(SANDBOX_API_KEY),
             stripe_api_base=stripe_url,
             log_level="WARNING",
         )
