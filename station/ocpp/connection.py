@@ -197,6 +197,7 @@ class OcppConnection:
         # Caps to hand the charge point with a remote-started transaction (2.1).
         self.limits = limits if limits is not None else {}
         self.log: BoundLogger = get_logger(__name__, charge_point_id=charge_point_id)
+        self.frames_log = get_logger(_frames_log.name, charge_point_id=charge_point_id)
         self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
         self._code = _SPELLING[self.version]
 
@@ -384,7 +385,7 @@ class OcppConnection:
         secret = text is None or _maybe_secret(text)
         stored = redact(payload) if secret else payload
         if _frames_log.isEnabledFor(logging.DEBUG):
-            self.log.debug("ocpp.frame", direction=direction, action=action, payload=stored)
+            self.frames_log.debug("ocpp.frame", direction=direction, action=action, payload=stored)
         if self.writer is not None:
             self.writer.append(
                 _MESSAGES,  # type: ignore[arg-type]

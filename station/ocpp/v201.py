@@ -54,6 +54,9 @@ class V201Connection(OcppConnection, v201.ChargePoint):
 
     @on(Action.heartbeat)
     async def on_heartbeat(self, p: Payload) -> Payload:
+        seen = getattr(self.events, "charge_point_seen", None)
+        if seen is not None:
+            seen(self.charge_point_id)
         return {"currentTime": now_iso()}
 
     @on(Action.status_notification)

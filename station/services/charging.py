@@ -60,6 +60,7 @@ _log = get_logger(__name__)
 _SAMPLES: Table = MeterSampleRow.__table__  # type: ignore[assignment]
 _ANOMALIES: Table = AnomalyRow.__table__  # type: ignore[assignment]
 _TRANSACTIONS: Table = TransactionRow.__table__  # type: ignore[assignment]
+_CHARGE_POINTS: Table = ChargePointRow.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,15 @@ class ChargingService:
         )
         for key in [k for k in self._open if k[0] == charge_point_id]:
             del self._open[key]  # reloaded from the database on its next message
+
+    def charge_point_seen(self, charge_point_id: str) -> None:
+        """A heartbeat: note the time with the next batch, without waiting for it."""
+        now = utcnow()
+
+        def work(conn: Connection, staged: Staged) -> None:
+            staged.update(_CHARGE_POINTS, "charge_point_id", charge_point_id, {"last_seen": now})
+
+        self.writer.post(work)
 
     async def charge_point_booted(self, event: ChargePointBooted) -> None:
         values = {

@@ -104,8 +104,12 @@ class GroupCommitWriter:
         return await future  # cancelling the caller cancels the future, not the unit
 
     def append(self, table: Table, row: dict[str, Any]) -> None:
-        """Queue a row for the next batch without waiting for it (logs, last-seen)."""
+        """Queue a row for the next batch without waiting for it (the frame log)."""
         self._queue.put_nowait(_Item(None, [(table, row)], None))
+
+    def post(self, work: Work) -> None:
+        """Queue a unit for the next batch without waiting for it (last-seen times)."""
+        self._queue.put_nowait(_Item(work, [], None))
 
     async def run(self) -> None:
         """The writer's loop; runs until cancelled.
