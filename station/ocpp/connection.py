@@ -27,7 +27,6 @@ passwords redacted) through the group-commit writer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -364,8 +363,14 @@ class OcppConnection:
         else:
             text = json.dumps([kind, unique_id, body], separators=(",", ":"))
         self._record("out", kind, unique_id, action, body, text)
-        with contextlib.suppress(ConnectionClosed):
-            await self.websocket.send(text)
+        try:
+            async with asyncio.timeout(self.call_timeout_s):
+                await self.websocket.send(text)
+        except ConnectionClosed:
+            pass
+        except TimeoutError:  # the peer stopped reading: drop it, it will reconnect
+            self.log.warning("ocpp.send_timeout", timeout_s=self.call_timeout_s)
+            self.websocket.transport.abort()
 
     async def _send(self, message: str) -> None:
         """The library's send path (station-initiated CALLs from `call()`)."""
