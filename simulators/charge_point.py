@@ -273,7 +273,7 @@ class SimulatedChargePoint:
             backoff = min(backoff * 2, self.reconnect_max_s)
 
     async def _serve(self, ws: Any) -> None:
-        client_class = {"ocpp1.6": _Client16, "ocpp2.0.1": _Client201, "ocpp2.1": _Client21}[
+        client_class: Any = {"ocpp1.6": _Client16, "ocpp2.0.1": _Client201, "ocpp2.1": _Client21}[
             self.version
         ]
         client = client_class(self.charge_point_id, ws, response_timeout=self.call_timeout_s)
@@ -474,7 +474,7 @@ class SimulatedChargePoint:
         if plug is not None:
             plug.readings_wh.append(wh)
         if self.version == "ocpp1.6":
-            values = [
+            values: list[dict[str, Any]] = [
                 {"value": str(wh), "context": context, "measurand": ENERGY, "unit": "Wh"},
                 {
                     "value": str(int(power_w)),
@@ -484,7 +484,7 @@ class SimulatedChargePoint:
                 },
             ]
             return [{"timestamp": stamp, "sampledValue": values}]
-        values = [
+        values_2x: list[dict[str, Any]] = [
             {
                 "value": wh,
                 "context": context,
@@ -498,7 +498,7 @@ class SimulatedChargePoint:
                 "unitOfMeasure": {"unit": "W"},
             },
         ]
-        return [{"timestamp": stamp, "sampledValue": values}]
+        return [{"timestamp": stamp, "sampledValue": values_2x}]
 
     def _power_w(self, plug: Plug) -> Decimal:
         return plug.battery.power_kw(self.charger_max_kw) * 1000

@@ -305,14 +305,15 @@ class ChargingService:
         anomalies.extend(stopped.anomalies)
         meter = stopped.state
         tid = opened.transaction_id
-        values = {
+        stop_reason = (event.reason or "")[:64] or None
+        values: dict[str, Any] = {
             "meter_stop_wh": event.meter_stop_wh,
             "energy_wh": meter.energy_wh,
             "last_register_wh": meter.last_wh,
             "last_reading_at": meter.last_at,
             "last_seq_no": meter.last_seq_no,
             "stopped_at": event.timestamp,
-            "stop_reason": (event.reason or "")[:64] or None,
+            "stop_reason": stop_reason,
             "ended": True,
         }
         if opened.meter_start_wh is None and meter.start_wh is not None:
@@ -329,7 +330,7 @@ class ChargingService:
             meter=meter,
             ended=True,
             stopped_at=event.timestamp,
-            stop_reason=values["stop_reason"],
+            stop_reason=stop_reason,
             meter_start_wh=opened.meter_start_wh or meter.start_wh,
         )
         self._open.pop((cp, opened.transaction_ref), None)
