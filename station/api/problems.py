@@ -1,8 +1,10 @@
 """RFC 9457 problem documents: the one renderer for every HTTP error.
 
 A `ChargepayError` renders with its own code and status; FastAPI's request
-validation errors become 422 `validation_error`; anything else is a 500
-`internal_error` with no internals (and a log line with the traceback).
+validation errors become 422 `validation_error`, and so does a value the
+database refuses to store (a NUL in PostgreSQL text, a number out of range);
+anything else is a 500 `internal_error` with no internals (and a log line
+with the traceback).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from station.errors import ChargepayError
@@ -78,6 +81,23 @@ async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status_code, code, str(exc.detail), str(exc.detail), exc.headers)
 
 
+# SQLSTATEs that mean "this input cannot be stored": invalid argument, too long,
+# out of range, a character PostgreSQL text cannot hold (NUL), bad text form.
+_REFUSED_INPUT = frozenset({"22000", "22001", "22003", "22021", "22P02"})
+
+
+async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if isinstance(exc, DataError) or sqlstate in _REFUSED_INPUT:
+        # Bad input the edge let through, not a fault of the station.
+        _log.warning("http.input_refused_by_database", sqlstate=sqlstate)
+        return problem(
+            422, "validation_error", "Invalid request", "a value cannot be stored as given"
+        )
+    return await _on_unexpected(request, exc)
+
+
 async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
     _log.exception("http.unhandled", error=type(exc).__name__)
     return problem(500, "internal_error", "Internal error", "internal error")
@@ -87,4 +107,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ChargepayError, _on_chargepay_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(DBAPIError, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected)
