@@ -16,6 +16,7 @@ class StripeSwitch:
         self._host, self._port = parts.hostname or "127.0.0.1", int(parts.port or 80)
         self.is_up = True
         self.refused = 0
+        self.delay_s = 0.0  # added before each request reaches the sandbox (a slow Stripe)
         self._server: asyncio.Server | None = None
         self._live: set[asyncio.WriteTransport] = set()
 
@@ -43,15 +44,19 @@ class StripeSwitch:
         up_reader, up_writer = await asyncio.open_connection(self._host, self._port)
         self._live.update((writer.transport, up_writer.transport))
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pipe(
+            src: asyncio.StreamReader, dst: asyncio.StreamWriter, *, slow: bool = False
+        ) -> None:
             with contextlib.suppress(ConnectionError):
                 while data := await src.read(65536):
+                    if slow and self.delay_s:
+                        await asyncio.sleep(self.delay_s)
                     dst.write(data)
                     await dst.drain()
             dst.transport.abort()
             self._live.discard(dst.transport)
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer, slow=True), pipe(up_reader, writer))
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[StripeSwitch]:
