@@ -19,6 +19,8 @@ _EXPONENTS = {
     "bhd": 3, "jod": 3, "kwd": 3, "omr": 3, "tnd": 3,
 }  # fmt: skip
 _CURRENCY = re.compile(r"^[a-z]{3}$")
+# The store keeps amounts as Numeric(18, 4): 14 digits before the point.
+MAX_INTEGER_DIGITS = 14
 _DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 ROUNDING = ROUND_HALF_UP
 
@@ -49,6 +51,9 @@ def parse_decimal(text: str | int | Decimal, *, places: int | None = None) -> De
         raise MoneyError(f"not a decimal number: {text!r}") from exc
     if not value.is_finite():
         raise MoneyError(f"not a finite number: {text!r}")
+    if value and value.adjusted() >= MAX_INTEGER_DIGITS:
+        raise MoneyError(f"at most {MAX_INTEGER_DIGITS} digits before the point: {text!r}")
+    # Bounded above, the quantize below fits the default 28-digit context.
     if places is not None and value != value.quantize(Decimal(1).scaleb(-places), ROUNDING):
         raise MoneyError(f"at most {places} decimal places: {text!r}")
     return value
