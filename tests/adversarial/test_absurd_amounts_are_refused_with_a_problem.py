@@ -1,8 +1,7 @@
 """Absurd amounts in negotiation and accept bodies: a problem+json 4xx with a stable code,
 never a 5xx, and never a hold.
 
-(Amounts of 29–32 digits, past the decimal context, and non-ASCII digits are left out:
-they are a 500 and an accepted price today; see the review report.)"""
+(Non-ASCII digits are left out: "١٢٣" is taken as 123 today; see the review report.)"""
 
 from __future__ import annotations
 
@@ -28,6 +27,8 @@ ABSURD = [
     "",
     "12.3.4",
     "1" * 33,
+    "9" * 30 + ".0",  # past the decimal context (28 digits), inside max_length
+    "1" * 32,
     "0." + "0" * 29 + "1",
     "100001",
 ]
