@@ -101,6 +101,8 @@ async def station(credential_ids: list[str], password: str) -> AsyncIterator[tup
             "CHARGEPAY_HTTP_PORT": str(http_port),
             "CHARGEPAY_OCPP_PORT": str(ocpp_port),
             "CHARGEPAY_LOG_LEVEL": "WARNING",
+            # The load's tags belong to no session: measure the OCPP pipeline itself.
+            "CHARGEPAY_OCPP_FREE_VEND": "true",
             "CHARGEPAY_ADMIN_TOKEN": secrets.token_urlsafe(24),
             "CHARGEPAY_SECRET_KEY": secrets.token_urlsafe(32),
         }

@@ -41,7 +41,9 @@ class Station:
         # Charging: one group-commit writer for OCPP data; billing sets
         # `station.charging.listener` to hear about every committed change.
         self.writer = GroupCommitWriter(self.db)
-        self.charging = ChargingService(self.db, self.writer, node_id=settings.node_id)
+        self.charging = ChargingService(
+            self.db, self.writer, node_id=settings.node_id, free_vend=settings.ocpp_free_vend
+        )
         self.central_system = CentralSystem(settings, self.db, self.charging, self.writer)
         # Payments (issue 3): negotiation, MPP authorisation, billing, settlement.
         self.payments = Payments(settings, self.db, lambda: self.central_system)

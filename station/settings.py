@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     ocpp_call_timeout_s: float = Field(default=30.0, gt=0)
     ocpp_heartbeat_interval_s: int = Field(default=300, gt=0)
     ocpp_auth_failures_per_minute: int = Field(default=10, gt=0)
+    # Let charge points start on id tokens no session claims (their own RFID
+    # cards, a private depot): such charging is neither priced nor paid.
+    ocpp_free_vend: bool = False
 
     # Payments and negotiation
     stripe_timeout_s: float = Field(default=20.0, gt=0)

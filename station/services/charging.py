@@ -6,7 +6,9 @@ becomes one unit of work on the `GroupCommitWriter`, so it is committed
 charge point. After the commit it asks the optional `TransactionListener`
 (billing, set by the payments side: ``station.charging.listener = ...``) what
 to tell the charge point, and turns its `Billing` into a `TransactionReply`.
-Without a listener any id token is accepted and nothing is priced.
+Without a listener any id token is accepted and nothing is priced. With one,
+a token no session claims is refused — unless ``free_vend`` is on (the
+operator lets the charge points' own cards charge, unpriced).
 
 A transaction whose id token no session claims (the listener's
 ``id_token_accepted`` says None at its start) is not billed: the listener
@@ -108,11 +110,13 @@ class ChargingService:
         *,
         node_id: str = "node-1",
         listener: TransactionListener | None = None,
+        free_vend: bool = False,
     ) -> None:
         self.db = db
         self.writer = writer
         self.node_id = node_id
         self.listener = listener
+        self.free_vend = free_vend
         self._open: dict[tuple[str, str], _Open] = {}
 
     # --- charge points -----------------------------------------------------------------
@@ -201,7 +205,7 @@ class ChargingService:
         if self.listener is None:
             return True
         verdict = await self.listener.id_token_accepted(charge_point_id, id_token)
-        return True if verdict is None else verdict
+        return self.free_vend if verdict is None else verdict
 
     # --- transactions ------------------------------------------------------------------
 
@@ -218,7 +222,8 @@ class ChargingService:
         accepted, billed = True, self.listener is not None
         if event.id_token is not None and self.listener is not None:
             verdict = await self.listener.id_token_accepted(cp, event.id_token)
-            accepted, billed = verdict is not False, verdict is not None
+            accepted = self.free_vend if verdict is None else verdict
+            billed = verdict is not None
         result = metering.apply(
             metering.start(event.meter_start_wh), event.readings, seq_no=event.seq_no
         )

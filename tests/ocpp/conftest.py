@@ -29,6 +29,8 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
         "ocpp_port": 0,
         "ocpp_call_timeout_s": 5,
         "ocpp_max_frame_bytes": 1_048_576,
+        # These tests drive the OCPP pipeline with the charge points' own tags.
+        "ocpp_free_vend": True,
         **overrides,
     }
     return Settings(**values)

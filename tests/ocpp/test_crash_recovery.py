@@ -39,6 +39,7 @@ async def station_process(
         "CHARGEPAY_HTTP_PORT": str(http_port),
         "CHARGEPAY_OCPP_PORT": str(ocpp_port),
         "CHARGEPAY_LOG_LEVEL": "WARNING",
+        "CHARGEPAY_OCPP_FREE_VEND": "true",
         "CHARGEPAY_ADMIN_TOKEN": "test-admin-token-0123456789",
         "CHARGEPAY_SECRET_KEY": "test-secret-key-0123456789abcdef",
     }
