@@ -109,6 +109,12 @@ class Plug:
     _go: asyncio.Event = field(default_factory=asyncio.Event)
     _stop: str | None = None
     _start_acknowledged: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when something the charging loop must act on at once has changed
+    # (a stop, a refused token, a new cost or cost limit).
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def nudge(self) -> None:
+        self._wake.set()
 
     @property
     def energy_wh(self) -> int | None:
@@ -218,6 +224,7 @@ class SimulatedChargePoint:
         plug = self.plugs.get(evse_id)
         if plug is not None:
             plug._stop = reason
+            plug.nudge()
 
     def go_offline(self) -> None:
         """Drop the connection and stay away until `go_online()`."""
@@ -419,16 +426,29 @@ class SimulatedChargePoint:
         self._enqueue_start(plug, clock.iso())
         plug.started.set()
         fraction = Decimal(0)
+        since_sample = 0.0
         while True:
-            await clock.sleep(self.meter_interval_s)
-            taken = plug.battery.step(self.meter_interval_s, self.charger_max_kw) + fraction
+            # A real charger stops delivering when told, not at its next sample:
+            # wake early on a nudge and deliver only for the time that passed.
+            began = clock.now()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    plug._wake.wait(), (self.meter_interval_s - since_sample) / clock.scale
+                )
+            plug._wake.clear()
+            elapsed = (clock.now() - began).total_seconds()
+            elapsed = min(elapsed, self.meter_interval_s - since_sample)
+            since_sample += elapsed
+            taken = plug.battery.step(elapsed, self.charger_max_kw) + fraction
             whole = int(taken)
             fraction = taken - whole
             self.meter_wh[evse] += whole
             reason = self._stop_reason(plug)
             if reason is not None:
                 break
-            self._enqueue_meter(plug, clock.iso())
+            if since_sample >= self.meter_interval_s:
+                since_sample = 0.0
+                self._enqueue_meter(plug, clock.iso())
         plug.meter_stop_wh = self.meter_wh[evse]
         plug.stop_reason = reason
         done = asyncio.Event()
@@ -520,6 +540,7 @@ class SimulatedChargePoint:
                 plug.transaction_id = result.transaction_id
                 plug.accepted = result.id_tag_info["status"] == "Accepted"
                 plug._start_acknowledged.set()
+                plug.nudge()
 
             self._enqueue(build, on_result)
             return
@@ -619,6 +640,7 @@ class SimulatedChargePoint:
             limit = getattr(result, "transaction_limit", None)
             if limit and limit.get("max_cost") is not None:
                 plug.max_cost = Decimal(str(limit["max_cost"]))
+            plug.nudge()
             if done is not None:
                 done.set()
 
@@ -643,6 +665,7 @@ class SimulatedChargePoint:
         for plug in self.plugs.values():
             if plug.transaction_id == transaction_id and not plug.ended.is_set():
                 plug._stop = "Remote"
+                plug.nudge()
                 return True
         return False
 
@@ -650,6 +673,7 @@ class SimulatedChargePoint:
         for plug in self.plugs.values():
             if plug.transaction_id == transaction_id:
                 plug.total_cost = Decimal(str(total_cost))
+                plug.nudge()
 
 
 class _Client16(v16.ChargePoint):
