@@ -21,7 +21,7 @@ _EXPONENTS = {
 _CURRENCY = re.compile(r"^[a-z]{3}$")
 # The store keeps amounts as Numeric(18, 4): 14 digits before the point.
 MAX_INTEGER_DIGITS = 14
-_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+_DECIMAL = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
 ROUNDING = ROUND_HALF_UP
 
 
@@ -40,14 +40,16 @@ def check_currency(currency: str) -> str:
 
 
 def parse_decimal(text: str | int | Decimal, *, places: int | None = None) -> Decimal:
-    """Parse a decimal string from the wire; refuse floats, NaN, infinities, exponents."""
+    """Parse a decimal string from the wire; refuse floats, NaN, infinities, exponents,
+    whitespace and non-ASCII digits."""
     if isinstance(text, bool | float):
         raise MoneyError("amounts are decimal strings, not floats")
-    if isinstance(text, str) and not _DECIMAL.match(text.strip()):
+    # Wire amounts are plain ASCII: no spaces, no exponents, no other digits.
+    if isinstance(text, str) and not _DECIMAL.match(text):
         raise MoneyError(f"not a plain decimal number: {text!r}")
     try:
-        value = Decimal(text) if isinstance(text, int | Decimal) else Decimal(text.strip())
-    except (InvalidOperation, AttributeError) as exc:
+        value = Decimal(text)
+    except (InvalidOperation, TypeError, ValueError) as exc:  # a list, a dict, … from JSON
         raise MoneyError(f"not a decimal number: {text!r}") from exc
     if not value.is_finite():
         raise MoneyError(f"not a finite number: {text!r}")

@@ -23,7 +23,11 @@ def test_any_text_either_parses_or_is_refused_as_money_error(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["9" * 40, "1" + "0" * 30 + ".5", "9" * 27 + ".99", "1e3", "NaN", "-Infinity", "", "1.2.3"],
+    [
+        *("9" * 40, "1" + "0" * 30 + ".5", "9" * 27 + ".99"),
+        *("1e3", "NaN", "-Infinity", "", "1.2.3", "0x10"),
+        *("١٢٣", "１２", "12\u00a0"),  # digits and spaces that are not ASCII
+    ],
 )
 def test_amounts_that_are_not_money_are_refused(text: str) -> None:
     with pytest.raises(MoneyError):
@@ -47,9 +51,10 @@ def test_rounding_is_half_up_to_the_minor_unit_once(amount: Decimal) -> None:
     assert Money.from_minor_units(rounded.to_minor_units(), "usd") == rounded
 
 
-def test_floats_are_not_money() -> None:
+@pytest.mark.parametrize("value", [0.1, True, None, [1], {"amount": 1}, (1, 2)])
+def test_json_values_that_are_not_decimal_strings_are_refused(value: object) -> None:
     with pytest.raises(MoneyError):
-        parse_decimal(0.1)  # type: ignore[arg-type]
+        parse_decimal(value)  # type: ignore[arg-type]
 
 
 def test_unrounded_amounts_cannot_leave_for_stripe() -> None:
