@@ -16,6 +16,7 @@ import base64
 import binascii
 import hmac
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,11 @@ from station.services.gateway import PaymentSource
 
 METHOD = "stripe"
 INTENT = "authorize"
+# A Stripe id: its prefix, then letters, digits and underscores (``pm_card_visa``,
+# ``spt_1Q…``). Bounded so that it always fits the session's payment_source column
+# (String(255), with "payment_method:" in front) on every database.
+MAX_SOURCE_CHARS = 200
+_STRIPE_ID = re.compile(r"[A-Za-z0-9_]+")
 
 
 def authorize_request(*, amount_minor: int, currency: str, offer_id: str) -> dict[str, Any]:
@@ -140,8 +146,20 @@ def _source(payload: Any, request: dict[str, Any]) -> PaymentSource:
     if external is not None and external != request.get("externalId"):
         raise InvalidCredential("credential externalId does not match the offer")
     spt, method = payload.get("spt"), payload.get("payment_method")
-    if isinstance(spt, str) and spt.startswith("spt_") and method is None:
+    if _is_stripe_id(spt, "spt_") and method is None:
         return PaymentSource("spt", spt)
-    if isinstance(method, str) and method.startswith("pm_") and spt is None:
+    if _is_stripe_id(method, "pm_") and spt is None:
         return PaymentSource("payment_method", method)
-    raise InvalidCredential('payload must be {"spt": "spt_…"} or {"payment_method": "pm_…"}')
+    raise InvalidCredential(
+        'payload must be {"spt": "spt_…"} or {"payment_method": "pm_…"}'
+        f" (letters, digits and underscores, at most {MAX_SOURCE_CHARS} characters)"
+    )
+
+
+def _is_stripe_id(value: Any, prefix: str) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) <= MAX_SOURCE_CHARS
+        and value.startswith(prefix)
+        and _STRIPE_ID.fullmatch(value) is not None
+    )
