@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
@@ -20,9 +20,15 @@ router = APIRouter(tags=["negotiation"])
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
+    """An RFC 3339 time with a zone, as UTC (a time past year 9999 in UTC is refused)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
         raise ValueError("times are RFC 3339 with a zone (e.g. Z)")
-    return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("time outside the years 1–9999 in UTC") from exc
 
 
 Decimal4 = Annotated[str, Field(max_length=32, examples=["40"])]
