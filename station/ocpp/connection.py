@@ -163,6 +163,7 @@ def now_iso() -> str:
 
 
 Outgoing = tuple[Any, asyncio.Future[Any] | None]
+_CLOSED: Any = object()  # queued by serve() on the way out: the send loop stops there
 
 
 class OcppConnection:
@@ -213,6 +214,8 @@ class OcppConnection:
                 except ConnectionClosed:
                     pass
                 finally:
+                    # The sentinel ends the loop even if the cancellation is lost.
+                    self._outbox.put_nowait((_CLOSED, None))
                     outgoing.cancel()
         finally:
             while not self._outbox.empty():
@@ -221,8 +224,18 @@ class OcppConnection:
                     future.set_exception(ChargePointNotConnected(self.charge_point_id))
 
     async def _send_calls(self) -> None:
+        """Send queued calls one at a time until cancelled or `_CLOSED` is dequeued.
+
+        A cancellation racing a reply can be swallowed inside the library's
+        ``call()`` (Python 3.11's ``asyncio.wait_for``) and surface as an
+        ordinary failure; after every call the task's ``cancelling()`` count
+        is checked so the loop still ends (STYLE §9: its owner awaits it).
+        """
+        task = asyncio.current_task()
         while True:
             payload, future = await self._outbox.get()
+            if payload is _CLOSED:
+                return
             try:
                 async with asyncio.timeout(self.call_timeout_s):
                     result = await self.call(payload, suppress=False)
@@ -243,6 +256,8 @@ class OcppConnection:
             else:
                 if future is not None and not future.done():
                     future.set_result(result)
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError  # a cancellation the call swallowed
 
     def _settle(self, future: asyncio.Future[Any] | None, exc: Exception) -> None:
         if future is None:
