@@ -148,14 +148,20 @@ def _maybe_secret(text: str) -> bool:
 
 
 def parse_time(text: str | None) -> datetime:
-    """An OCPP timestamp as an aware UTC datetime (naive ones are taken as UTC)."""
+    """An OCPP timestamp as an aware UTC datetime (naive ones are taken as UTC).
+
+    Raises CallErrorReply(FormatViolation) for text that is no time, or a time
+    that falls outside what a datetime holds once in UTC.
+    """
     if not text:
         return datetime.now(UTC)
     try:
         value = datetime.fromisoformat(text)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     except ValueError as exc:
         raise CallErrorReply("FormatViolation", f"not an RFC 3339 time: {text!r}") from exc
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 9999-12-31T23:59:59-01:00 is past year 9999 in UTC
+        raise CallErrorReply("FormatViolation", f"outside years 1-9999 in UTC: {text!r}") from exc
 
 
 def now_iso() -> str:

@@ -96,28 +96,32 @@ class V16Connection(OcppConnection, ChargePoint):
     @on(Action.meter_values)
     async def on_meter_values(self, p: Payload) -> Payload:
         transaction_id = p.get("transactionId")
+        now = parse_time(None)
+        # A transaction's readings are retried until accepted: an unreadable one is an anomaly.
+        readings = readings_16(p["meterValue"], at=None if transaction_id is None else now)
         await self.events.meter_values(
             MeterValuesReported(
                 charge_point_id=self.charge_point_id,
                 evse_id=p["connectorId"],
                 transaction_ref=None if transaction_id is None else str(transaction_id),
-                readings=readings_16(p["meterValue"]),
-                timestamp=parse_time(None),
+                readings=readings,
+                timestamp=now,
             )
         )
         return {}
 
     @on(Action.stop_transaction)
     async def on_stop_transaction(self, p: Payload) -> Payload:
+        at = parse_time(p["timestamp"])
         reply = await self.events.transaction_ended(
             TransactionEnded(
                 charge_point_id=self.charge_point_id,
                 transaction_ref=str(p["transactionId"]),
-                timestamp=parse_time(p["timestamp"]),
+                timestamp=at,
                 meter_stop_wh=Decimal(p["meterStop"]),
                 reason=p.get("reason", "Local"),
                 id_token=p.get("idTag"),
-                readings=readings_16(p.get("transactionData")),
+                readings=readings_16(p.get("transactionData"), at=at),
             )
         )
         if "idTag" in p:

@@ -84,7 +84,7 @@ class V201Connection(OcppConnection, v201.ChargePoint):
         evse = p.get("evse") or {}
         token = (p.get("idToken") or {}).get("idToken")
         at = parse_time(p["timestamp"])
-        readings = readings_2x(p.get("meterValue"))
+        readings = readings_2x(p.get("meterValue"), at=at)  # never refuse a transaction's life
         offline = bool(p.get("offline", False))
         kind = p["eventType"]
         if kind == "Started":
