@@ -2,9 +2,11 @@
 
     accept(no credential)   → PaymentRequired with a fresh challenge (recorded)
     accept(credential)      → verify the echo (HMAC, route, expiry)
-                              unit 1: consume the challenge (one use), reserve
-                                      the agent's limits, create the session
-                                      (authorized, payment pending)
+                              unit 1: consume the challenge (one use), lock the
+                                      negotiation and check it has no live
+                                      session, reserve the agent's limits,
+                                      create the session (authorized, payment
+                                      pending)
                               Stripe: manual-capture PaymentIntent for the cap
                               unit 2: hold placed (requires_capture)
                               start the charge point with the session's id token
@@ -30,6 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from station.domain.events import OcppVersion
@@ -52,7 +55,7 @@ from station.errors import (
     ValidationError,
 )
 from station.logs import get_logger
-from station.payments.authorize import Authorizer, authorize_request
+from station.payments.authorize import Authorizer, VerifiedCredential, authorize_request
 from station.services import limits
 from station.services.gateway import PaymentGateway
 from station.services.offers import new_id, offer_signature
@@ -64,6 +67,7 @@ from station.settings import Settings
 from station.store import audit
 from station.store.db import Database
 from station.store.payments import (
+    LIVE_NEGOTIATION_INDEX,
     ChallengeRow,
     NegotiationRow,
     OfferRow,
@@ -78,8 +82,23 @@ ID_TOKEN_LENGTH = 20  # OCPP 1.6 idTag: CiString20
 MAX_CAP = Decimal(1_000_000)  # far above any charge; keeps amounts inside the columns
 
 
-async def _check_not_accepted(session: AsyncSession, negotiation_id: str) -> None:
-    """One live session per negotiation: a second accept is a closed negotiation."""
+async def _check_not_accepted(
+    session: AsyncSession, negotiation_id: str, *, lock: bool = False
+) -> None:
+    """One live session per negotiation: a second accept is a closed negotiation.
+
+    With `lock`, the negotiation's row is locked first (``SELECT … FOR UPDATE``;
+    SQLite's writing units hold the write lock already) and held until the unit
+    ends, so two credentials for one negotiation at once queue here and the
+    second sees the first's session (READ COMMITTED re-reads after the wait).
+    A partial unique index on sessions(negotiation_id) backs this up.
+    """
+    if lock:
+        await session.scalar(
+            select(NegotiationRow.negotiation_id)
+            .where(NegotiationRow.negotiation_id == negotiation_id)
+            .with_for_update()
+        )
     live = await session.scalar(
         select(SessionRow.session_id)
         .where(
@@ -259,54 +278,7 @@ class AuthorisationService:
             raise ChargePointNotConnected(f"charge point {neg.charge_point_id} is not connected")
         session_id = new_id("ses")
         log = _log.bind(session_id=session_id, agent_id=agent_id)
-        async with self._db.session() as session:
-            challenge = await session.get(ChallengeRow, verified.challenge_id)
-            if challenge is None or challenge.agent_id != agent_id:
-                raise InvalidCredential("challenge unknown to this station or agent")
-            if not await consume_challenge(session, verified.challenge_id, now):
-                raise InvalidCredential("credential already used")
-            await _check_not_accepted(session, neg.negotiation_id)
-            await limits.reserve(
-                session,
-                agent_id=agent_id,
-                session_id=session_id,
-                amount=cap.amount,
-                currency=cap.currency,
-            )
-            row = SessionRow(
-                session_id=session_id,
-                agent_id=agent_id,
-                negotiation_id=neg.negotiation_id,
-                offer_id=offer.offer_id,
-                challenge_id=verified.challenge_id,
-                charge_point_id=neg.charge_point_id,
-                evse_id=neg.evse_id,
-                id_token=new_id_token(),
-                remote_start_id=secrets.randbelow(2**31 - 1) + 1,
-                tariff=offer.tariff,
-                cap=cap.amount,
-                currency=cap.currency,
-                status=SessionStatus.AUTHORIZED.value,
-                energy_wh=Decimal(0),
-                cost=Decimal(0),
-                payment_status="pending",
-                payment_source=f"{verified.source.kind}:{verified.source.value}",
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(row)
-            await audit.record(
-                session,
-                actor=f"agent:{agent_id}",
-                action="payment.hold_requested",
-                subject=session_id,
-                data={
-                    "challenge_id": verified.challenge_id,
-                    "cap": cap.to_wire(),
-                    "offer_id": offer.offer_id,
-                    "source": verified.source.kind,
-                },
-            )
+        await self._open_session(agent_id, neg, offer, cap, verified, session_id, now)
         try:
             hold = await self._gateway.authorize(
                 amount_minor=cap.to_minor_units(),
@@ -359,6 +331,72 @@ class AuthorisationService:
                 row = fresh
         self.timings.append(AcceptTiming(self.last_accept_s, started_s))
         return session_view(row)
+
+    async def _open_session(
+        self,
+        agent_id: str,
+        neg: NegotiationRow,
+        offer: OfferRow,
+        cap: Money,
+        verified: VerifiedCredential,
+        session_id: str,
+        now: datetime,
+    ) -> None:
+        """Unit 1: consume the challenge, reserve the limits, create the session (pending)."""
+        try:
+            async with self._db.session() as session:
+                challenge = await session.get(ChallengeRow, verified.challenge_id)
+                if challenge is None or challenge.agent_id != agent_id:
+                    raise InvalidCredential("challenge unknown to this station or agent")
+                if not await consume_challenge(session, verified.challenge_id, now):
+                    raise InvalidCredential("credential already used")
+                await _check_not_accepted(session, neg.negotiation_id, lock=True)
+                await limits.reserve(
+                    session,
+                    agent_id=agent_id,
+                    session_id=session_id,
+                    amount=cap.amount,
+                    currency=cap.currency,
+                )
+                row = SessionRow(
+                    session_id=session_id,
+                    agent_id=agent_id,
+                    negotiation_id=neg.negotiation_id,
+                    offer_id=offer.offer_id,
+                    challenge_id=verified.challenge_id,
+                    charge_point_id=neg.charge_point_id,
+                    evse_id=neg.evse_id,
+                    id_token=new_id_token(),
+                    remote_start_id=secrets.randbelow(2**31 - 1) + 1,
+                    tariff=offer.tariff,
+                    cap=cap.amount,
+                    currency=cap.currency,
+                    status=SessionStatus.AUTHORIZED.value,
+                    energy_wh=Decimal(0),
+                    cost=Decimal(0),
+                    payment_status="pending",
+                    payment_source=f"{verified.source.kind}:{verified.source.value}",
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(row)
+                await audit.record(
+                    session,
+                    actor=f"agent:{agent_id}",
+                    action="payment.hold_requested",
+                    subject=session_id,
+                    data={
+                        "challenge_id": verified.challenge_id,
+                        "cap": cap.to_wire(),
+                        "offer_id": offer.offer_id,
+                        "source": verified.source.kind,
+                    },
+                )
+        except IntegrityError as exc:  # the backstop: one live session per negotiation
+            refused = str(exc.orig)
+            if LIVE_NEGOTIATION_INDEX not in refused and "sessions.negotiation_id" not in refused:
+                raise
+            raise NegotiationClosed("negotiation already accepted") from exc
 
     async def _start(self, commands: ChargePointCommands, row: SessionRow, log: Any) -> None:
         on_21 = commands.ocpp_version(row.charge_point_id) == OcppVersion.V21.value

@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, select, update
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -79,9 +79,23 @@ class ChallengeRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
+# A session that did not end failed or cancelled holds its negotiation: one per negotiation.
+LIVE_SESSION = text("status NOT IN ('failed', 'cancelled')")
+LIVE_NEGOTIATION_INDEX = "uq_sessions_live_negotiation_id"
+
+
 class SessionRow(Base):
     __tablename__ = "sessions"
-    __table_args__ = (Index("ix_sessions_status_updated_at", "status", "updated_at"),)
+    __table_args__ = (
+        Index("ix_sessions_status_updated_at", "status", "updated_at"),
+        Index(
+            LIVE_NEGOTIATION_INDEX,
+            "negotiation_id",
+            unique=True,
+            sqlite_where=LIVE_SESSION,
+            postgresql_where=LIVE_SESSION,
+        ),
+    )
 
     session_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     agent_id: Mapped[str] = mapped_column(String(64), index=True)

@@ -115,6 +115,15 @@ def upgrade() -> None:
     op.create_index(
         "ix_sessions_status_updated_at", "sessions", ["status", "updated_at"], unique=False
     )
+    live = sa.text("status NOT IN ('failed', 'cancelled')")  # one live session per negotiation
+    op.create_index(
+        "uq_sessions_live_negotiation_id",
+        "sessions",
+        ["negotiation_id"],
+        unique=True,
+        sqlite_where=live,
+        postgresql_where=live,
+    )
     op.create_table(
         "settlements",
         sa.Column("session_id", sa.String(40), nullable=False),
@@ -158,6 +167,7 @@ def downgrade() -> None:
     op.drop_table("settlements")
     op.drop_index("ix_sessions_agent_id", table_name="sessions")
     op.drop_index("ix_sessions_status_updated_at", table_name="sessions")
+    op.drop_index("uq_sessions_live_negotiation_id", table_name="sessions")
     op.drop_table("sessions")
     op.drop_index("ix_payment_challenges_negotiation_id", table_name="payment_challenges")
     op.drop_table("payment_challenges")
