@@ -73,11 +73,14 @@ class Staged:
 Work = Callable[[Connection, Staged], Any]
 
 
-@dataclass
+@dataclass(eq=False)
 class _Item:
     work: Work | None
     rows: list[tuple[Table, dict[str, Any]]]
     future: asyncio.Future[Any] | None
+
+
+_STOP = _Item(None, [], None)  # queued by stop(): the loop ends after committing what is before it
 
 
 class GroupCommitWriter:
@@ -111,8 +114,18 @@ class GroupCommitWriter:
         """Queue a unit for the next batch without waiting for it (last-seen times)."""
         self._queue.put_nowait(_Item(work, [], None))
 
+    def stop(self) -> None:
+        """Take no new units; `run()` commits what is queued, then returns. Idempotent."""
+        if self._running:
+            self._running = False
+            self._queue.put_nowait(_STOP)
+
     async def run(self) -> None:
-        """The writer's loop; runs until cancelled.
+        """The writer's loop; runs until `stop()` (then returns) or cancelled.
+
+        After `stop()` every `submit` fails with StationUnavailable; the batch in
+        flight and everything queued before the stop are committed, then
+        `run()` returns.
 
         A batch that has begun is never interrupted (a transaction cut off
         mid-way can leave SQLite's write lock held): on cancellation it
@@ -122,11 +135,18 @@ class GroupCommitWriter:
         """
         self._running = True
         try:
-            while True:
+            stopped = False
+            while not stopped:
                 items = [await self._queue.get()]
                 while not self._queue.empty() and len(items) < self.max_batch:
                     items.append(self._queue.get_nowait())
-                await self._uninterrupted(items)
+                stopped = any(item is _STOP for item in items)
+                items = [item for item in items if item is not _STOP]
+                if stopped:  # rows appended after the stop (the frame log) go too
+                    while not self._queue.empty():
+                        items.append(self._queue.get_nowait())
+                if items:
+                    await self._uninterrupted(items)
         except asyncio.CancelledError:
             self._running = False
             rest = []
@@ -138,6 +158,7 @@ class GroupCommitWriter:
                 _fail(rest)
             raise
         finally:
+            self._running = False
             self.close()
 
     async def _uninterrupted(self, items: list[_Item], timeout_s: float | None = None) -> None:

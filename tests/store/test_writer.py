@@ -85,3 +85,27 @@ async def test_a_stopped_writer_refuses_work(db: Database) -> None:
     with pytest.raises(StationUnavailable):
         await writer.submit(lambda _conn, _staged: None)
     writer.close()
+
+
+async def test_stop_commits_everything_queued_then_run_returns(db: Database) -> None:
+    writer = GroupCommitWriter(db)
+    task = asyncio.create_task(writer.run())
+    await asyncio.sleep(0)
+
+    def unit(_conn: Connection, staged: Staged) -> None:
+        staged.add(MESSAGES, log_row(0))  # type: ignore[arg-type]
+
+    pending = asyncio.gather(*(writer.submit(unit) for _ in range(50)))
+    await asyncio.sleep(0)  # every unit queued
+    for n in range(1, 51):
+        writer.append(MESSAGES, log_row(n))  # type: ignore[arg-type]
+    writer.stop()
+    writer.stop()
+    async with asyncio.timeout(10):
+        await task
+        await pending
+
+    assert task.result() is None
+    assert await count(db) == 100
+    with pytest.raises(StationUnavailable):
+        await writer.submit(unit)
