@@ -8,7 +8,10 @@
                                       create the session (authorized, payment
                                       pending)
                               Stripe: manual-capture PaymentIntent for the cap
-                              unit 2: hold placed (requires_capture)
+                              unit 2: hold placed (requires_capture) — unless the
+                                      session was stopped meanwhile (a
+                                      suspension, a stop): then the hold is
+                                      released and nothing starts (403/409)
                               start the charge point with the session's id token
 
 Timing, for benchmarks: `timings` keeps the latest accepts as
@@ -29,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -41,9 +44,11 @@ from station.domain.negotiation import NegotiationStatus
 from station.domain.session import SessionStatus
 from station.domain.tariff import Tariff
 from station.errors import (
+    AgentSuspended,
     CapTooLow,
     ChargepayError,
     ChargePointNotConnected,
+    Conflict,
     InvalidCredential,
     NegotiationClosed,
     NotFound,
@@ -58,6 +63,7 @@ from station.logs import get_logger
 from station.payments.authorize import Authorizer, VerifiedCredential, authorize_request
 from station.services import limits
 from station.services.gateway import PaymentGateway
+from station.services.kill_switch import STOP_REASON as AGENT_SUSPENDED
 from station.services.offers import new_id, offer_signature
 from station.services.ports import ChargePointCommands
 from station.services.session_events import SessionEvents
@@ -75,6 +81,7 @@ from station.store.payments import (
     consume_challenge,
     locked_session,
 )
+from station.store.trust import AgentRow
 
 _log = get_logger(__name__)
 _TOKEN_ALPHABET = string.ascii_uppercase + string.digits
@@ -303,14 +310,23 @@ class AuthorisationService:
             locked = await locked_session(session, session_id)
             assert locked is not None
             locked.payment_reference, locked.payment_status = hold.reference, hold.status
+            # Stopped while the hold request was in flight (the agent's suspension, a stop):
+            # the hold is recorded — so it can be released — but the charge never starts.
+            stopped = SessionStatus(locked.status) is not SessionStatus.AUTHORIZED
             await audit.record(
                 session,
                 actor="system",
                 action="payment.hold_placed",
                 subject=session_id,
-                data={"reference": hold.reference, "amount_minor": hold.amount_minor},
+                data={
+                    "reference": hold.reference,
+                    "amount_minor": hold.amount_minor,
+                    "session_status": locked.status,
+                },
             )
             row = locked
+        if stopped:
+            await self._release_stopped(row, log)
         self.last_accept_s = time.perf_counter() - started
         self._events.publish(session_id, "status", {"status": SessionStatus.AUTHORIZED.value})
         log.info(
@@ -397,6 +413,25 @@ class AuthorisationService:
             if LIVE_NEGOTIATION_INDEX not in refused and "sessions.negotiation_id" not in refused:
                 raise
             raise NegotiationClosed("negotiation already accepted") from exc
+
+    async def _release_stopped(self, row: SessionRow, log: Any) -> NoReturn:
+        """The session was stopped during the hold request: release the hold, start nothing.
+
+        A session still open settles through the normal path (a cancel intent, then
+        Stripe); one already final (it was given up on as having no hold) has its hold
+        released directly. Raises AgentSuspended when that is why, else Conflict.
+        """
+        log.warning("session.stopped_during_hold", status=row.status, stop_reason=row.stop_reason)
+        if SessionStatus(row.status).final:
+            await self._settlement.release_hold(row.session_id)
+        else:
+            await self._settlement.settle(row.session_id, reason=row.stop_reason)
+        async with self._db.reader() as session:
+            agent = await session.get(AgentRow, row.agent_id)
+            suspended = agent is not None and agent.status != "active"
+        if suspended or row.stop_reason == AGENT_SUSPENDED:
+            raise AgentSuspended(f"agent {row.agent_id} was suspended; the hold was released")
+        raise Conflict("the session was stopped before its hold was placed; the hold was released")
 
     async def _start(self, commands: ChargePointCommands, row: SessionRow, log: Any) -> None:
         on_21 = commands.ocpp_version(row.charge_point_id) == OcppVersion.V21.value

@@ -243,3 +243,34 @@ async def test_a_session_whose_charge_point_fell_silent_is_settled_for_what_was_
         Decimal("5.00"),
         "charge_point_silent",
     )
+
+
+async def test_a_stop_while_the_hold_request_is_in_flight_leaves_the_session_to_it(
+    db: Database,
+) -> None:
+    gateway, clock = FakeGateway(), Clock()
+    session_id = await new_session(db, gateway, energy_wh="0", started=False, status="authorized")
+    async with db.session() as session:
+        row = await session.get(SessionRow, session_id)
+        assert row is not None
+        row.payment_reference, row.payment_status = None, "pending"
+
+    await service(db, gateway, clock).settle(session_id, reason="agent_suspended")
+
+    row, settlement = await stored(db, session_id)
+    assert (row.status, row.stop_reason, settlement) == ("stopping", "agent_suspended", None)
+
+
+async def test_the_open_hold_of_a_session_that_ended_is_released_by_the_reconciler(
+    db: Database,
+) -> None:
+    gateway, clock = FakeGateway(), Clock()
+    session_id = await new_session(db, gateway, energy_wh="0", started=False, status="failed")
+
+    acted = await service(db, gateway, clock).reconcile()
+    again = await service(db, gateway, clock).reconcile()
+
+    row, _ = await stored(db, session_id)
+    assert (acted, again) == (1, 0)
+    assert (row.status, row.payment_status) == ("failed", "canceled")
+    assert gateway.intents[row.payment_reference or ""].status == "canceled"
