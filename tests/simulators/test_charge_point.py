@@ -46,7 +46,9 @@ async def test_readings_taken_offline_arrive_after_reconnecting(
         energy, ended = row.energy_wh, row.ended
     assert queued > 0 and sim.connections == 2
     assert ended and energy == Decimal(plug.energy_wh or 0)
-    assert anomalies == []
+    # A message in flight when the link dropped is sent again (at-least-once):
+    # the station records the repeat and ignores it; nothing else is amiss.
+    assert set(anomalies) <= {"duplicate_seq_no"}
 
 
 async def test_a_fleet_charges_every_car(station: Station, ocpp_url: str) -> None:
