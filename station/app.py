@@ -1,9 +1,21 @@
 """Wiring: the `Station` holds every adapter and service and runs them.
 
 `Station.run()` migrates the database, then serves the OCPP listener and the
-HTTP API side by side in one task group until cancelled; `ready` is set once
-both listen. `running_station()` does the same on free loopback ports for
-tests and the demo.
+HTTP API side by side in one task group; `ready` is set once both listen.
+`Station.stop()` shuts it down in order and `run()` returns:
+
+1. stop accepting: uvicorn exits (in-flight requests finish) and the OCPP
+   listener closes, each connection closed with 1001 (going away) once its
+   current message is answered;
+2. stop the background loops (settlement and reconciler, the kill-switch
+   watch) after the work in flight;
+3. stop the group-commit writer: the batch in flight and everything queued
+   are committed.
+
+Each stage has ``shutdown_timeout_s``; a stage that overruns is cancelled.
+The station owns the process's signals (`StationServer` keeps uvicorn's
+hands off them; ``chargepay serve`` maps SIGTERM/SIGINT to `stop()`).
+`running_station()` runs one on free loopback ports for tests and the demo.
 """
 
 from __future__ import annotations
@@ -11,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import uvicorn
 
@@ -49,32 +62,76 @@ class Station:
         self.payments = Payments(settings, self.db, lambda: self.central_system)
         self.charging.listener = self.payments.billing
         self.api = create_app(self)
+        self._stop_requested = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask `run()` to shut down gracefully and return. Idempotent; safe in a signal handler."""
+        if not self._stop_requested.is_set():
+            _log.info("station.stopping")
+        self._stop_requested.set()
 
     async def run(self) -> None:
-        """Serve until cancelled. Safe to cancel: listeners close, the engine is disposed."""
+        """Serve until `stop()`, then shut down in order and return.
+
+        Safe to cancel (everything is cut off where it stands; listeners close,
+        the engine is disposed), but prefer `stop()`.
+        """
         settings = self.settings
         await self.db.upgrade()
         http_socket = _bind(settings.http_host, settings.http_port)
         self.http_port = http_socket.getsockname()[1]
         config = uvicorn.Config(
-            self.api, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
+            self.api,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s / 2)),
         )
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        server = StationServer(config)
         try:
             await self.charging.reset_node()
             ocpp_listening = asyncio.Event()
+            background_stop = asyncio.Event()
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self.writer.run())
-                tasks.create_task(self.central_system.run(ocpp_listening))
-                tasks.create_task(self.payments.run())
-                tasks.create_task(kill_switch.watch(self))
-                tasks.create_task(server.serve(sockets=[http_socket]))
-                tasks.create_task(self._announce_ready(server, ocpp_listening))
+                writer = tasks.create_task(self.writer.run(), name="writer")
+                ocpp = tasks.create_task(self.central_system.run(ocpp_listening), name="ocpp")
+                background = [
+                    tasks.create_task(self.payments.run(), name="payments"),
+                    tasks.create_task(kill_switch.watch(self, until=background_stop)),
+                ]
+                http = tasks.create_task(server.serve(sockets=[http_socket]), name="http")
+                announce = tasks.create_task(self._announce_ready(server, ocpp_listening))
+                await self._stop_requested.wait()
+
+                self.ready.clear()
+                announce.cancel()
+                server.should_exit = True
+                self.central_system.stop()
+                await self._finish("accepting", http, ocpp)
+                self.payments.stop()
+                background_stop.set()
+                await self._finish("background", *background)
+                self.writer.stop()
+                await self._finish("writer", writer)
+            _log.info("station.stopped")
         finally:
             self.ready.clear()
             http_socket.close()
             await self.db.dispose()
+
+    async def _finish(self, stage: str, *tasks: asyncio.Task[Any]) -> None:
+        """Wait for a shutdown stage's tasks; cancel those still running at the deadline."""
+        _, late = await asyncio.wait(tasks, timeout=self.settings.shutdown_timeout_s)
+        if late:
+            _log.warning(
+                "station.shutdown_overrun",
+                stage=stage,
+                tasks=sorted(t.get_name() for t in late),
+                timeout_s=self.settings.shutdown_timeout_s,
+            )
+            for task in late:
+                task.cancel()
+            await asyncio.wait(late)
 
     async def _announce_ready(self, server: uvicorn.Server, ocpp_listening: asyncio.Event) -> None:
         # uvicorn exposes no started event, only this flag.
@@ -96,11 +153,28 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class StationServer(uvicorn.Server):
+    """uvicorn without its signal handling: the station owns SIGINT/SIGTERM.
+
+    uvicorn's own handlers would stop only the HTTP side and then re-raise the
+    signal, killing the process with the OCPP side and the writer mid-flight.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 @asynccontextmanager
 async def running_station(
-    settings: Settings, start_timeout_s: float = 30
+    settings: Settings, start_timeout_s: float = 30, stop_timeout_s: float | None = None
 ) -> AsyncIterator[Station]:
-    """Run a station in this event loop until the block exits (tests, demo)."""
+    """Run a station in this event loop until the block exits (tests, demo).
+
+    On exit the station is stopped gracefully (`Station.stop()`); it is
+    cancelled only if it has not returned after ``stop_timeout_s`` (by
+    default three shutdown stages' worth of ``shutdown_timeout_s``).
+    """
     station = Station(settings)
     task = asyncio.create_task(station.run(), name="station")
     try:
@@ -112,6 +186,11 @@ async def running_station(
                 task.result()  # raises what stopped the station
         yield station
     finally:
-        task.cancel()
+        station.stop()
+        timeout_s = stop_timeout_s or 3 * settings.shutdown_timeout_s + 1
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        if not done:
+            _log.warning("station.stop_overrun", timeout_s=timeout_s)
+            task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -83,7 +84,21 @@ def serve(
 
     settings = load_settings(http_port=http_port, ocpp_port=ocpp_port)
     configure_logging(settings.log_level, settings.log_format)
-    run_async(Station(settings).run)
+    station = Station(settings)
+
+    async def main() -> None:
+        # The station owns the signals: SIGTERM/SIGINT shut it down in order and
+        # `serve` exits 0 (a second signal changes nothing; the stages have deadlines).
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, station.stop)
+        try:
+            await station.run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    run_async(main)
 
 
 @db_app.command("upgrade")

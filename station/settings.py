@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     # Public base URL of the HTTP API, used as the MPP realm and in signatures.
     public_url: str | None = None
     node_id: str = "node-1"
+    # Graceful shutdown (SIGTERM, Station.stop()): each stage's deadline before it is cut off.
+    shutdown_timeout_s: float = Field(default=10.0, gt=0)
 
     admin_token: SecretStr | None = None
     # Signs offers, binds MPP challenge ids (HMAC) and signs receipts.

@@ -132,6 +132,7 @@ class CentralSystem:
         # id -> (stored hash, keyed digest of the password that matched it): reconnects skip scrypt.
         self._verified: dict[str, tuple[str, bytes]] = {}
         self._key = secrets.token_bytes(32)
+        self._stopping = asyncio.Event()
 
     # --- listening ---------------------------------------------------------------------
 
@@ -147,8 +148,17 @@ class CentralSystem:
             context.verify_mode = ssl.CERT_OPTIONAL  # profile 3 by certificate, else Basic
         return context
 
+    def stop(self) -> None:
+        """Close the listener and every connection (1001 going away). Idempotent."""
+        self._stopping.set()
+
     async def run(self, listening: asyncio.Event | None = None) -> None:
-        """Serve until cancelled; sets ``port`` and then ``listening``. Safe to cancel."""
+        """Serve until `stop()` or cancelled; sets ``port`` and then ``listening``.
+
+        After `stop()`, the listener closes, each connection is closed with 1001
+        (going away) and `run()` returns once their handlers have finished
+        (their last messages answered and stored). Safe to cancel.
+        """
         async with serve(
             self._handler,
             self.settings.ocpp_host,
@@ -166,7 +176,10 @@ class CentralSystem:
             _log.info("ocpp.listening", host=self.settings.ocpp_host, port=self.port)
             if listening is not None:
                 listening.set()
-            await asyncio.Future()  # until cancelled
+            await self._stopping.wait()
+            _log.info("ocpp.closing", connections=len(self._connections))
+            # Leaving the block closes the listener and the connections (1001) and awaits
+            # their handlers.
 
     def _select_subprotocol(
         self, _connection: ServerConnection, offered: Any

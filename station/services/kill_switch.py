@@ -14,6 +14,7 @@ running. Both are audited with who and why.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -151,15 +152,23 @@ async def suspend_agent(
     return outcome
 
 
-async def watch(station: Station, *, interval_s: float = WATCH_INTERVAL_S) -> None:
-    """On each node, until cancelled: stop suspended agents' sessions, purge old nonces.
+async def watch(
+    station: Station,
+    *,
+    interval_s: float = WATCH_INTERVAL_S,
+    until: asyncio.Event | None = None,
+) -> None:
+    """On each node, until ``until`` is set (or cancelled): stop suspended agents'
+    sessions, purge old nonces.
 
     This is what makes a suspension from the CLI, or from another node, stop
     charging on the charge points connected here. A failing sweep is logged
-    and tried again. Safe to cancel.
+    and tried again. Once ``until`` is set it returns after the sweep in
+    flight. Safe to cancel.
     """
+    until = until or asyncio.Event()
     sweeps = 0
-    while True:
+    while not until.is_set():
         try:
             await stop_suspended_sessions(station, actor=WATCHER)
             if sweeps % NONCE_PURGE_EVERY == 0:
@@ -167,7 +176,9 @@ async def watch(station: Station, *, interval_s: float = WATCH_INTERVAL_S) -> No
         except (ChargepayError, SQLAlchemyError, OSError) as exc:
             _log.warning("kill_switch.sweep_failed", error=type(exc).__name__)
         sweeps += 1
-        await asyncio.sleep(interval_s)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(interval_s):
+                await until.wait()
 
 
 async def purge_nonces(station: Station) -> None:

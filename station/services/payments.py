@@ -64,7 +64,7 @@ class Payments:
         self.authorizer = Authorizer(secret_key=secret, realm=realm, ttl_s=settings.challenge_ttl_s)
         self.signer = ReceiptSigner(secret)
         self.events = SessionEvents()
-        self.settlement = SettlementService(db, settings, gateway, self.events, clock)
+        self.settlement = SettlementService(db, settings, gateway, self.events, clock, commands)
         self.negotiations = NegotiationService(db, settings, secret, clock)
         self.authorisation = AuthorisationService(
             db,
@@ -89,5 +89,9 @@ class Payments:
         return dict(calls)
 
     async def run(self) -> None:
-        """The settlement worker and the reconciler, until cancelled."""
+        """The settlement worker and the reconciler, until `stop()` or cancelled."""
         await self.settlement.run()
+
+    def stop(self) -> None:
+        """Let in-flight settlements finish and start no more; `run()` returns. Idempotent."""
+        self.settlement.stop()

@@ -1,0 +1,156 @@
+"""SIGTERM mid-transaction: the station shuts down in order, exits 0, and loses nothing.
+
+Also: a station run in-process (`running_station`) stops without cutting off
+database work (SQLAlchemy's "Exception during reset" is the sign of that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from simulators.battery import Battery
+from simulators.charge_point import SimulatedChargePoint
+from station.app import running_station
+from station.domain.events import ENERGY_REGISTER
+from station.store.charging import MeterSampleRow, TransactionRow
+from station.store.db import Database
+from tests.ocpp.conftest import PASSWORD, registered, settings_for
+from tests.ocpp.test_crash_recovery import free_port, station_process
+
+CUT_OFF = ("Traceback", "Exception during reset", "CancelledError", "shutdown_overrun")
+
+
+@contextlib.asynccontextmanager
+async def logged_station_process(
+    database_url: str, http_port: int, ocpp_port: int, log: Path
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    env = {
+        **os.environ,
+        "CHARGEPAY_DATABASE_URL": database_url,
+        "CHARGEPAY_HTTP_PORT": str(http_port),
+        "CHARGEPAY_OCPP_PORT": str(ocpp_port),
+        "CHARGEPAY_LOG_LEVEL": "INFO",
+        "CHARGEPAY_LOG_FORMAT": "text",
+        "CHARGEPAY_OCPP_FREE_VEND": "true",
+        "CHARGEPAY_ADMIN_TOKEN": "test-admin-token-0123456789",
+        "CHARGEPAY_SECRET_KEY": "test-secret-key-0123456789abcdef",
+    }
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "station", "serve", env=env, stdout=out, stderr=out,
+        )  # fmt: skip
+    try:
+        async with httpx.AsyncClient() as client, asyncio.timeout(30):
+            while True:
+                with contextlib.suppress(httpx.TransportError):
+                    health = await client.get(f"http://127.0.0.1:{http_port}/healthz")
+                    if health.status_code == 200:
+                        break
+                assert proc.returncode is None, "the station exited"
+                await asyncio.sleep(0.05)
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+async def stored_readings(database_url: str) -> tuple[bool, Decimal | None, set[Decimal]]:
+    db = Database(database_url)
+    try:
+        async with db.reader() as session:
+            row = await session.scalar(select(TransactionRow))
+            assert row is not None
+            values = (
+                await session.scalars(
+                    select(MeterSampleRow.value).where(
+                        MeterSampleRow.transaction_id == row.id,
+                        MeterSampleRow.measurand == ENERGY_REGISTER,
+                    )
+                )
+            ).all()
+            return bool(row.ended), row.energy_wh, set(values)
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.parametrize(
+    ("database_url", "version"),
+    [("sqlite", "ocpp1.6"), pytest.param("postgres", "ocpp2.0.1", marks=pytest.mark.postgres)],
+    indirect=["database_url"],
+)
+async def test_sigterm_mid_transaction_exits_0_within_seconds_and_loses_no_reading(
+    database_url: str, version: str, tmp_path: Path
+) -> None:
+    await registered(database_url, ["CP-1"])
+    http_port, ocpp_port = free_port(), free_port()
+    sim = SimulatedChargePoint(
+        f"ws://127.0.0.1:{ocpp_port}/ocpp", "CP-1", PASSWORD, version,
+        time_scale=200, meter_interval_s=30, reconnect_max_s=0.2, meter_start_wh=500,
+    )  # fmt: skip
+    battery = Battery(capacity_kwh=Decimal(6), soc=Decimal("0.2"), max_power_kw=Decimal(50))
+    log = tmp_path / "station.log"
+
+    async with logged_station_process(database_url, http_port, ocpp_port, log) as first, sim:
+        await asyncio.wait_for(sim.booted.wait(), 10)
+        plug = sim.plug_in(1, battery, id_token="TAG-TERM")
+        await asyncio.wait_for(plug.started.wait(), 5)
+        await asyncio.sleep(0.6)  # some readings acknowledged, more on the way
+        first.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(5):
+            exit_code = await first.wait()
+        await asyncio.sleep(0.3)  # the charge point meters on, offline
+        async with station_process(database_url, http_port, ocpp_port):
+            await asyncio.wait_for(plug.ended.wait(), 30)
+    ended, energy_wh, values = await stored_readings(database_url)
+
+    output = await asyncio.to_thread(log.read_text)
+    assert exit_code == 0, output
+    assert "station.stopped" in output
+    assert not [marker for marker in CUT_OFF if marker in output], output
+    assert sim.connections >= 2
+    assert ended
+    assert plug.energy_wh is not None and plug.energy_wh > 0
+    assert energy_wh == Decimal(plug.meter_stop_wh or 0) - Decimal(500)
+    assert values == {Decimal(v) for v in plug.readings_wh}
+
+
+async def test_a_running_station_stops_without_cutting_off_database_work(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await registered(database_url, ["CP-1"])
+    caplog.set_level(logging.DEBUG, logger="sqlalchemy")
+
+    async with running_station(settings_for(database_url)) as station:
+        sim = SimulatedChargePoint(
+            f"ws://127.0.0.1:{station.ocpp_port}/ocpp",
+            "CP-1",
+            PASSWORD,
+            "ocpp2.0.1",
+            time_scale=200,
+            meter_interval_s=30,
+        )
+        async with sim:
+            await asyncio.wait_for(sim.booted.wait(), 10)
+            plug = sim.plug_in(1, Battery(capacity_kwh=Decimal(6)), id_token="TAG")
+            await asyncio.wait_for(plug.started.wait(), 5)
+            await asyncio.sleep(0.3)
+            stopping = asyncio.get_running_loop().time()
+    stopped_s = asyncio.get_running_loop().time() - stopping
+
+    messages = [r.getMessage() for r in caplog.records]
+    assert stopped_s < 5
+    assert not [m for m in messages if "Exception during reset" in m], messages
+    assert not [r for r in caplog.records if r.exc_info], messages
