@@ -51,6 +51,8 @@ _log = get_logger(__name__)
 CRASH_AFTER_CAPTURE_INTENT = "crash_after_capture_intent"  # intent committed, Stripe not called
 SILENCE_FACTOR = 6
 CRASH_AFTER_CAPTURE = "crash_after_capture"  # Stripe captured, the outcome not recorded
+HOLD_PENDING = "pending"  # payment_status while the hold request is in flight
+HOLD_OPEN = "requires_capture"
 
 
 def usage_of(row: SessionRow, now: datetime) -> Usage:
@@ -135,20 +137,35 @@ class SettlementService:
         """Settle a session whose charging is over (or never began). Idempotent."""
         now = self._now()
         log = _log.bind(session_id=session_id)
+        waiting = moved = False
+        settlement: SettlementRow | None = None
         async with self._db.session() as session:
             row = await locked_session(session, session_id)
             if row is None or SessionStatus(row.status).final:
                 return
             if await session.get(SettlementRow, session_id) is not None:
                 return  # someone else's settlement is in flight or done
-            if row.payment_reference is None:
+            if row.payment_reference is None and row.payment_status == HOLD_PENDING:
+                # The hold request is in flight: whoever placed it finishes (it sees the
+                # session stopping and releases the hold), or the reconciler's replay does.
+                moved = SessionStatus(row.status) is not SessionStatus.STOPPING
+                row.status = advance(SessionStatus(row.status), SessionStatus.STOPPING).value
+                if reason and row.stop_reason is None:
+                    row.stop_reason = reason
+                row.updated_at = now
+                waiting = True
+            elif row.payment_reference is None:
                 row.status = advance(SessionStatus(row.status), SessionStatus.FAILED).value
                 row.detail, row.updated_at = "no hold was placed", now
                 await limits.settle(session, session_id=session_id, amount=Decimal(0))
-                settlement = None
             else:
                 moved = SessionStatus(row.status) is not SessionStatus.STOPPING
                 settlement = await self._intend(session, row, reason, now)
+        if waiting:
+            log.info("settlement.hold_pending")
+            if moved:
+                self._events.publish(session_id, "status", {"status": SessionStatus.STOPPING.value})
+            return
         if settlement is None:
             self._events.publish(session_id, "status", {"status": SessionStatus.FAILED.value})
             return
@@ -330,6 +347,15 @@ class SettlementService:
                     )
                 )
             ).all()
+            orphaned = (
+                await session.scalars(
+                    select(SessionRow.session_id).where(
+                        SessionRow.status.in_([s.value for s in SessionStatus if s.final]),
+                        SessionRow.payment_status == HOLD_OPEN,
+                        SessionRow.payment_reference.is_not(None),
+                    )
+                )
+            ).all()
             unpaid = (
                 await session.scalars(
                     select(SessionRow.session_id).where(
@@ -352,10 +378,57 @@ class SettlementService:
             await self.settle(session_id, reason="charge_point_silent")
         for session_id in unpaid:
             await self._recover_hold(session_id)
-        acted = len(stale) + len(never_started) + len(set(ended) | set(silent)) + len(unpaid)
+        for session_id in orphaned:
+            _log.warning("reconcile.open_hold_on_ended_session", session_id=session_id)
+            await self.release_hold(session_id)
+        acted = (
+            len(stale)
+            + len(never_started)
+            + len(set(ended) | set(silent))
+            + len(unpaid)
+            + len(orphaned)
+        )
         if acted:
             _log.info("reconcile.pass", acted=acted, startup=startup)
         return acted
+
+    async def release_hold(self, session_id: str) -> None:
+        """Release the hold of a session that has ended but whose hold is still open.
+
+        Looks first (retrieve) and cancels only a hold still ``requires_capture``, with
+        an idempotency key of its own; records what Stripe says. Safe to repeat; a
+        Stripe outage leaves it for the reconciler's next pass.
+        """
+        log = _log.bind(session_id=session_id)
+        async with self._db.reader() as session:
+            row = await session.get(SessionRow, session_id)
+            session.expunge_all()
+        if row is None or row.payment_reference is None or not SessionStatus(row.status).final:
+            return
+        reference = row.payment_reference
+        try:
+            state = await self._gateway.retrieve(reference)
+            if state.status == HOLD_OPEN:
+                state = await self._gateway.cancel(
+                    reference, idempotency_key=f"release_{session_id}"
+                )
+        except PaymentUnavailable as exc:
+            log.warning("reconcile.release_deferred", error=exc.detail)
+            return
+        async with self._db.session() as session:
+            locked = await locked_session(session, session_id)
+            if locked is None or locked.payment_status != HOLD_OPEN:
+                return
+            locked.payment_status, locked.updated_at = state.status, self._now()
+            locked.detail = "the session ended before its hold was placed; the hold was released"
+            await audit.record(
+                session,
+                actor="system",
+                action="payment.hold_released",
+                subject=session_id,
+                data={"reference": reference, "status": state.status},
+            )
+        log.info("settlement.hold_released", reference=reference, payment_status=state.status)
 
     async def _recover_hold(self, session_id: str) -> None:
         """A hold request whose outcome was never recorded: find the hold and release it.
