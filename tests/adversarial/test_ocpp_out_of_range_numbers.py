@@ -15,7 +15,6 @@ from station.app import Station
 from station.store.charging import AnomalyRow, TransactionRow
 from tests.ocpp.conftest import PASSWORD, basic
 
-
 CALLERROR_CODES = {
     "FormatViolation",
     "FormationViolation",
