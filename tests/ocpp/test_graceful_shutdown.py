@@ -24,7 +24,7 @@ from simulators.battery import Battery
 from simulators.charge_point import SimulatedChargePoint
 from station.app import running_station
 from station.domain.events import ENERGY_REGISTER
-from station.store.charging import MeterSampleRow, TransactionRow
+from station.store.charging import ChargePointRow, MeterSampleRow, TransactionRow
 from station.store.db import Database
 from tests.ocpp.conftest import PASSWORD, registered, settings_for
 from tests.ocpp.test_crash_recovery import free_port, station_process
@@ -133,7 +133,10 @@ async def test_a_running_station_stops_without_cutting_off_database_work(
     await registered(database_url, ["CP-1"])
     caplog.set_level(logging.DEBUG, logger="sqlalchemy")
 
-    async with running_station(settings_for(database_url)) as station:
+    # The reconciler all but always in a database pass: a cancelled shutdown cuts one off.
+    settings = settings_for(database_url, reconcile_interval_s=0.001)
+
+    async with running_station(settings) as station:
         sim = SimulatedChargePoint(
             f"ws://127.0.0.1:{station.ocpp_port}/ocpp",
             "CP-1",
@@ -150,7 +153,17 @@ async def test_a_running_station_stops_without_cutting_off_database_work(
             stopping = asyncio.get_running_loop().time()
     stopped_s = asyncio.get_running_loop().time() - stopping
 
+    db = Database(database_url)
+    try:
+        async with db.reader() as session:
+            connected = await session.scalar(
+                select(ChargePointRow.connected).where(ChargePointRow.charge_point_id == "CP-1")
+            )
+    finally:
+        await db.dispose()
+
     messages = [r.getMessage() for r in caplog.records]
     assert stopped_s < 5
+    assert connected is False  # the connection was closed and its end recorded, not cut off
     assert not [m for m in messages if "Exception during reset" in m], messages
     assert not [r for r in caplog.records if r.exc_info], messages
