@@ -6,7 +6,9 @@ running cost (2.x CostUpdated; the cap as ``transactionLimit.maxCost`` on
 2.1), streams a ``meter`` event to the agent, and stops the charge point
 *before* the cost passes the cap: when the next sample — projected from the
 current power over the last sample interval — would pass it. When the
-transaction ends the session is queued for settlement.
+transaction ends the session is queued for settlement. A transaction that ends
+after its session was settled (the reconciler gave its charge point up as silent)
+with more energy than was billed is recorded as an ``unbilled_energy`` anomaly.
 
 Runs inside OCPP handlers: it never awaits a station-initiated OCPP call
 (``post_*`` only) and never calls Stripe (settlement runs on its own task).
@@ -20,6 +22,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from station.domain.cost import session_cost
 from station.domain.events import OcppVersion
 from station.domain.money import Money
@@ -29,12 +33,14 @@ from station.logs import get_logger
 from station.services.ports import Billing, ChargePointCommands, TransactionView
 from station.services.session_events import SessionEvents
 from station.services.settlement import SettlementService, usage_of
+from station.store.charging import AnomalyRow
 from station.store.db import Database
 from station.store.payments import SessionRow, locked_session, session_by_token
 
 _log = get_logger(__name__)
 DEFAULT_INTERVAL_S = Decimal(60)
 CAP_REACHED = "cap_reached"
+UNBILLED_ENERGY = "unbilled_energy"
 
 
 class BillingListener:
@@ -76,6 +82,8 @@ class BillingListener:
                 return Billing(id_token_accepted=False)  # one transaction per session
             status = SessionStatus(row.status)
             if status.final:
+                if transaction.ended and transaction.energy_wh > row.energy_wh:
+                    _record_unbilled(session, row, transaction)
                 return Billing(id_token_accepted=False)
             previous_reading = row.last_reading_at
             self._update(row, transaction, now)
@@ -162,6 +170,32 @@ class BillingListener:
             charging_seconds=usage.charging_seconds + interval,
         )
         return session_cost(tariff, projected).total > cap
+
+
+def _record_unbilled(session: AsyncSession, row: SessionRow, tx: TransactionView) -> None:
+    """A transaction ended after its session was settled (a charge point given up on as
+    silent, back later) with more energy than was billed: an anomaly for the operator."""
+    unbilled = tx.energy_wh - row.energy_wh
+    _log.warning(
+        "session.unbilled_energy",
+        session_id=row.session_id,
+        charge_point_id=row.charge_point_id,
+        billed_wh=row.energy_wh,
+        reported_wh=tx.energy_wh,
+    )
+    session.add(
+        AnomalyRow(
+            charge_point_id=row.charge_point_id,
+            transaction_id=tx.transaction_id,
+            kind=UNBILLED_ENERGY,
+            detail=(
+                f"session {row.session_id} was {row.status} ({row.stop_reason or 'no reason'})"
+                f" for {row.energy_wh} Wh; the charge point then reported {tx.energy_wh} Wh"
+                f" ({unbilled} Wh not billed)"
+            ),
+            timestamp=tx.stopped_at or tx.last_reading_at,
+        )
+    )
 
 
 def _meter_event(row: SessionRow, tx: TransactionView, cost: Money) -> dict[str, Any]:

@@ -64,7 +64,7 @@ class Payments:
         self.authorizer = Authorizer(secret_key=secret, realm=realm, ttl_s=settings.challenge_ttl_s)
         self.signer = ReceiptSigner(secret)
         self.events = SessionEvents()
-        self.settlement = SettlementService(db, settings, gateway, self.events, clock)
+        self.settlement = SettlementService(db, settings, gateway, self.events, clock, commands)
         self.negotiations = NegotiationService(db, settings, secret, clock)
         self.authorisation = AuthorisationService(
             db,

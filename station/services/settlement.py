@@ -14,7 +14,13 @@ captures/cancels when the hold is still open. It also releases holds whose
 session can no longer charge (authorised but never started past
 ``session_start_timeout_s``), settles sessions whose transaction ended
 while no worker was there to settle them, and settles for what was metered a
-session whose charge point has been silent for 6 × ``session_start_timeout_s``.
+session whose charge point has been silent for 6 × ``session_start_timeout_s``
+— silent meaning neither connected to this node nor seen (a heartbeat) by any
+node for that long; a connected charge point that sends no meter values is
+left charging, and one that does not end a transaction it was told to stop is
+told again. It releases the hold of any session that ended with it still open.
+A StopTransaction that arrives after a silence settlement, reporting more
+energy than was billed, is recorded as an ``unbilled_energy`` anomaly (billing).
 
 `request()` is what OCPP handlers call: it queues the session for the
 settlement worker (owned by `run()`) and returns at once.
@@ -30,7 +36,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from station.domain.cost import SessionCost, Usage, session_cost
@@ -41,9 +47,11 @@ from station.errors import PaymentDeclined, PaymentUnavailable
 from station.logs import get_logger
 from station.services import limits
 from station.services.gateway import PaymentGateway, PaymentIntentState, PaymentSource
+from station.services.ports import ChargePointCommands
 from station.services.session_events import SessionEvents
 from station.settings import Settings
 from station.store import audit
+from station.store.charging import ChargePointRow
 from station.store.db import Database
 from station.store.payments import SessionRow, SettlementRow, locked_session
 
@@ -53,6 +61,7 @@ SILENCE_FACTOR = 6
 CRASH_AFTER_CAPTURE = "crash_after_capture"  # Stripe captured, the outcome not recorded
 HOLD_PENDING = "pending"  # payment_status while the hold request is in flight
 HOLD_OPEN = "requires_capture"
+CHARGE_POINT_SILENT = "charge_point_silent"  # the stop reason of a silence settlement
 
 
 def usage_of(row: SessionRow, now: datetime) -> Usage:
@@ -85,17 +94,20 @@ class SettlementService:
         gateway: PaymentGateway,
         events: SessionEvents,
         clock: Callable[[], datetime],
+        commands: Callable[[], ChargePointCommands | None] = lambda: None,
     ) -> None:
         self._db = db
         self._settings = settings
         self._gateway = gateway
+        self._commands = commands
         self._events = events
         self._now = clock
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._lease = timedelta(seconds=2 * settings.stripe_timeout_s)
-        # A charging session its charge point has not reported on for this long is settled
-        # for what was metered, so that its hold is never left open.
+        # A charging session its charge point has not reported on for this long — and the
+        # charge point itself neither connected here nor seen by any node for as long — is
+        # settled for what was metered, so that its hold is never left open.
         self._silence = timedelta(seconds=SILENCE_FACTOR * settings.session_start_timeout_s)
         # Builds the receipt for the final SSE event (set by the wiring).
         self.receipt_for: Callable[[str], Awaitable[dict[str, Any]]] | None = None
@@ -337,9 +349,21 @@ class SettlementService:
                     )
                 )
             ).all()
-            silent = (
-                await session.scalars(
-                    select(SessionRow.session_id).where(
+            quiet = (
+                await session.execute(
+                    select(
+                        SessionRow.session_id,
+                        SessionRow.status,
+                        SessionRow.charge_point_id,
+                        SessionRow.transaction_ref,
+                        SessionRow.stopped_at,
+                        ChargePointRow.last_seen,
+                    )
+                    .outerjoin(
+                        ChargePointRow,
+                        ChargePointRow.charge_point_id == SessionRow.charge_point_id,
+                    )
+                    .where(
                         SessionRow.status.in_(
                             (SessionStatus.CHARGING.value, SessionStatus.STOPPING.value)
                         ),
@@ -373,9 +397,20 @@ class SettlementService:
             await self.settle(session_id, reason="start_timeout")
         for session_id in ended:
             await self.settle(session_id)
+        silent = [
+            q.session_id for q in quiet if self._is_silent(q.charge_point_id, q.last_seen, now)
+        ]
+        for q in quiet:  # heard from, but a stop it was sent has not ended the transaction
+            if (
+                q.session_id not in silent
+                and q.status == SessionStatus.STOPPING.value
+                and q.transaction_ref is not None
+                and q.stopped_at is None
+            ):
+                await self._stop_again(q.session_id, q.charge_point_id, q.transaction_ref)
         for session_id in set(silent) - set(ended):
             _log.warning("reconcile.charge_point_silent", session_id=session_id)
-            await self.settle(session_id, reason="charge_point_silent")
+            await self.settle(session_id, reason=CHARGE_POINT_SILENT)
         for session_id in unpaid:
             await self._recover_hold(session_id)
         for session_id in orphaned:
@@ -391,6 +426,34 @@ class SettlementService:
         if acted:
             _log.info("reconcile.pass", acted=acted, startup=startup)
         return acted
+
+    def _is_silent(self, charge_point_id: str, last_seen: datetime | None, now: datetime) -> bool:
+        """Has the charge point gone quiet (not only its meter)? Connected here, or seen by
+        any node within the silence threshold (a heartbeat), it has not: a charge point
+        that sends no periodic meter values reports the energy when the transaction ends.
+        """
+        commands = self._commands()
+        if commands is not None and commands.is_connected(charge_point_id):
+            return False
+        return last_seen is None or last_seen < now - self._silence
+
+    async def _stop_again(self, session_id: str, charge_point_id: str, ref: str) -> None:
+        """A stopping session whose connected charge point has not ended it: ask again, and
+        wait another silence period before the next ask."""
+        commands = self._commands()
+        if commands is None or not commands.is_connected(charge_point_id):
+            return
+        _log.warning("reconcile.stop_repeated", session_id=session_id)
+        commands.post_stop_transaction(charge_point_id, ref)
+        async with self._db.session() as session:
+            await session.execute(
+                update(SessionRow)
+                .where(
+                    SessionRow.session_id == session_id,
+                    SessionRow.status == SessionStatus.STOPPING.value,
+                )
+                .values(updated_at=self._now())
+            )
 
     async def release_hold(self, session_id: str) -> None:
         """Release the hold of a session that has ended but whose hold is still open.

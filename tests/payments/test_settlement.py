@@ -13,6 +13,7 @@ from station.services.gateway import PaymentIntentState, PaymentSource
 from station.services.session_events import SessionEvents
 from station.services.settlement import SettlementService
 from station.settings import Settings
+from station.store.charging import ChargePointRow
 from station.store.db import Database
 from station.store.payments import SessionRow, SettlementRow
 
@@ -274,3 +275,22 @@ async def test_the_open_hold_of_a_session_that_ended_is_released_by_the_reconcil
     assert (acted, again) == (1, 0)
     assert (row.status, row.payment_status) == ("failed", "canceled")
     assert gateway.intents[row.payment_reference or ""].status == "canceled"
+
+
+async def test_a_session_whose_charge_point_still_heartbeats_is_not_settled_as_silent(
+    db: Database,
+) -> None:
+    gateway, clock = FakeGateway(), Clock()
+    settlement = service(db, gateway, clock, session_start_timeout_s=60)
+    session_id = await new_session(db, gateway, status="charging")
+    clock.now += timedelta(seconds=361)
+    async with db.session() as session:
+        session.add(ChargePointRow(charge_point_id="CP-1", password_hash="x", last_seen=clock.now))
+
+    quiet = await settlement.reconcile()
+    clock.now += timedelta(seconds=361)
+    silent = await settlement.reconcile()
+
+    row, _ = await stored(db, session_id)
+    assert (quiet, silent) == (0, 1)
+    assert (row.status, row.stop_reason) == ("settled", "charge_point_silent")
