@@ -20,7 +20,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 import mpp
 from mpp._parsing import ParseError
@@ -156,7 +156,7 @@ def _source(payload: Any, request: dict[str, Any]) -> PaymentSource:
     )
 
 
-def _is_stripe_id(value: Any, prefix: str) -> bool:
+def _is_stripe_id(value: object, prefix: str) -> TypeGuard[str]:
     return (
         isinstance(value, str)
         and len(value) <= MAX_SOURCE_CHARS
