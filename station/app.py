@@ -97,7 +97,7 @@ class Station:
                 ocpp = tasks.create_task(self.central_system.run(ocpp_listening), name="ocpp")
                 background = [
                     tasks.create_task(self.payments.run(), name="payments"),
-                    tasks.create_task(kill_switch.watch(self, until=background_stop)),
+                    tasks.create_task(kill_switch.watch(self, until=background_stop), name="watch"),
                 ]
                 http = tasks.create_task(server.serve(sockets=[http_socket]), name="http")
                 announce = tasks.create_task(self._announce_ready(server, ocpp_listening))
