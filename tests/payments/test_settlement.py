@@ -294,3 +294,47 @@ async def test_a_session_whose_charge_point_still_heartbeats_is_not_settled_as_s
     row, _ = await stored(db, session_id)
     assert (quiet, silent) == (0, 1)
     assert (row.status, row.stop_reason) == ("settled", "charge_point_silent")
+
+
+class ConnectedChargePoints:
+    """The OCPP side as the reconciler sees it: which charge points are connected here."""
+
+    def __init__(self, *connected: str) -> None:
+        self.connected = set(connected)
+        self.stops: list[tuple[str, str]] = []
+
+    def is_connected(self, charge_point_id: str) -> bool:
+        return charge_point_id in self.connected
+
+    def post_stop_transaction(self, charge_point_id: str, transaction_ref: str) -> None:
+        self.stops.append((charge_point_id, transaction_ref))
+
+
+async def test_a_connected_charge_point_that_does_not_end_a_stopped_session_is_told_again(
+    db: Database,
+) -> None:
+    gateway, clock, ocpp = FakeGateway(), Clock(), ConnectedChargePoints("CP-1")
+    settings = Settings(database_url=db.url, node_id="node-a", session_start_timeout_s=60)
+    settlement = SettlementService(
+        db,
+        settings,
+        gateway,
+        SessionEvents(),
+        clock,
+        lambda: ocpp,  # type: ignore[arg-type,return-value]
+    )
+    session_id = await new_session(db, gateway, status="stopping")
+    async with db.session() as session:
+        row = await session.get(SessionRow, session_id)
+        assert row is not None
+        row.stopped_at = None  # told to stop; the charge point has not ended it yet
+
+    clock.now += timedelta(seconds=361)
+    await settlement.reconcile()
+    await settlement.reconcile()  # waits another silence period before asking again
+    clock.now += timedelta(seconds=361)
+    await settlement.reconcile()
+
+    row, settlement_row = await stored(db, session_id)
+    assert ocpp.stops == [("CP-1", "tx-1"), ("CP-1", "tx-1")]
+    assert (row.status, settlement_row) == ("stopping", None)
