@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
-import socket
-import sys
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -21,46 +15,7 @@ from station.domain.events import ENERGY_REGISTER
 from station.store.charging import MeterSampleRow, TransactionRow
 from station.store.db import Database
 from tests.ocpp.conftest import PASSWORD, registered
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def station_process(
-    database_url: str, http_port: int, ocpp_port: int
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    env = {
-        **os.environ,
-        "CHARGEPAY_DATABASE_URL": database_url,
-        "CHARGEPAY_HTTP_PORT": str(http_port),
-        "CHARGEPAY_OCPP_PORT": str(ocpp_port),
-        "CHARGEPAY_LOG_LEVEL": "WARNING",
-        "CHARGEPAY_OCPP_FREE_VEND": "true",
-        "CHARGEPAY_ADMIN_TOKEN": "test-admin-token-0123456789",
-        "CHARGEPAY_SECRET_KEY": "test-secret-key-0123456789abcdef",
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "station", "serve", env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        async with httpx.AsyncClient() as client, asyncio.timeout(30):
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    health = await client.get(f"http://127.0.0.1:{http_port}/healthz")
-                    if health.status_code == 200:
-                        break
-                assert proc.returncode is None, "the station exited"
-                await asyncio.sleep(0.05)
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
+from tests.ocpp.station_process import free_port, station_process
 
 
 @pytest.mark.parametrize(

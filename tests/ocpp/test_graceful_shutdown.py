@@ -7,16 +7,11 @@ database work (SQLAlchemy's "Exception during reset" is the sign of that).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import signal
-import sys
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -27,44 +22,9 @@ from station.domain.events import ENERGY_REGISTER
 from station.store.charging import ChargePointRow, MeterSampleRow, TransactionRow
 from station.store.db import Database
 from tests.ocpp.conftest import PASSWORD, registered, settings_for
-from tests.ocpp.test_crash_recovery import free_port, station_process
+from tests.ocpp.station_process import free_port, station_process
 
 CUT_OFF = ("Traceback", "Exception during reset", "CancelledError", "shutdown_overrun")
-
-
-@contextlib.asynccontextmanager
-async def logged_station_process(
-    database_url: str, http_port: int, ocpp_port: int, log: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    env = {
-        **os.environ,
-        "CHARGEPAY_DATABASE_URL": database_url,
-        "CHARGEPAY_HTTP_PORT": str(http_port),
-        "CHARGEPAY_OCPP_PORT": str(ocpp_port),
-        "CHARGEPAY_LOG_LEVEL": "INFO",
-        "CHARGEPAY_LOG_FORMAT": "text",
-        "CHARGEPAY_OCPP_FREE_VEND": "true",
-        "CHARGEPAY_ADMIN_TOKEN": "test-admin-token-0123456789",
-        "CHARGEPAY_SECRET_KEY": "test-secret-key-0123456789abcdef",
-    }
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "station", "serve", env=env, stdout=out, stderr=out,
-        )  # fmt: skip
-    try:
-        async with httpx.AsyncClient() as client, asyncio.timeout(30):
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    health = await client.get(f"http://127.0.0.1:{http_port}/healthz")
-                    if health.status_code == 200:
-                        break
-                assert proc.returncode is None, "the station exited"
-                await asyncio.sleep(0.05)
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
 
 
 async def stored_readings(database_url: str) -> tuple[bool, Decimal | None, set[Decimal]]:
@@ -103,7 +63,7 @@ async def test_sigterm_mid_transaction_exits_0_within_seconds_and_loses_no_readi
     battery = Battery(capacity_kwh=Decimal(6), soc=Decimal("0.2"), max_power_kw=Decimal(50))
     log = tmp_path / "station.log"
 
-    async with logged_station_process(database_url, http_port, ocpp_port, log) as first, sim:
+    async with station_process(database_url, http_port, ocpp_port, log=log) as first, sim:
         await asyncio.wait_for(sim.booted.wait(), 10)
         plug = sim.plug_in(1, battery, id_token="TAG-TERM")
         await asyncio.wait_for(plug.started.wait(), 5)

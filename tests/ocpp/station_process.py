@@ -1,0 +1,63 @@
+"""The station as a real process (`python -m station serve`), for crash and signal tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def station_process(
+    database_url: str, http_port: int, ocpp_port: int, *, log: Path | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Start the station, wait until /healthz answers, kill it on exit if still running.
+
+    With ``log``, its output (INFO, key=value) goes to that file.
+    """
+    env = {
+        **os.environ,
+        "CHARGEPAY_DATABASE_URL": database_url,
+        "CHARGEPAY_HTTP_PORT": str(http_port),
+        "CHARGEPAY_OCPP_PORT": str(ocpp_port),
+        "CHARGEPAY_LOG_LEVEL": "INFO" if log else "WARNING",
+        "CHARGEPAY_LOG_FORMAT": "text",
+        # The tests drive the OCPP pipeline with the charge points' own tags.
+        "CHARGEPAY_OCPP_FREE_VEND": "true",
+        "CHARGEPAY_ADMIN_TOKEN": "test-admin-token-0123456789",
+        "CHARGEPAY_SECRET_KEY": "test-secret-key-0123456789abcdef",
+    }
+    with contextlib.ExitStack() as files:
+        out: IO[Any] | int = (
+            files.enter_context(log.open("wb")) if log else asyncio.subprocess.DEVNULL
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "station", "serve", env=env, stdout=out, stderr=out
+        )
+    try:
+        async with httpx.AsyncClient() as client, asyncio.timeout(30):
+            while True:
+                with contextlib.suppress(httpx.TransportError):
+                    health = await client.get(f"http://127.0.0.1:{http_port}/healthz")
+                    if health.status_code == 200:
+                        break
+                assert proc.returncode is None, "the station exited"
+                await asyncio.sleep(0.05)
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
