@@ -4,6 +4,7 @@ test writes (however wrong) and answers the station's calls (RemoteStart, Remote
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
@@ -52,14 +53,11 @@ class RawChargePoint16:
 
 
 @contextlib.asynccontextmanager
-async def raw_charge_point(world: World) -> AsyncIterator[tuple[str, RawChargePoint16]]:
-    """A registered, booted 1.6 charge point driven frame by frame."""
-    cp = await world.charge_point("ocpp1.6")  # registers it; the simulator is not started
-    import base64
-
-    token = base64.b64encode(f"{cp.charge_point_id}:{cp.password}".encode()).decode()
+async def connected(world: World, cp_id: str, password: str) -> AsyncIterator[RawChargePoint16]:
+    """A registered 1.6 charge point, connected and booted, driven frame by frame."""
+    token = base64.b64encode(f"{cp_id}:{password}".encode()).decode()
     async with connect(
-        f"{world.ocpp}/{cp.charge_point_id}",
+        f"{world.ocpp}/{cp_id}",
         subprotocols=["ocpp1.6"],  # type: ignore[list-item]
         additional_headers={"Authorization": f"Basic {token}"},
     ) as ws:
@@ -70,8 +68,16 @@ async def raw_charge_point(world: World) -> AsyncIterator[tuple[str, RawChargePo
                 "BootNotification", {"chargePointVendor": "v", "chargePointModel": "m"}
             )
             assert boot[2]["status"] == "Accepted", boot
-            yield cp.charge_point_id, raw
+            yield raw
         finally:
             receiver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await receiver
+
+
+@contextlib.asynccontextmanager
+async def raw_charge_point(world: World) -> AsyncIterator[tuple[str, RawChargePoint16]]:
+    """A newly registered, booted 1.6 charge point driven frame by frame."""
+    cp = await world.charge_point("ocpp1.6")  # registers it; the simulator is not started
+    async with connected(world, cp.charge_point_id, cp.password) as raw:
+        yield cp.charge_point_id, raw

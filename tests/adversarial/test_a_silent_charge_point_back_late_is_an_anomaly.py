@@ -5,16 +5,13 @@ energy, nothing is captured twice and the operator sees an ``unbilled_energy`` a
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import stripe
-from websockets.asyncio.client import connect
 
-from tests.adversarial.raw_charge_point import RawChargePoint16
+from tests.adversarial.raw_charge_point import connected
 from tests.adversarial.test_metering_never_captures_past_the_cap import (
     final_state,
     meter,
@@ -22,30 +19,7 @@ from tests.adversarial.test_metering_never_captures_past_the_cap import (
     start,
     stop,
 )
-from tests.e2e.conftest import World, intent_in_stripe
-
-
-@contextlib.asynccontextmanager
-async def connected(world: World, cp_id: str, password: str) -> AsyncIterator[RawChargePoint16]:
-    """The registered 1.6 charge point, connected and booted, frame by frame."""
-    token = base64.b64encode(f"{cp_id}:{password}".encode()).decode()
-    async with connect(
-        f"{world.ocpp}/{cp_id}",
-        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-        additional_headers={"Authorization": f"Basic {token}"},
-    ) as ws:
-        raw = RawChargePoint16(ws)
-        receiver = asyncio.create_task(raw._receive())
-        try:
-            boot = await raw.send(
-                "BootNotification", {"chargePointVendor": "v", "chargePointModel": "m"}
-            )
-            assert boot[2]["status"] == "Accepted", boot
-            yield raw
-        finally:
-            receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await receiver
+from tests.e2e.conftest import intent_in_stripe
 
 
 async def test_a_late_stop_after_a_silence_settlement_is_an_anomaly_not_a_second_capture(
