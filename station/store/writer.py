@@ -8,9 +8,15 @@ staged (and any log rows) with one multi-row INSERT per table, commits, and
 only then resolves each caller's future. A caller awaiting `submit()`
 therefore hears back after its writes are durable.
 
-On SQLite the batch runs on a synchronous connection in a worker thread, in
-one hop; on PostgreSQL on the async engine (``run_sync``). Units are plain
-synchronous Core code either way.
+Units are plain synchronous Core code. The rows they stage (and the frame
+log's appended rows) are written with the driver's ``executemany`` through
+statements compiled once (`DriverStatement`): they are most of what a batch
+writes. On PostgreSQL the batch runs on the async engine (``run_sync``). On
+SQLite it runs on a synchronous connection, on the event loop itself when the
+write lock is free (a millisecond of C beats a thread hop and the GIL
+hand-offs that follow) and in a worker thread when another connection holds
+the lock; the WAL is checkpointed in a thread every `checkpoint_every`
+batches, so no commit on the loop pays for a checkpoint's fsync.
 
 If the batch fails, it is rolled back and each unit is retried alone, so one
 bad unit fails only its own caller. Units must therefore be free of side
@@ -21,16 +27,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, bindparam, create_engine, event, insert, update
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy import JSON, Table, bindparam, create_engine, event, insert, update
+from sqlalchemy.engine import Connection, Dialect, Engine, make_url
+from sqlalchemy.exc import OperationalError
 
 from station.errors import StationUnavailable
 from station.logs import get_logger
-from station.store.db import Database, _sqlite_begin, _sqlite_pragmas
+from station.store.db import SQLITE_BUSY_TIMEOUT_MS, Database, _sqlite_begin, _sqlite_pragmas
 
 T = TypeVar("T")
 _log = get_logger(__name__)
@@ -59,14 +67,111 @@ class Staged:
 
     def flush(self, conn: Connection) -> None:
         for table, rows in self.rows.items():
-            conn.execute(insert(table), rows)
+            for columns, group in _by_columns(rows).items():
+                statement = _driver_insert(conn.dialect, table, columns)
+                conn.exec_driver_sql(statement.sql, [statement.parameters(r) for r in group])
         for (table, key_column, columns), params in self.updates.items():
-            statement = (
-                update(table)
-                .where(table.c[key_column] == bindparam("k_", type_=table.c[key_column].type))
-                .values({c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
-            )
-            conn.execute(statement, params)
+            statement = _driver_update(conn.dialect, table, key_column, columns)
+            conn.exec_driver_sql(statement.sql, [statement.parameters(p) for p in params])
+
+
+class JsonText(str):
+    """JSON already encoded (a frame's payload): written to a JSON column as it is."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DriverStatement:
+    """A statement compiled once per dialect, run with the driver's own ``executemany``.
+
+    The staged rows are the hot path (every frame, every sampled value): a
+    SQLAlchemy ``execute`` would look the statement up in its cache and build
+    every row's parameters anew. Here the SQL, the parameters' order and the
+    bind processors (the column types' conversions: UTC datetimes, JSON,
+    decimals) are worked out once, and a row costs one tuple.
+    """
+
+    sql: str
+    values: Callable[[dict[str, Any]], tuple[Any, ...]]
+    # (position, conversion) of the parameters whose type converts values.
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]
+
+    @classmethod
+    def compile(cls, statement: Any, dialect: Dialect, **kwargs: Any) -> DriverStatement:
+        compiled = statement.compile(dialect=dialect, **kwargs)
+        if not compiled.positional:  # pragma: no cover - sqlite and asyncpg are positional
+            raise TypeError(f"{dialect.name}: a positional paramstyle is needed")
+        names = tuple(compiled.positiontup)
+        processors = []
+        for position, name in enumerate(names):
+            sql_type = compiled.binds[name].type
+            process = sql_type.bind_processor(dialect)
+            if isinstance(sql_type, JSON):
+                process = _json_passthrough(process)
+            if process is not None:
+                processors.append((position, process))
+        getter = operator.itemgetter(*names)
+        values = getter if len(names) > 1 else lambda row: (getter(row),)
+        return cls(compiled.string, values, tuple(processors))
+
+    def parameters(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        if not self.processors:
+            return self.values(row)
+        values = list(self.values(row))
+        for position, process in self.processors:
+            value = values[position]
+            if value is not None:
+                values[position] = process(value)
+        return tuple(values)
+
+
+def _json_passthrough(process: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    def encode(value: Any) -> Any:
+        if type(value) is JsonText:
+            return str(value)
+        return process(value) if process is not None else value
+
+    return encode
+
+
+_statements: dict[tuple[Any, ...], DriverStatement] = {}
+
+
+def _driver_insert(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> DriverStatement:
+    key = (type(dialect), "insert", table.name, columns)
+    statement = _statements.get(key)
+    if statement is None:
+        # inline(): no RETURNING of the new ids (PostgreSQL would add one).
+        statement = DriverStatement.compile(
+            insert(table).inline(), dialect, column_keys=list(columns)
+        )
+        _statements[key] = statement
+    return statement
+
+
+def _driver_update(
+    dialect: Dialect, table: Table, key_column: str, columns: tuple[str, ...]
+) -> DriverStatement:
+    key = (type(dialect), "update", table.name, key_column, columns)
+    statement = _statements.get(key)
+    if statement is None:
+        statement = DriverStatement.compile(
+            update(table)
+            .where(table.c[key_column] == bindparam("k_", type_=table.c[key_column].type))
+            .values({c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns}),
+            dialect,
+        )
+        _statements[key] = statement
+    return statement
+
+
+def _by_columns(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """Rows grouped by their set of columns (one statement per group)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    return groups
 
 
 # A unit of work: plain synchronous SQLAlchemy Core on the batch's connection.
@@ -81,15 +186,28 @@ class _Item:
 
 
 _STOP = _Item(None, [], None)  # queued by stop(): the loop ends after committing what is before it
+_WAKE = _Item(None, [], None)  # queued by append(): rows are waiting
 
 
 class GroupCommitWriter:
-    def __init__(self, db: Database, *, max_batch: int = 500, flush_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        max_batch: int = 500,
+        flush_timeout_s: float = 5.0,
+        checkpoint_every: int = 100,
+    ) -> None:
         self.db = db
         self.max_batch = max_batch
         self.flush_timeout_s = flush_timeout_s
+        self.checkpoint_every = checkpoint_every
+        self._checkpoint: asyncio.Task[None] | None = None
+        self._checkpointed = 0
         self._sync_engine = _sqlite_sync_engine(db) if db.is_sqlite else None
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        # Appended rows wait here, not in the queue: one list append per frame.
+        self._rows: list[tuple[Table, dict[str, Any]]] = []
         self.batches = 0
         self._running = False
         self.units = 0
@@ -108,7 +226,9 @@ class GroupCommitWriter:
 
     def append(self, table: Table, row: dict[str, Any]) -> None:
         """Queue a row for the next batch without waiting for it (the frame log)."""
-        self._queue.put_nowait(_Item(None, [(table, row)], None))
+        if not self._rows:
+            self._queue.put_nowait(_WAKE)
+        self._rows.append((table, row))
 
     def post(self, work: Work) -> None:
         """Queue a unit for the next batch without waiting for it (last-seen times)."""
@@ -141,10 +261,10 @@ class GroupCommitWriter:
                 while not self._queue.empty() and len(items) < self.max_batch:
                     items.append(self._queue.get_nowait())
                 stopped = any(item is _STOP for item in items)
-                items = [item for item in items if item is not _STOP]
                 if stopped:  # rows appended after the stop (the frame log) go too
                     while not self._queue.empty():
                         items.append(self._queue.get_nowait())
+                items = self._with_rows(items)
                 if items:
                     await self._uninterrupted(items)
         except asyncio.CancelledError:
@@ -152,6 +272,7 @@ class GroupCommitWriter:
             rest = []
             while not self._queue.empty():
                 rest.append(self._queue.get_nowait())
+            rest = self._with_rows(rest)
             if rest:
                 with contextlib.suppress(TimeoutError):
                     await self._uninterrupted(rest, timeout_s=self.flush_timeout_s)
@@ -159,7 +280,16 @@ class GroupCommitWriter:
             raise
         finally:
             self._running = False
+            await self._finish_checkpoint()
             self.close()
+
+    def _with_rows(self, items: list[_Item]) -> list[_Item]:
+        """The units among ``items``, and the rows appended so far as one more item."""
+        units = [item for item in items if item.work is not None]
+        if self._rows:
+            units.append(_Item(None, self._rows, None))
+            self._rows = []
+        return units
 
     async def _uninterrupted(self, items: list[_Item], timeout_s: float | None = None) -> None:
         """Commit a batch; if cancelled meanwhile, let it finish, then re-raise."""
@@ -196,23 +326,72 @@ class GroupCommitWriter:
                 item.future.set_result(result)
 
     async def _run_batch(self, items: list[_Item]) -> list[Any]:
-        if self._sync_engine is not None:
-            # SQLite: the whole batch in one hop to a thread (aiosqlite would
-            # hop once per statement, each hop queued behind the event loop).
-            return await asyncio.to_thread(self._run_sync, items)
-        async with self.db.engine.begin() as conn:
-            return await conn.run_sync(lambda sync: _run_items(sync, items))
+        if self._sync_engine is None:
+            async with self.db.engine.begin() as conn:
+                return await conn.run_sync(lambda sync: _run_items(sync, items))
+        # SQLite. With the write lock free, the batch runs right here: it is
+        # a millisecond or so of C, cheaper than a hop to a thread that then
+        # trades the GIL with the event loop at every statement. When another
+        # connection holds the lock, the batch waits for it in a thread,
+        # never on the event loop.
+        try:
+            results = self._run_sync(items, wait=False)
+        except _Busy:
+            results = await asyncio.to_thread(self._run_sync, items, wait=True)
+        self._maybe_checkpoint()
+        return results
 
-    def _run_sync(self, items: list[_Item]) -> list[Any]:
+    def _run_sync(self, items: list[_Item], *, wait: bool) -> list[Any]:
         assert self._sync_engine is not None
         with self._sync_engine.connect() as conn:
-            conn = conn.execution_options(sqlite_immediate=True)
-            with conn.begin():
-                return _run_items(conn, items)
+            # On the driver's connection: a statement through SQLAlchemy would begin a transaction.
+            raw: Any = conn.connection.dbapi_connection
+            raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS if wait else 0}")
+            try:
+                with conn.execution_options(sqlite_immediate=True).begin():
+                    return _run_items(conn, items)
+            except OperationalError as exc:
+                if not wait and "locked" in str(exc.orig):
+                    raise _Busy from exc  # rolled back; units have no other effects
+                raise
+
+    def _maybe_checkpoint(self) -> None:
+        """Every `checkpoint_every` batches, copy the WAL into the database in a thread.
+
+        The writer's own connections never checkpoint (``wal_autocheckpoint=0``):
+        a checkpoint writes the database file and fsyncs it, which must not
+        happen on the event loop. PASSIVE: it never blocks a writer or a reader.
+        """
+        if self.batches - self._checkpointed < self.checkpoint_every:
+            return
+        if self._checkpoint is not None and not self._checkpoint.done():
+            return
+        self._checkpointed = self.batches
+        self._checkpoint = asyncio.create_task(asyncio.to_thread(self._run_checkpoint))
+        self._checkpoint.add_done_callback(_checkpoint_done)
+
+    def _run_checkpoint(self) -> None:
+        assert self._sync_engine is not None
+        with self._sync_engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+    async def _finish_checkpoint(self) -> None:
+        if self._checkpoint is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._checkpoint)
 
     def close(self) -> None:
         if self._sync_engine is not None:
             self._sync_engine.dispose()
+
+
+class _Busy(Exception):
+    """SQLite's write lock is held by another connection."""
+
+
+def _checkpoint_done(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        _log.warning("store.checkpoint_failed", error=type(task.exception()).__name__)
 
 
 def _sqlite_sync_engine(db: Database) -> Engine:
@@ -220,8 +399,13 @@ def _sqlite_sync_engine(db: Database) -> Engine:
     url = make_url(db.url).set(drivername="sqlite")
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
     event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "connect", _no_autocheckpoint)
     event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
 
 
 def _run_items(conn: Connection, items: list[_Item]) -> list[Any]:

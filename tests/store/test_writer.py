@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, insert, select
@@ -13,7 +17,7 @@ from station.errors import StationUnavailable
 from station.store.base import utcnow
 from station.store.charging import ChargePointRow, OcppMessageRow
 from station.store.db import Database
-from station.store.writer import GroupCommitWriter, Staged
+from station.store.writer import GroupCommitWriter, JsonText, Staged
 
 MESSAGES = OcppMessageRow.__table__
 
@@ -109,3 +113,106 @@ async def test_stop_commits_everything_queued_then_run_returns(db: Database) -> 
     assert await count(db) == 100
     with pytest.raises(StationUnavailable):
         await writer.submit(unit)
+
+
+async def test_staged_rows_read_back_as_written_through_the_driver(
+    db: Database, writer: GroupCommitWriter
+) -> None:
+    """Staged rows skip SQLAlchemy's execute: every column type must still round-trip."""
+    at = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
+    rows = [
+        {**log_row(1), "payload": {"a": [1, 2.5, None, "é"]}, "at": at},
+        {**log_row(2), "payload": JsonText('{"pre":"encoded"}'), "action": None},
+        {**log_row(3), "payload": "a JSON string"},
+    ]
+
+    def work(conn: Connection, staged: Staged) -> None:
+        conn.execute(insert(ChargePointRow).values(
+            charge_point_id="CP-1", password_hash="x", connected=False, created_at=at))  # fmt: skip
+        for row in rows:
+            staged.add(MESSAGES, row)  # type: ignore[arg-type]
+        staged.update(
+            ChargePointRow.__table__,  # type: ignore[arg-type]
+            "charge_point_id",
+            "CP-1",
+            {"last_seen": at + timedelta(hours=1), "vendor": "chargepay", "connected": True},
+        )
+
+    await writer.submit(work)
+
+    async with db.reader() as session:
+        logged = (await session.scalars(select(OcppMessageRow).order_by(OcppMessageRow.id))).all()
+        read = [(r.message_id, r.action, r.payload, r.at) for r in logged]
+        cp = await session.get(ChargePointRow, "CP-1")
+        assert cp is not None
+        seen = (cp.last_seen, cp.vendor, cp.connected)
+    assert [r[:3] for r in read] == [
+        ("1", "Heartbeat", {"a": [1, 2.5, None, "é"]}),
+        ("2", None, {"pre": "encoded"}),
+        ("3", "Heartbeat", "a JSON string"),
+    ]
+    assert read[0][3] == at and read[0][3].tzinfo is not None
+    assert seen == (at + timedelta(hours=1), "chargepay", True)
+
+
+async def test_sqlite_batches_wait_for_a_held_write_lock_off_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'locked.db'}")
+    await db.upgrade()
+    async with db.session():
+        pass  # the station's engine puts the file in WAL mode
+    writer = GroupCommitWriter(db)
+    task = asyncio.create_task(writer.run())
+    await asyncio.sleep(0)
+    holder = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another connection holds the write lock
+        writer.append(MESSAGES, log_row(1))  # type: ignore[arg-type]
+        pending = asyncio.create_task(writer.submit(lambda _conn, _staged: "done"))
+
+        ticks = 0
+        for _ in range(20):  # the event loop keeps running meanwhile
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks == 20 and not pending.done()
+
+        holder.execute("COMMIT")
+        async with asyncio.timeout(10):
+            assert await pending == "done"
+        assert await count(db) == 1
+    finally:
+        holder.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await db.dispose()
+
+
+@pytest.mark.parametrize("checkpoint_every", [1, 10**9])
+async def test_sqlite_wal_is_checkpointed_by_the_writer_not_on_commit(
+    tmp_path: Path, checkpoint_every: int
+) -> None:
+    path = tmp_path / "wal.db"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    await db.upgrade()
+    await db.dispose()  # the last connection out checkpoints: start from a settled file
+    size_before = path.stat().st_size
+    writer = GroupCommitWriter(db, checkpoint_every=checkpoint_every)
+    task = asyncio.create_task(writer.run())
+    await asyncio.sleep(0)
+
+    for batch in range(5):  # 5 MB: past SQLite's own autocheckpoint threshold (1000 pages)
+        for n in range(500):
+            row = {**log_row(n), "payload": {"pad": "x" * 2000, "b": batch}}
+            writer.append(MESSAGES, row)  # type: ignore[arg-type]
+        await writer.submit(lambda _conn, _staged: None)
+    await writer._finish_checkpoint()
+    size_after = path.stat().st_size  # before the writer closes (closing checkpoints too)
+    writer.stop()
+    await task
+
+    if checkpoint_every == 1:
+        assert size_after > size_before + 4_000_000  # the rows reached the database file
+    else:
+        assert size_after == size_before  # commits never checkpoint: the rows are in the WAL
