@@ -32,6 +32,7 @@ import uvicorn
 from station.api.app import create_app
 from station.logs import get_logger
 from station.metrics import StationMetrics
+from station.ocpp.frame_log import FrameLog
 from station.ocpp.server import CentralSystem
 from station.services import kill_switch
 from station.services.charging import ChargingService
@@ -57,7 +58,9 @@ class Station:
         self.charging = ChargingService(
             self.db, self.writer, node_id=settings.node_id, free_vend=settings.ocpp_free_vend
         )
-        self.central_system = CentralSystem(settings, self.db, self.charging, self.writer)
+        self.central_system = CentralSystem(
+            settings, self.db, self.charging, FrameLog(self.writer, self.metrics)
+        )
         # Payments (issue 3): negotiation, MPP authorisation, billing, settlement.
         self.payments = Payments(settings, self.db, lambda: self.central_system)
         self.charging.listener = self.payments.billing

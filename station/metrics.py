@@ -177,29 +177,3 @@ def _timed(method: Any, operation: str, metrics: StationMetrics) -> Any:
 
     timed._chargepay_timed = True  # type: ignore[attr-defined]
     return timed
-
-
-def instrument_ocpp_log(writer: Any, metrics: StationMetrics) -> None:
-    """Count OCPP frames (and CALLERRORs) as the connections log them to the writer.
-
-    Every frame passes ``writer.append(ocpp_messages, row)``; this wraps that
-    one instance method at wiring time. Idempotent.
-    """
-    append = getattr(writer, "append", None)
-    if append is None or getattr(append, "_chargepay_counted", False):
-        return
-
-    @functools.wraps(append)
-    def counted(table: Any, row: dict[str, Any]) -> None:
-        if getattr(table, "name", None) == "ocpp_messages":
-            action = row.get("action") or "unknown"
-            direction = row.get("direction") or "unknown"
-            metrics.ocpp_messages.labels(action=action, direction=direction).inc()
-            if row.get("message_type") == 4:
-                payload = row.get("payload")
-                code = payload[0] if isinstance(payload, list) and payload else "unknown"
-                metrics.ocpp_errors.labels(action=action, error=str(code)).inc()
-        append(table, row)
-
-    counted._chargepay_counted = True  # type: ignore[attr-defined]
-    writer.append = counted

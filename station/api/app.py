@@ -38,7 +38,7 @@ def _include_trust(app: FastAPI, station: Station) -> None:
     """Agent identity, the operator API, /metrics and the body size cap (issue 4)."""
     from station.api import admin, admin_sessions, admin_tariffs, identity, metrics
     from station.api.body_limit import BodyLimit
-    from station.metrics import bind_engine, instrument_gateway, instrument_ocpp_log
+    from station.metrics import bind_engine, instrument_gateway
 
     app.include_router(identity.router)
     app.include_router(admin.router)
@@ -47,12 +47,10 @@ def _include_trust(app: FastAPI, station: Station) -> None:
     app.include_router(metrics.router)
     app.add_middleware(BodyLimit, max_bytes=station.settings.max_body_bytes)
     bind_engine(station.db.engine, station.metrics)
-    # Stripe latency and OCPP frame counts, measured at the ports (no code of theirs changes).
+    # Stripe latency, measured at the gateway port (OCPP frames are counted by the FrameLog).
     payments = getattr(station, "payments", None)
     if payments is not None:
         instrument_gateway(payments.gateway, station.metrics)
-    if getattr(station, "writer", None) is not None:
-        instrument_ocpp_log(station.writer, station.metrics)
 
 
 def _include_payments(app: FastAPI, station: Station) -> None:

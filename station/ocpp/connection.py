@@ -20,15 +20,14 @@ are used). It replaces the library's receive path, for three reasons:
   queue, never from inside a handler (the library would deadlock): `request`
   awaits the answer, `post` does not.
 
-Every frame in and out is appended to the ``ocpp_messages`` log (tokens and
-passwords redacted) through the group-commit writer.
+Every frame in and out goes to the `FrameLog` (``ocpp_messages``, tokens and
+passwords redacted, counted in the metrics).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,17 +48,11 @@ from station.errors import (
     StationUnavailable,
 )
 from station.logs import BoundLogger, get_logger
+from station.ocpp import wire
+from station.ocpp.frame_log import FrameLog
 from station.ocpp.ports import ChargingEvents
-from station.store.charging import OcppMessageRow
-from station.store.writer import GroupCommitWriter
 
 _SCHEMAS = Path(ocpp.__file__).parent
-_MESSAGES = OcppMessageRow.__table__
-_SECRET_KEYS = frozenset(
-    {"idTag", "parentIdTag", "idToken", "password", "basicAuthPassword", "authorizationKey"}
-)
-_SECRET_HINTS = ("idT", "arentIdTag", "assword", "uthorizationKey")
-_frames_log = logging.getLogger("station.ocpp.frames")
 
 # Spellings that differ by version (1.6 errata; 2.0.1 per the ocpp library's notes).
 _SPELLING = {
@@ -131,22 +124,6 @@ def check_payload(version: OcppVersion, action: str, payload: dict[str, Any]) ->
     )
 
 
-def redact(value: Any) -> Any:
-    """A copy of a payload with id tokens and passwords replaced by ``***``."""
-    if isinstance(value, dict):
-        return {
-            k: "***" if k in _SECRET_KEYS and isinstance(v, str) else redact(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
-
-
-def _maybe_secret(text: str) -> bool:
-    return any(hint in text for hint in _SECRET_HINTS)
-
-
 def parse_time(text: str | None) -> datetime:
     """An OCPP timestamp as an aware UTC datetime (naive ones are taken as UTC).
 
@@ -188,7 +165,7 @@ class OcppConnection:
         websocket: ServerConnection,
         *,
         events: ChargingEvents,
-        writer: GroupCommitWriter | None,
+        frames: FrameLog | None,
         call_timeout_s: float,
         heartbeat_interval_s: int = 300,
         limits: dict[tuple[str, int], Any] | None = None,
@@ -197,13 +174,12 @@ class OcppConnection:
         self.charge_point_id = charge_point_id
         self.websocket = websocket
         self.events = events
-        self.writer = writer
+        self.frames = frames
         self.call_timeout_s = call_timeout_s
         self.heartbeat_interval_s = heartbeat_interval_s
         # Caps to hand the charge point with a remote-started transaction (2.1).
         self.limits = limits if limits is not None else {}
         self.log: BoundLogger = get_logger(__name__, charge_point_id=charge_point_id)
-        self.frames_log = get_logger(_frames_log.name, charge_point_id=charge_point_id)
         self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
         self._code = _SPELLING[self.version]
 
@@ -291,7 +267,7 @@ class OcppConnection:
     async def handle_frame(self, frame: str | bytes) -> None:
         try:
             text = frame.decode() if isinstance(frame, bytes) else frame
-            message = json.loads(text)
+            message = wire.parse(text)
         except ValueError:
             self._record("in", 0, "-1", None, {"unparsable": str(frame[:200])})
             await self._send_error("-1", "FormatViolation", "Message is not valid JSON")
@@ -379,10 +355,7 @@ class OcppConnection:
         await self._send_frame(4, unique_id, None, [code, description, details or {}])
 
     async def _send_frame(self, kind: int, unique_id: str, action: str | None, body: Any) -> None:
-        if kind == 4:
-            text = json.dumps([4, unique_id, *body], separators=(",", ":"))
-        else:
-            text = json.dumps([kind, unique_id, body], separators=(",", ":"))
+        text = wire.encode([4, unique_id, *body] if kind == 4 else [kind, unique_id, body])
         self._record("out", kind, unique_id, action, body, text)
         try:
             async with asyncio.timeout(self.call_timeout_s):
@@ -395,7 +368,7 @@ class OcppConnection:
 
     async def _send(self, message: str) -> None:
         """The library's send path (station-initiated CALLs from `call()`)."""
-        parsed = json.loads(message)
+        parsed = wire.parse(message)
         self._record("out", parsed[0], parsed[1], parsed[2], parsed[3], message)
         await self.websocket.send(message)
 
@@ -408,22 +381,9 @@ class OcppConnection:
         payload: Any,
         text: str | None = None,
     ) -> None:
-        secret = text is None or _maybe_secret(text)
-        stored = redact(payload) if secret else payload
-        if _frames_log.isEnabledFor(logging.DEBUG):
-            self.frames_log.debug("ocpp.frame", direction=direction, action=action, payload=stored)
-        if self.writer is not None:
-            self.writer.append(
-                _MESSAGES,  # type: ignore[arg-type]
-                {
-                    "charge_point_id": self.charge_point_id,
-                    "direction": direction,
-                    "message_type": kind,
-                    "message_id": unique_id[:64],
-                    "action": action,
-                    "payload": stored,
-                    "at": datetime.now(UTC),
-                },
+        if self.frames is not None:
+            self.frames.record(
+                self.charge_point_id, direction, kind, unique_id, action, payload, text
             )
 
     # --- commands every version implements ---------------------------------------------

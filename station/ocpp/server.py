@@ -44,6 +44,7 @@ from station.domain.events import OcppVersion
 from station.errors import ChargePointNotConnected
 from station.logs import get_logger
 from station.ocpp.connection import OcppConnection
+from station.ocpp.frame_log import FrameLog
 from station.ocpp.ports import ChargingEvents
 from station.ocpp.v16 import V16Connection
 from station.ocpp.v21 import V21Connection
@@ -51,7 +52,6 @@ from station.ocpp.v201 import V201Connection
 from station.settings import Settings
 from station.store import charging as store
 from station.store.db import Database
-from station.store.writer import GroupCommitWriter
 
 _log = get_logger(__name__)
 PREFIX = "/ocpp/"
@@ -119,12 +119,12 @@ class CentralSystem:
         settings: Settings,
         db: Database,
         events: ChargingEvents,
-        writer: GroupCommitWriter | None = None,
+        frames: FrameLog | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.events = events
-        self.writer = writer
+        self.frames = frames
         self.port: int | None = None
         self.limiter = FailureLimiter(settings.ocpp_auth_failures_per_minute)
         self._connections: dict[str, OcppConnection] = {}
@@ -256,7 +256,7 @@ class CentralSystem:
             cp_id,
             websocket,
             events=self.events,
-            writer=self.writer,
+            frames=self.frames,
             call_timeout_s=self.settings.ocpp_call_timeout_s,
             heartbeat_interval_s=self.settings.ocpp_heartbeat_interval_s,
             limits=self._limits,

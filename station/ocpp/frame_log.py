@@ -1,0 +1,101 @@
+"""The frame log: every OCPP frame in and out, counted and appended to ``ocpp_messages``.
+
+Id tokens and passwords are replaced by ``***`` before anything is stored or
+logged. Rows go to the group-commit writer with the next batch (``append``:
+nobody waits for them); the payload is encoded here, once, so the batch
+writes it as it is. Each frame also moves the station's
+``chargepay_ocpp_messages`` counter (and ``chargepay_ocpp_errors`` for a
+CALLERROR), whose label children are looked up once per action.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import Counter
+
+from station.logs import get_logger
+from station.metrics import StationMetrics
+from station.ocpp import wire
+from station.store.charging import OcppMessageRow
+from station.store.writer import GroupCommitWriter, JsonText
+
+_MESSAGES = OcppMessageRow.__table__
+_SECRET_KEYS = frozenset(
+    {"idTag", "parentIdTag", "idToken", "password", "basicAuthPassword", "authorizationKey"}
+)
+# Substrings of those keys: a frame without any of them has nothing to redact.
+_SECRET_HINTS = ("idT", "arentIdTag", "assword", "uthorizationKey")
+_frames_log = logging.getLogger("station.ocpp.frames")
+
+
+def redact(value: Any) -> Any:
+    """A copy of a payload with id tokens and passwords replaced by ``***``."""
+    if isinstance(value, dict):
+        return {
+            k: "***" if k in _SECRET_KEYS and isinstance(v, str) else redact(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def _maybe_secret(text: str) -> bool:
+    return any(hint in text for hint in _SECRET_HINTS)
+
+
+class FrameLog:
+    def __init__(
+        self, writer: GroupCommitWriter | None = None, metrics: StationMetrics | None = None
+    ) -> None:
+        self.writer = writer
+        self.metrics = metrics
+        self._messages: dict[tuple[str, str], Counter] = {}
+
+    def record(
+        self,
+        charge_point_id: str,
+        direction: str,
+        kind: int,
+        unique_id: str,
+        action: str | None,
+        payload: Any,
+        text: str | None = None,
+    ) -> None:
+        """Log one frame; ``text`` is the frame as on the wire (None: not known)."""
+        stored = redact(payload) if text is None or _maybe_secret(text) else payload
+        if _frames_log.isEnabledFor(logging.DEBUG):
+            get_logger(_frames_log.name, charge_point_id=charge_point_id).debug(
+                "ocpp.frame", direction=direction, action=action, payload=stored
+            )
+        if self.metrics is not None:
+            self._count(direction, kind, action, stored)
+        if self.writer is not None:
+            self.writer.append(
+                _MESSAGES,  # type: ignore[arg-type]
+                {
+                    "charge_point_id": charge_point_id,
+                    "direction": direction,
+                    "message_type": kind,
+                    "message_id": unique_id[:64],
+                    "action": action,
+                    "payload": JsonText(wire.encode(stored)),
+                    "at": datetime.now(UTC),
+                },
+            )
+
+    def _count(self, direction: str, kind: int, action: str | None, payload: Any) -> None:
+        assert self.metrics is not None
+        action = action or "unknown"
+        key = (action, direction)
+        counter = self._messages.get(key)
+        if counter is None:
+            counter = self.metrics.ocpp_messages.labels(action=action, direction=direction)
+            self._messages[key] = counter
+        counter.inc()
+        if kind == 4:
+            code = payload[0] if isinstance(payload, list) and payload else "unknown"
+            self.metrics.ocpp_errors.labels(action=action, error=str(code)).inc()
