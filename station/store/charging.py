@@ -112,7 +112,8 @@ class MeterSampleRow(Base):
     __tablename__ = "meter_samples"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    charge_point_id: Mapped[str] = mapped_column(String(48), index=True)
+    # Not indexed: written for every sample, read by transaction (0004_hot_path_indexes).
+    charge_point_id: Mapped[str] = mapped_column(String(48))
     transaction_id: Mapped[int | None] = mapped_column(ForeignKey("transactions.id"), index=True)
     evse_id: Mapped[int] = mapped_column(Integer)
     timestamp: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -141,7 +142,8 @@ class OcppMessageRow(Base):
     __tablename__ = "ocpp_messages"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    charge_point_id: Mapped[str] = mapped_column(String(48), index=True)
+    # Not indexed: written for every frame, read newest first (0004_hot_path_indexes).
+    charge_point_id: Mapped[str] = mapped_column(String(48))
     direction: Mapped[str] = mapped_column(String(3))  # in | out
     message_type: Mapped[int] = mapped_column(Integer)  # 2 CALL, 3 CALLRESULT, 4 CALLERROR
     message_id: Mapped[str] = mapped_column(String(64))
