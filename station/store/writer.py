@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -48,31 +47,36 @@ _log = get_logger(__name__)
 class Staged:
     """Rows a unit adds and rows it updates by key, run in bulk after every unit ran.
 
-    Inserts go first (one multi-row INSERT per table), then updates (one
-    executemany UPDATE per table and set of columns), in the order staged.
+    Inserts go first (one ``executemany`` per table and set of columns), then
+    updates (one per table, key and set of columns), in the order staged. Rows
+    are kept as value tuples in column order, ready for the driver.
     """
 
-    rows: dict[Table, list[dict[str, Any]]] = field(default_factory=dict)
-    updates: dict[tuple[Table, str, tuple[str, ...]], list[dict[str, Any]]] = field(
+    rows: dict[tuple[Table, tuple[str, ...]], list[tuple[Any, ...]]] = field(default_factory=dict)
+    updates: dict[tuple[Table, str, tuple[str, ...]], list[tuple[Any, ...]]] = field(
         default_factory=dict
     )
 
     def add(self, table: Table, row: dict[str, Any]) -> None:
-        self.rows.setdefault(table, []).append(row)
+        self.rows.setdefault((table, tuple(row)), []).append(tuple(row.values()))
 
     def update(self, table: Table, key_column: str, key: Any, values: dict[str, Any]) -> None:
-        columns = tuple(sorted(values))
-        params = {"k_": key, **{f"v_{c}": values[c] for c in columns}}
-        self.updates.setdefault((table, key_column, columns), []).append(params)
+        group = self.updates.setdefault((table, key_column, tuple(values)), [])
+        group.append((*values.values(), key))
 
     def flush(self, conn: Connection) -> None:
-        for table, rows in self.rows.items():
-            for columns, group in _by_columns(rows).items():
+        # The driver's own cursor: SQLAlchemy's execution context per statement
+        # is most of a batch's Python time otherwise.
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            for (table, columns), rows in self.rows.items():
                 statement = _driver_insert(conn.dialect, table, columns)
-                conn.exec_driver_sql(statement.sql, [statement.parameters(r) for r in group])
-        for (table, key_column, columns), params in self.updates.items():
-            statement = _driver_update(conn.dialect, table, key_column, columns)
-            conn.exec_driver_sql(statement.sql, [statement.parameters(p) for p in params])
+                cursor.executemany(statement.sql, statement.convert(rows))
+            for (table, key_column, columns), rows in self.updates.items():
+                statement = _driver_update(conn.dialect, table, key_column, columns)
+                cursor.executemany(statement.sql, statement.convert(rows))
+        finally:
+            cursor.close()
 
 
 class JsonText(str):
@@ -89,41 +93,49 @@ class DriverStatement:
     SQLAlchemy ``execute`` would look the statement up in its cache and build
     every row's parameters anew. Here the SQL, the parameters' order and the
     bind processors (the column types' conversions: UTC datetimes, JSON,
-    decimals) are worked out once, and a row costs one tuple.
+    decimals) are worked out once, and a row is converted in place.
     """
 
     sql: str
-    values: Callable[[dict[str, Any]], tuple[Any, ...]]
+    # Where each of the statement's parameters is in a staged row (None: same order).
+    order: tuple[int, ...] | None
     # (position, conversion) of the parameters whose type converts values.
     processors: tuple[tuple[int, Callable[[Any], Any]], ...]
 
     @classmethod
-    def compile(cls, statement: Any, dialect: Dialect, **kwargs: Any) -> DriverStatement:
+    def compile(
+        cls, statement: Any, dialect: Dialect, names: tuple[str, ...], **kwargs: Any
+    ) -> DriverStatement:
+        """Compile ``statement``, whose rows will come as values in the order of ``names``."""
         compiled = statement.compile(dialect=dialect, **kwargs)
         if not compiled.positional:  # pragma: no cover - sqlite and asyncpg are positional
             raise TypeError(f"{dialect.name}: a positional paramstyle is needed")
-        names = tuple(compiled.positiontup)
+        positions = tuple(compiled.positiontup)
+        order = tuple(names.index(name) for name in positions)
         processors = []
-        for position, name in enumerate(names):
+        for position, name in enumerate(positions):
             sql_type = compiled.binds[name].type
             process = sql_type.bind_processor(dialect)
             if isinstance(sql_type, JSON):
                 process = _json_passthrough(process)
             if process is not None:
                 processors.append((position, process))
-        getter = operator.itemgetter(*names)
-        values = getter if len(names) > 1 else lambda row: (getter(row),)
-        return cls(compiled.string, values, tuple(processors))
+        identity = order == tuple(range(len(order)))
+        return cls(compiled.string, None if identity else order, tuple(processors))
 
-    def parameters(self, row: dict[str, Any]) -> tuple[Any, ...]:
-        if not self.processors:
-            return self.values(row)
-        values = list(self.values(row))
-        for position, process in self.processors:
-            value = values[position]
-            if value is not None:
-                values[position] = process(value)
-        return tuple(values)
+    def convert(self, rows: list[tuple[Any, ...]]) -> list[Any]:
+        """Staged rows as the driver's parameters."""
+        if self.order is None and not self.processors:
+            return rows
+        converted = []
+        for row in rows:
+            values = list(row) if self.order is None else [row[i] for i in self.order]
+            for position, process in self.processors:
+                value = values[position]
+                if value is not None:
+                    values[position] = process(value)
+            converted.append(values)
+        return converted
 
 
 def _json_passthrough(process: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
@@ -144,7 +156,7 @@ def _driver_insert(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> 
     if statement is None:
         # inline(): no RETURNING of the new ids (PostgreSQL would add one).
         statement = DriverStatement.compile(
-            insert(table).inline(), dialect, column_keys=list(columns)
+            insert(table).inline(), dialect, columns, column_keys=list(columns)
         )
         _statements[key] = statement
     return statement
@@ -161,17 +173,10 @@ def _driver_update(
             .where(table.c[key_column] == bindparam("k_", type_=table.c[key_column].type))
             .values({c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns}),
             dialect,
+            (*(f"v_{c}" for c in columns), "k_"),
         )
         _statements[key] = statement
     return statement
-
-
-def _by_columns(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
-    """Rows grouped by their set of columns (one statement per group)."""
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row), []).append(row)
-    return groups
 
 
 # A unit of work: plain synchronous SQLAlchemy Core on the batch's connection.
