@@ -24,7 +24,7 @@ So the energy never decreases, and it never depends on a refused value.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -104,19 +104,24 @@ def sampled_value(
 
 def register_of(reading: MeterReading) -> tuple[Decimal | None, tuple[Anomaly, ...]]:
     """The import register of one reading (Wh), by the rule in the module docstring."""
-    registers = [v for v in reading.values if v.measurand == ENERGY_REGISTER]
-    anomalies = tuple(
-        Anomaly("non_numeric", f"{v.measurand} {v.phase or ''} = {v.raw!r}", reading.timestamp)
-        for v in registers
-        if v.value is None
-    )
-    total = [v.value for v in registers if v.phase is None and v.value is not None]
-    if total:
-        return total[0], anomalies
-    phases = {v.phase: v.value for v in registers if v.phase in _PHASES and v.value is not None}
+    total: Decimal | None = None
+    phases: dict[str, Decimal] = {}
+    anomalies: list[Anomaly] = []
+    for v in reading.values:
+        if v.measurand != ENERGY_REGISTER:
+            continue
+        if v.value is None:
+            detail = f"{v.measurand} {v.phase or ''} = {v.raw!r}"
+            anomalies.append(Anomaly("non_numeric", detail, reading.timestamp))
+        elif v.phase is None:
+            total = v.value if total is None else total  # the first total wins
+        elif v.phase in _PHASES:
+            phases[v.phase] = v.value
+    if total is not None:
+        return total, tuple(anomalies)
     if len(phases) == len(_PHASES):
-        return sum((phases[p] or Decimal(0) for p in _PHASES), Decimal(0)), anomalies
-    return None, anomalies
+        return sum((phases[p] for p in _PHASES), Decimal(0)), tuple(anomalies)
+    return None, tuple(anomalies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +169,7 @@ def start(meter_start_wh: Decimal | None) -> MeterState:
 
 
 def apply(
-    state: MeterState, readings: Iterable[MeterReading], *, seq_no: int | None = None
+    state: MeterState, readings: Sequence[MeterReading], *, seq_no: int | None = None
 ) -> MeteringResult:
     """Apply one message's readings to the meter; refused values become anomalies."""
     anomalies: list[Anomaly] = []
@@ -174,9 +179,18 @@ def apply(
                 state,
                 (Anomaly("duplicate_seq_no", f"seqNo {seq_no} after {state.last_seq_no}"),),
             )
-        state = replace(state, last_seq_no=seq_no)
+        state = MeterState(
+            state.start_wh,
+            state.last_wh,
+            state.last_at,
+            seq_no,
+            state.previous_wh,
+            state.previous_at,
+        )
     accepted = 0
-    for reading in sorted(readings, key=lambda r: r.timestamp):
+    if len(readings) > 1:
+        readings = sorted(readings, key=lambda r: r.timestamp)
+    for reading in readings:
         register, found = register_of(reading)
         anomalies.extend(found)
         if register is None:
@@ -199,13 +213,13 @@ def apply(
                 )
             )
             continue
-        state = replace(
-            state,
+        state = MeterState(  # not dataclasses.replace: this runs for every reading
             start_wh=register if state.start_wh is None else state.start_wh,
-            previous_wh=state.last_wh if state.last_at is not None else None,
-            previous_at=state.last_at,
             last_wh=register,
             last_at=reading.timestamp,
+            last_seq_no=state.last_seq_no,
+            previous_wh=state.last_wh if state.last_at is not None else None,
+            previous_at=state.last_at,
         )
         accepted += 1
     return MeteringResult(state, tuple(anomalies), accepted)

@@ -63,11 +63,17 @@ _SAMPLES: Table = MeterSampleRow.__table__  # type: ignore[assignment]
 _ANOMALIES: Table = AnomalyRow.__table__  # type: ignore[assignment]
 _TRANSACTIONS: Table = TransactionRow.__table__  # type: ignore[assignment]
 _CHARGE_POINTS: Table = ChargePointRow.__table__  # type: ignore[assignment]
+_UNBILLED = Billing()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Open:
-    """A transaction as the service last committed it."""
+    """A transaction as the service last committed it.
+
+    Only ``meter`` changes in place, after the commit of each reading (a
+    connection's messages are handled one after the other); an end replaces
+    the whole record.
+    """
 
     transaction_id: int
     charge_point_id: str
@@ -388,10 +394,9 @@ class ChargingService:
             _stage_anomalies(staged, cp, tid, anomalies)
 
         await self.writer.submit(work)
-        updated = replace(opened, meter=meter)
-        if not opened.ended:
-            self._open[(cp, opened.transaction_ref)] = updated
-        return await self._reply(updated, notify=changed)
+        if changed:
+            opened.meter = meter
+        return await self._reply(opened, notify=changed)
 
     async def _orphan_readings(
         self,
@@ -453,7 +458,7 @@ class ChargingService:
         return opened
 
     async def _reply(self, opened: _Open, *, notify: bool = True) -> TransactionReply:
-        billing = Billing()
+        billing = _UNBILLED
         if self.listener is not None and notify and opened.billed:
             try:
                 billing = await self.listener.transaction_updated(opened.view())
