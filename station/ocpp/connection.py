@@ -358,6 +358,10 @@ class OcppConnection:
         text = wire.encode([4, unique_id, *body] if kind == 4 else [kind, unique_id, body])
         self._record("out", kind, unique_id, action, body, text)
         try:
+            if not getattr(self.websocket, "paused", True):
+                # The transport takes it at once: no wait to bound (a timer per frame otherwise).
+                await self.websocket.send(text)
+                return
             async with asyncio.timeout(self.call_timeout_s):
                 await self.websocket.send(text)
         except ConnectionClosed:

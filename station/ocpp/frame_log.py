@@ -11,6 +11,7 @@ CALLERROR), whose label children are looked up once per action.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ _SECRET_KEYS = frozenset(
     {"idTag", "parentIdTag", "idToken", "password", "basicAuthPassword", "authorizationKey"}
 )
 # Substrings of those keys: a frame without any of them has nothing to redact.
-_SECRET_HINTS = ("idT", "arentIdTag", "assword", "uthorizationKey")
+_SECRET_HINTS = re.compile("idT|arentIdTag|assword|uthorizationKey")
 _frames_log = logging.getLogger("station.ocpp.frames")
 
 
@@ -44,7 +45,7 @@ def redact(value: Any) -> Any:
 
 
 def _maybe_secret(text: str) -> bool:
-    return any(hint in text for hint in _SECRET_HINTS)
+    return _SECRET_HINTS.search(text) is not None
 
 
 class FrameLog:
