@@ -115,7 +115,9 @@ class DriverStatement:
         processors = []
         for position, name in enumerate(positions):
             sql_type = compiled.binds[name].type
-            process = sql_type.bind_processor(dialect)
+            # The dialect's own implementation (SQLite's DATETIME text, asyncpg's native
+            # Decimal), as SQLAlchemy's execute would use: not the generic type's.
+            process = sql_type.dialect_impl(dialect).bind_processor(dialect)
             if isinstance(sql_type, JSON):
                 process = _json_passthrough(process)
             if process is not None:

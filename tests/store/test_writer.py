@@ -7,19 +7,21 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import Connection
 
 from station.errors import StationUnavailable
 from station.store.base import utcnow
-from station.store.charging import ChargePointRow, OcppMessageRow
+from station.store.charging import ChargePointRow, MeterSampleRow, OcppMessageRow
 from station.store.db import Database
 from station.store.writer import GroupCommitWriter, JsonText, Staged
 
 MESSAGES = OcppMessageRow.__table__
+SAMPLES = MeterSampleRow.__table__
 
 
 def log_row(n: int) -> dict[str, object]:
@@ -216,3 +218,38 @@ async def test_sqlite_wal_is_checkpointed_by_the_writer_not_on_commit(
         assert size_after > size_before + 4_000_000  # the rows reached the database file
     else:
         assert size_after == size_before  # commits never checkpoint: the rows are in the WAL
+
+
+async def test_staged_rows_are_stored_exactly_as_sqlalchemy_stores_them(
+    db: Database, writer: GroupCommitWriter
+) -> None:
+    """Same text for times on SQLite, no float on the way for decimals on PostgreSQL."""
+    sample = {
+        "charge_point_id": "CP-1", "transaction_id": None, "evse_id": 1,
+        "timestamp": datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC),
+        "measurand": "Energy.Active.Import.Register", "phase": None,
+        "context": "Sample.Periodic", "unit": "Wh",
+        "value": Decimal("12345678901234567.123"), "raw": None, "seq_no": 7,
+    }  # fmt: skip
+
+    def work(conn: Connection, staged: Staged) -> None:
+        conn.execute(insert(SAMPLES), [{**sample, "evse_id": 1}])  # SQLAlchemy's way
+        staged.add(SAMPLES, {**sample, "evse_id": 2})  # the driver's way
+
+    await writer.submit(work)
+
+    async with db.reader() as session:
+        stored = (
+            await session.execute(
+                text(
+                    "SELECT evse_id, CAST(timestamp AS TEXT), CAST(value AS TEXT)"
+                    " FROM meter_samples ORDER BY evse_id"
+                )
+            )
+        ).all()
+        values = (
+            await session.scalars(select(MeterSampleRow.value).order_by(MeterSampleRow.evse_id))
+        ).all()
+    assert stored[0][1:] == stored[1][1:]
+    if not db.is_sqlite:  # SQLite keeps NUMERIC as a double: SQLAlchemy writes a float too
+        assert values == [Decimal("12345678901234567.123")] * 2
