@@ -1,21 +1,22 @@
 """OCPP throughput, latency and memory: the station against two baselines.
 
     python -m benchmarks.ocpp_throughput [--charge-points 50] [--duration 10]
-                                         [--idle 5000] [--skip-idle]
+                                         [--rounds 3] [--idle 5000] [--skip-idle]
 
-Runs, one after the other, each server as its own process on loopback while
-this process drives it with N charge points sending TransactionEvent frames
-as fast as answers come back:
+Runs each server in turn, for several rounds, as its own process on loopback
+while this process drives it with N charge points sending TransactionEvent
+frames as fast as answers come back:
 
 - bare:    a bare `websockets` server answering an empty CALLRESULT;
 - plain:   a central system written the plain way with the `ocpp` library;
 - station: `chargepay serve` with validation and persistence (SQLite file).
 
-Prints messages/s and p50/p99 latency for each and the station's ratios to
-both, then the station's resident memory with the idle fleet connected and
-sending heartbeats. The machine has two cores: the load generator shares
-them with the server, so absolute figures are for this machine only; the
-ratios are what to compare.
+Prints messages/s and p50/p99 latency for each server in each round, the
+station's ratios to both (the median over rounds, and each round's), then
+the station's resident memory with the idle fleet connected and sending
+heartbeats. The machine has two cores: the load generator shares them with
+the server, so absolute figures are for this machine only; the ratios are
+what to compare.
 """
 
 from __future__ import annotations
@@ -140,28 +141,44 @@ async def run(args: argparse.Namespace) -> int:
     ids = [f"BENCH-{n:05d}" for n in range(max(args.charge_points, args.idle))]
     password = secrets.token_urlsafe(18)[:24]
     load_ids = ids[: args.charge_points]
-    results: list[Figures] = []
 
-    targets = {"bare": baseline("bare"), "plain": baseline("plain")}
-    if not args.baselines_only:
-        targets["station"] = station(ids, password)
-    for name, target in targets.items():
-        creds = {cp: (password if name == "station" else None) for cp in load_ids}
-        async with target as (url, _pid):
-            tally, seconds = await load.throughput(url, creds, args.warmup, args.duration)
-        results.append(_figures(name, tally, seconds))
+    names = ["bare", "plain"] + ([] if args.baselines_only else ["station"])
+    # The servers take turns, round after round: a machine whose speed drifts
+    # (a shared host) then moves every figure of a round alike, and the ratios
+    # are taken within each round.
+    rounds: list[dict[str, Figures]] = []
+    for _ in range(args.rounds):
+        results: dict[str, Figures] = {}
+        for name in names:
+            target = station(ids, password) if name == "station" else baseline(name)
+            creds = {cp: (password if name == "station" else None) for cp in load_ids}
+            async with target as (url, _pid):
+                tally, seconds = await load.throughput(url, creds, args.warmup, args.duration)
+            results[name] = _figures(name, tally, seconds)
+        rounds.append(results)
 
-    print(f"\nOCPP 2.0.1 TransactionEvent, {args.charge_points} charge points, {args.duration:g} s")
-    print(f"{'server':10} {'msg/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    for f in results:
-        print(f"{f.name:10} {f.messages_per_s:10.0f} {f.p50_ms:8.2f} {f.p99_ms:8.2f} {f.errors:7d}")
-    by = {f.name: f for f in results}
-    if "station" in by:
-        s = by["station"].messages_per_s
-        print(f"station / plain ocpp : {s / by['plain'].messages_per_s:5.2f}x  (goal ≥ 2)")
-        print(f"station / bare ws    : {s / by['bare'].messages_per_s:5.2f}x  (goal ≥ 0.5)")
+    print(
+        f"\nOCPP 2.0.1 TransactionEvent, {args.charge_points} charge points, "
+        f"{args.duration:g} s per server per round, {args.rounds} round(s)"
+    )
+    print(f"{'round':>5} {'server':10} {'msg/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for number, results in enumerate(rounds, 1):
+        for f in results.values():
+            print(
+                f"{number:5d} {f.name:10} {f.messages_per_s:10.0f} {f.p50_ms:8.2f} "
+                f"{f.p99_ms:8.2f} {f.errors:7d}"
+            )
+
+    def ratio(a: str, b: str) -> str:
+        values = [r[a].messages_per_s / r[b].messages_per_s for r in rounds]
+        each = ", ".join(f"{v:.2f}" for v in values)
+        return f"{statistics.median(values):5.2f}x median (rounds: {each})"
+
+    if "station" in names:
+        print(f"station / plain ocpp : {ratio('station', 'plain')}  (goal ≥ 2)")
+        print(f"station / bare ws    : {ratio('station', 'bare')}  (goal ≥ 0.5)")
     else:
-        print(f"plain / bare : {by['plain'].messages_per_s / by['bare'].messages_per_s:5.2f}x")
+        print(f"plain / bare : {ratio('plain', 'bare')}")
 
     if not args.skip_idle and not args.baselines_only:
         creds = {cp: password for cp in ids[: args.idle]}
@@ -187,6 +204,7 @@ def main() -> None:
     parser.add_argument("--charge-points", type=int, default=50)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--idle", type=int, default=5000)
     parser.add_argument("--heartbeat", type=float, default=10.0)
     parser.add_argument("--hold", type=float, default=20.0)

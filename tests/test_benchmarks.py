@@ -1,0 +1,40 @@
+"""The benchmark commands run and print their figures and ratios (a smoke run, not a timing)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=240
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_the_ocpp_benchmark_prints_the_ratios_and_the_idle_memory() -> None:
+    out = _run(
+        "benchmarks.ocpp_throughput",
+        *("--charge-points", "3", "--duration", "0.5", "--warmup", "0.2", "--rounds", "2"),
+        *("--idle", "20", "--heartbeat", "0.5", "--hold", "1"),
+    )
+
+    rows = [line.split() for line in out.splitlines() if line[:5].strip().isdigit()]
+    assert [(r[0], r[1]) for r in rows] == [
+        (n, name) for n in ("1", "2") for name in ("bare", "plain", "station")
+    ]
+    assert all(float(r[2]) > 0 and r[5] == "0" for r in rows)  # messages answered, no errors
+    assert "station / plain ocpp :" in out and "station / bare ws    :" in out
+    assert "median (rounds: " in out
+    assert "station memory with 20 idle charge points" in out
+
+
+def test_the_payments_benchmark_prints_latencies_and_stripe_calls() -> None:
+    out = _run("benchmarks.payments", "--sessions", "2")
+
+    assert "p50" in out and "Stripe calls per settled session" in out
