@@ -11,7 +11,6 @@ CALLERROR), whose label children are looked up once per action.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,8 +26,7 @@ _MESSAGES = OcppMessageRow.__table__
 _SECRET_KEYS = frozenset(
     {"idTag", "parentIdTag", "idToken", "password", "basicAuthPassword", "authorizationKey"}
 )
-# Substrings of those keys: a frame without any of them has nothing to redact.
-_SECRET_HINTS = re.compile("idT|arentIdTag|assword|uthorizationKey")
+_COLUMNS = ("charge_point_id", "direction", "message_type", "message_id", "action", "payload", "at")
 _frames_log = logging.getLogger("station.ocpp.frames")
 
 
@@ -45,7 +43,8 @@ def redact(value: Any) -> Any:
 
 
 def _maybe_secret(text: str) -> bool:
-    return _SECRET_HINTS.search(text) is not None
+    """Whether a frame may hold one of those keys (a frame without them needs no redaction)."""
+    return "idT" in text or "arentIdTag" in text or "assword" in text or "uthorizationKey" in text
 
 
 class FrameLog:
@@ -75,17 +74,18 @@ class FrameLog:
         if self.metrics is not None:
             self._count(direction, kind, action, stored)
         if self.writer is not None:
-            self.writer.append(
+            self.writer.append_values(
                 _MESSAGES,  # type: ignore[arg-type]
-                {
-                    "charge_point_id": charge_point_id,
-                    "direction": direction,
-                    "message_type": kind,
-                    "message_id": unique_id[:64],
-                    "action": action,
-                    "payload": JsonText(wire.encode(stored)),
-                    "at": datetime.now(UTC),
-                },
+                _COLUMNS,
+                (
+                    charge_point_id,
+                    direction,
+                    kind,
+                    unique_id[:64],
+                    action,
+                    JsonText(wire.encode(stored)),
+                    datetime.now(UTC),
+                ),
             )
 
     def _count(self, direction: str, kind: int, action: str | None, payload: Any) -> None:

@@ -60,6 +60,10 @@ class Staged:
     def add(self, table: Table, row: dict[str, Any]) -> None:
         self.rows.setdefault((table, tuple(row)), []).append(tuple(row.values()))
 
+    def add_values(self, table: Table, columns: tuple[str, ...], values: tuple[Any, ...]) -> None:
+        """`add` for a row already in column order (the frame log: two per message)."""
+        self.rows.setdefault((table, columns), []).append(values)
+
     def update(self, table: Table, key_column: str, key: Any, values: dict[str, Any]) -> None:
         group = self.updates.setdefault((table, key_column, tuple(values)), [])
         group.append((*values.values(), key))
@@ -188,7 +192,7 @@ Work = Callable[[Connection, Staged], Any]
 @dataclass(eq=False)
 class _Item:
     work: Work | None
-    rows: list[tuple[Table, dict[str, Any]]]
+    rows: list[tuple[Table, tuple[str, ...], tuple[Any, ...]]]
     future: asyncio.Future[Any] | None
 
 
@@ -214,7 +218,7 @@ class GroupCommitWriter:
         self._sync_engine = _sqlite_sync_engine(db) if db.is_sqlite else None
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         # Appended rows wait here, not in the queue: one list append per frame.
-        self._rows: list[tuple[Table, dict[str, Any]]] = []
+        self._rows: list[tuple[Table, tuple[str, ...], tuple[Any, ...]]] = []
         self.batches = 0
         self._running = False
         self.units = 0
@@ -232,10 +236,16 @@ class GroupCommitWriter:
         return await future  # cancelling the caller cancels the future, not the unit
 
     def append(self, table: Table, row: dict[str, Any]) -> None:
-        """Queue a row for the next batch without waiting for it (the frame log)."""
+        """Queue a row for the next batch without waiting for it."""
+        self.append_values(table, tuple(row), tuple(row.values()))
+
+    def append_values(
+        self, table: Table, columns: tuple[str, ...], values: tuple[Any, ...]
+    ) -> None:
+        """`append` for a row already in column order (the frame log)."""
         if not self._rows:
             self._queue.put_nowait(_WAKE)
-        self._rows.append((table, row))
+        self._rows.append((table, columns, values))
 
     def post(self, work: Work) -> None:
         """Queue a unit for the next batch without waiting for it (last-seen times)."""
@@ -419,8 +429,8 @@ def _run_items(conn: Connection, items: list[_Item]) -> list[Any]:
     staged = Staged()
     results: list[Any] = []
     for item in items:
-        for table, row in item.rows:
-            staged.add(table, row)
+        for table, columns, values in item.rows:
+            staged.add_values(table, columns, values)
         results.append(item.work(conn, staged) if item.work is not None else None)
     staged.flush(conn)
     return results
