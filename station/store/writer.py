@@ -3,8 +3,8 @@
 A charge point's reading must be durable before the station answers it, but
 one commit per message would cap the station at the disk's fsync rate. The
 `GroupCommitWriter` runs on one task: it takes every unit of work queued
-since its last commit, runs them in one transaction, appends the rows they
-staged (and any log rows) with one multi-row INSERT per table, commits, and
+since its last commit, runs them in one transaction, writes the rows they
+staged (and any log rows) with one ``executemany`` per table, commits, and
 only then resolves each caller's future. A caller awaiting `submit()`
 therefore hears back after its writes are durable.
 
@@ -297,8 +297,10 @@ class GroupCommitWriter:
             raise
         finally:
             self._running = False
-            await self._finish_checkpoint()
-            self.close()
+            try:
+                await self._finish_checkpoint()
+            finally:
+                self.close()
 
     def _with_rows(self, items: list[_Item]) -> list[_Item]:
         """The units among ``items``, and the rows appended so far as one more item."""
