@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import signal
 from collections.abc import Awaitable, Callable
@@ -92,13 +93,28 @@ def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, station.stop)
+        freeze = asyncio.create_task(freeze_after_start(station))
         try:
             await station.run()
         finally:
+            freeze.cancel()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
 
     run_async(main)
+
+
+async def freeze_after_start(station: Any) -> None:
+    """Once the station is up, put what start-up left alive out of the collector's way.
+
+    Start-up leaves some 200,000 long-lived objects (SQLAlchemy, pydantic, the
+    OCPP schemas); under load every full collection walked all of them again,
+    about 90 ms each. Frozen, they are never scanned. Only `serve` does this:
+    tests run many stations in one process and must not pin their garbage.
+    """
+    await station.ready.wait()
+    gc.collect()
+    gc.freeze()
 
 
 @db_app.command("upgrade")
