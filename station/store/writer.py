@@ -231,7 +231,6 @@ class GroupCommitWriter:
         if not self._running:
             raise StationUnavailable("the store writer is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(_retrieved)  # a cancelled caller never reads it
         self._queue.put_nowait(_Item(work, [], future))
         return await future  # cancelling the caller cancels the future, not the unit
 
@@ -330,7 +329,7 @@ class GroupCommitWriter:
             if len(items) == 1:
                 future = items[0].future
                 if future is not None and not future.done():
-                    future.set_exception(exc)
+                    _fail_future(future, exc)
                 else:
                     _log.error("store.log_write_failed", error=type(exc).__name__)
                 return
@@ -441,9 +440,11 @@ def _run_items(conn: Connection, items: list[_Item]) -> list[Any]:
 def _fail(items: list[_Item]) -> None:
     for item in items:
         if item.future is not None and not item.future.done():
-            item.future.set_exception(StationUnavailable("the store writer stopped"))
+            _fail_future(item.future, StationUnavailable("the store writer stopped"))
 
 
-def _retrieved(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
+def _fail_future(future: asyncio.Future[Any], exc: BaseException) -> None:
+    future.set_exception(exc)
+    # Marked as read: a caller cancelled meanwhile never reads it (no "never retrieved"
+    # warning); one still waiting gets it all the same.
+    future.exception()
