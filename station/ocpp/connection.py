@@ -174,7 +174,7 @@ class OcppConnection:
         self.charge_point_id = charge_point_id
         self.websocket = websocket
         self.events = events
-        self.frames = frames
+        self.frames = frames if frames is not None else FrameLog()  # None: logged nowhere
         self.call_timeout_s = call_timeout_s
         self.heartbeat_interval_s = heartbeat_interval_s
         # Caps to hand the charge point with a remote-started transaction (2.1).
@@ -269,7 +269,9 @@ class OcppConnection:
             text = frame.decode() if isinstance(frame, bytes) else frame
             message = wire.parse(text)
         except ValueError:
-            self._record("in", 0, "-1", None, {"unparsable": str(frame[:200])})
+            self.frames.record(
+                self.charge_point_id, "in", 0, "-1", None, {"unparsable": str(frame[:200])}
+            )
             await self._send_error("-1", "FormatViolation", "Message is not valid JSON")
             return
         if (
@@ -283,7 +285,9 @@ class OcppConnection:
                 if isinstance(message, list) and len(message) > 1 and isinstance(message[1], str)
                 else "-1"
             )
-            self._record("in", 0, unique_id[:64], None, {"unparsable": text[:200]})
+            self.frames.record(
+                self.charge_point_id, "in", 0, unique_id[:64], None, {"unparsable": text[:200]}
+            )
             bad_type = (
                 isinstance(message, list)
                 and bool(message)
@@ -303,18 +307,22 @@ class OcppConnection:
                 or not isinstance(message[2], str)
                 or not isinstance(message[3], dict)
             ):
-                self._record("in", 2, unique_id[:64], None, {"unparsable": text[:200]})
+                self.frames.record(
+                    self.charge_point_id, "in", 2, unique_id[:64], None, {"unparsable": text[:200]}
+                )
                 await self._send_error(
                     unique_id, "RpcFrameworkError", "CALL needs [2, id, action, {}]"
                 )
                 return
-            self._record("in", 2, unique_id, message[2], message[3], text)
+            self.frames.record(
+                self.charge_point_id, "in", 2, unique_id, message[2], message[3], text
+            )
             await self._on_call(unique_id, message[2], message[3])
         elif kind == 3:
-            self._record("in", 3, unique_id, None, message[2], text)
+            self.frames.record(self.charge_point_id, "in", 3, unique_id, None, message[2], text)
             self._response_queue.put_nowait(CallResult(unique_id, message[2]))
         else:
-            self._record("in", 4, unique_id, None, message[2:], text)
+            self.frames.record(self.charge_point_id, "in", 4, unique_id, None, message[2:], text)
             code, description, details = [*message[2:5], "", "", {}][:3]
             self._response_queue.put_nowait(CallError(unique_id, code, description, details))
 
@@ -356,7 +364,7 @@ class OcppConnection:
 
     async def _send_frame(self, kind: int, unique_id: str, action: str | None, body: Any) -> None:
         text = wire.encode([4, unique_id, *body] if kind == 4 else [kind, unique_id, body])
-        self._record("out", kind, unique_id, action, body, text)
+        self.frames.record(self.charge_point_id, "out", kind, unique_id, action, body, text)
         try:
             if not getattr(self.websocket, "paused", True):
                 # The transport takes it at once: no wait to bound (a timer per frame otherwise).
@@ -373,22 +381,10 @@ class OcppConnection:
     async def _send(self, message: str) -> None:
         """The library's send path (station-initiated CALLs from `call()`)."""
         parsed = wire.parse(message)
-        self._record("out", parsed[0], parsed[1], parsed[2], parsed[3], message)
+        self.frames.record(
+            self.charge_point_id, "out", parsed[0], parsed[1], parsed[2], parsed[3], message
+        )
         await self.websocket.send(message)
-
-    def _record(
-        self,
-        direction: str,
-        kind: int,
-        unique_id: str,
-        action: str | None,
-        payload: Any,
-        text: str | None = None,
-    ) -> None:
-        if self.frames is not None:
-            self.frames.record(
-                self.charge_point_id, direction, kind, unique_id, action, payload, text
-            )
 
     # --- commands every version implements ---------------------------------------------
 
