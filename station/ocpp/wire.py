@@ -5,7 +5,8 @@ for the frame log), so the codec is a measurable part of each message. orjson
 refuses a few things the stdlib takes: integers past 64 bits and the
 non-standard ``NaN`` / ``Infinity``. Parsing falls back to the stdlib then, so
 such a frame meets the same schema checks and CALLERRORs as before; writing
-falls back for integers the same way.
+falls back for integers the same way. Nesting deeper than the stdlib's stack
+allows is not JSON for us either: a ValueError, like any other non-JSON.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ def parse(frame: str | bytes) -> Any:
     try:
         return orjson.loads(frame)
     except orjson.JSONDecodeError:
-        return json.loads(frame)  # raises ValueError (JSONDecodeError) for non-JSON
+        try:
+            return json.loads(frame)  # raises ValueError (JSONDecodeError) for non-JSON
+        except RecursionError as exc:  # nested past the interpreter's stack: no OCPP frame
+            raise ValueError("JSON nested too deeply") from exc
 
 
 def encode(value: Any) -> str:

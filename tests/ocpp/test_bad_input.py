@@ -70,6 +70,18 @@ async def test_a_frame_that_is_not_json_gets_a_format_violation_and_the_connecti
     await still_served(bystander)
 
 
+async def test_json_nested_past_the_stack_gets_a_format_violation_and_the_connection_survives(
+    ocpp_url: str, bystander: SimulatedChargePoint
+) -> None:
+    async with await raw(ocpp_url, "CP-1", "ocpp2.0.1") as ws:
+        error = await ask(ws, "[" * 100_000 + "]" * 100_000)
+        after = await ask(ws, [2, "hb", "Heartbeat", {}])
+
+    assert error[:3] == [4, "-1", "FormatViolation"]
+    assert after[0] == 3 and after[1] == "hb"
+    await still_served(bystander)
+
+
 @pytest.mark.parametrize(
     ("version", "code"), [("ocpp1.6", "ProtocolError"), ("ocpp2.1", "RpcFrameworkError")]
 )

@@ -29,3 +29,8 @@ def test_what_orjson_refuses_is_still_parsed_so_the_schema_can_answer_it() -> No
 def test_non_json_raises_value_error(frame: str | bytes) -> None:
     with pytest.raises(ValueError):
         wire.parse(frame)
+
+
+def test_nesting_past_the_stack_is_not_json() -> None:
+    with pytest.raises(ValueError, match="nested too deeply"):
+        wire.parse("[" * 100_000 + "]" * 100_000)
