@@ -14,6 +14,9 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from ocpp.v16.enums import Action as Action16
+from ocpp.v21.enums import Action as Action21
+from ocpp.v201.enums import Action as Action201
 from prometheus_client import Counter
 
 from station.logs import get_logger
@@ -28,6 +31,18 @@ _SECRET_KEYS = frozenset(
 )
 _COLUMNS = ("charge_point_id", "direction", "message_type", "message_id", "action", "payload", "at")
 _frames_log = logging.getLogger("station.ocpp.frames")
+# Metric labels come from the peer: only names OCPP defines become label values,
+# so a charge point inventing actions or error codes cannot grow the registry.
+_ACTIONS = frozenset(a.value for enum in (Action16, Action201, Action21) for a in enum)
+_ERROR_CODES = frozenset(
+    {
+        "FormatViolation", "FormationViolation", "GenericError", "InternalError",
+        "MessageTypeNotSupported", "NotImplemented", "NotSupported",
+        "OccurrenceConstraintViolation", "OccurenceConstraintViolation",
+        "PropertyConstraintViolation", "ProtocolError", "RpcFrameworkError",
+        "SecurityError", "TypeConstraintViolation",
+    }
+)  # fmt: skip
 
 
 def redact(value: Any) -> Any:
@@ -90,7 +105,7 @@ class FrameLog:
 
     def _count(self, direction: str, kind: int, action: str | None, payload: Any) -> None:
         assert self.metrics is not None
-        action = action or "unknown"
+        action = "unknown" if action is None else action if action in _ACTIONS else "other"
         key = (action, direction)
         counter = self._messages.get(key)
         if counter is None:
@@ -99,4 +114,5 @@ class FrameLog:
         counter.inc()
         if kind == 4:
             code = payload[0] if isinstance(payload, list) and payload else "unknown"
-            self.metrics.ocpp_errors.labels(action=action, error=str(code)).inc()
+            code = code if isinstance(code, str) and code in _ERROR_CODES else "other"
+            self.metrics.ocpp_errors.labels(action=action, error=code).inc()
