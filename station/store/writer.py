@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import JSON, Table, bindparam, create_engine, event, insert, update
 from sqlalchemy.engine import Connection, Dialect, Engine, make_url
@@ -39,7 +39,6 @@ from station.errors import StationUnavailable
 from station.logs import get_logger
 from station.store.db import SQLITE_BUSY_TIMEOUT_MS, Database, _sqlite_begin, _sqlite_pragmas
 
-T = TypeVar("T")
 _log = get_logger(__name__)
 
 
