@@ -31,6 +31,19 @@ def test_non_json_raises_value_error(frame: str | bytes) -> None:
         wire.parse(frame)
 
 
-def test_nesting_past_the_stack_is_not_json() -> None:
-    with pytest.raises(ValueError, match="nested too deeply"):
-        wire.parse("[" * 100_000 + "]" * 100_000)
+@pytest.mark.parametrize("depth", [wire.MAX_DEPTH + 1, 990, 100_000])
+def test_nesting_past_max_depth_is_not_json(depth: int) -> None:
+    frame = '[2,"a","DataTransfer",{"idTag":' + "[" * depth + "]" * depth + "}]"
+
+    with pytest.raises(ValueError, match="nested"):
+        wire.parse(frame)
+    with pytest.raises(ValueError, match="nested"):
+        wire.parse(frame.encode())
+
+
+def test_ocpp_depths_and_brackets_inside_strings_are_accepted() -> None:
+    nested = "[" * (wire.MAX_DEPTH - 1) + "]" * (wire.MAX_DEPTH - 1)
+    brackets = "[{" * 100  # inside a string: no nesting at all
+
+    assert wire.parse(f'[2,"a","DataTransfer",{{"data":"{brackets}"}}]')[3]["data"] == brackets
+    assert wire.parse(f"{nested}") is not None
