@@ -8,16 +8,30 @@ import os
 import socket
 import sys
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
+
+from simulators.battery import Battery
+from simulators.charge_point import SimulatedChargePoint
+from tests.ocpp.conftest import PASSWORD
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def restartable_charge_point(ocpp_port: int, version: str) -> tuple[SimulatedChargePoint, Battery]:
+    """CP-1 for a station that goes away mid-transaction: fast time, quick reconnects."""
+    sim = SimulatedChargePoint(
+        f"ws://127.0.0.1:{ocpp_port}/ocpp", "CP-1", PASSWORD, version,
+        time_scale=200, meter_interval_s=30, reconnect_max_s=0.2, meter_start_wh=500,
+    )  # fmt: skip
+    return sim, Battery(capacity_kwh=Decimal(6), soc=Decimal("0.2"), max_power_kw=Decimal(50))
 
 
 @contextlib.asynccontextmanager

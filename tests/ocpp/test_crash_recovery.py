@@ -9,13 +9,11 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from simulators.battery import Battery
-from simulators.charge_point import SimulatedChargePoint
 from station.domain.events import ENERGY_REGISTER
 from station.store.charging import MeterSampleRow, TransactionRow
 from station.store.db import Database
-from tests.ocpp.conftest import PASSWORD, registered
-from tests.ocpp.station_process import free_port, station_process
+from tests.ocpp.conftest import registered
+from tests.ocpp.station_process import free_port, restartable_charge_point, station_process
 
 
 @pytest.mark.parametrize(
@@ -28,11 +26,7 @@ async def test_a_station_killed_mid_transaction_loses_no_acknowledged_reading(
 ) -> None:
     await registered(database_url, ["CP-1"])
     http_port, ocpp_port = free_port(), free_port()
-    sim = SimulatedChargePoint(
-        f"ws://127.0.0.1:{ocpp_port}/ocpp", "CP-1", PASSWORD, version,
-        time_scale=200, meter_interval_s=30, reconnect_max_s=0.2, meter_start_wh=500,
-    )  # fmt: skip
-    battery = Battery(capacity_kwh=Decimal(6), soc=Decimal("0.2"), max_power_kw=Decimal(50))
+    sim, battery = restartable_charge_point(ocpp_port, version)
 
     async with station_process(database_url, http_port, ocpp_port) as first, sim:
         await asyncio.wait_for(sim.booted.wait(), 10)

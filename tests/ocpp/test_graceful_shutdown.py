@@ -22,7 +22,7 @@ from station.domain.events import ENERGY_REGISTER
 from station.store.charging import ChargePointRow, MeterSampleRow, TransactionRow
 from station.store.db import Database
 from tests.ocpp.conftest import PASSWORD, registered, settings_for
-from tests.ocpp.station_process import free_port, station_process
+from tests.ocpp.station_process import free_port, restartable_charge_point, station_process
 
 CUT_OFF = ("Traceback", "Exception during reset", "CancelledError", "shutdown_overrun")
 
@@ -56,11 +56,7 @@ async def test_sigterm_mid_transaction_exits_0_within_seconds_and_loses_no_readi
 ) -> None:
     await registered(database_url, ["CP-1"])
     http_port, ocpp_port = free_port(), free_port()
-    sim = SimulatedChargePoint(
-        f"ws://127.0.0.1:{ocpp_port}/ocpp", "CP-1", PASSWORD, version,
-        time_scale=200, meter_interval_s=30, reconnect_max_s=0.2, meter_start_wh=500,
-    )  # fmt: skip
-    battery = Battery(capacity_kwh=Decimal(6), soc=Decimal("0.2"), max_power_kw=Decimal(50))
+    sim, battery = restartable_charge_point(ocpp_port, version)
     log = tmp_path / "station.log"
 
     async with station_process(database_url, http_port, ocpp_port, log=log) as first, sim:
