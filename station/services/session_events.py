@@ -3,7 +3,8 @@
 In-process: subscribers of this node hear what this node publishes (the
 node that runs a charge point's connection meters and settles its
 sessions). A subscriber's queue is bounded; a slow reader loses the oldest
-``meter`` events, never the final ``settled``.
+``meter`` events, never the final ``settled``. `subscribe_all` hears every
+session's events, each with its session id (the operator's stream).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class SessionEvents:
     def __init__(self, queue_size: int = 256) -> None:
         self._subscribers: defaultdict[str, set[asyncio.Queue[SessionEvent]]] = defaultdict(set)
         self._queue_size = queue_size
+        self._everything: set[asyncio.Queue[tuple[str, SessionEvent]]] = set()
         # Hears every status a session of this node enters (metrics).
         self.on_status: Callable[[str], None] | None = None
 
@@ -38,6 +40,10 @@ class SessionEvents:
             if queue.full():
                 queue.get_nowait()
             queue.put_nowait(event)
+        for everything in list(self._everything):
+            if everything.full():
+                everything.get_nowait()
+            everything.put_nowait((session_id, event))
 
     @asynccontextmanager
     async def subscribe(self, session_id: str) -> AsyncIterator[asyncio.Queue[SessionEvent]]:
@@ -49,3 +55,15 @@ class SessionEvents:
             self._subscribers[session_id].discard(queue)
             if not self._subscribers[session_id]:
                 del self._subscribers[session_id]
+
+    @asynccontextmanager
+    async def subscribe_all(
+        self, queue_size: int = 1024
+    ) -> AsyncIterator[asyncio.Queue[tuple[str, SessionEvent]]]:
+        """Every session's events on this node, as ``(session_id, event)``; oldest dropped."""
+        queue: asyncio.Queue[tuple[str, SessionEvent]] = asyncio.Queue(queue_size)
+        self._everything.add(queue)
+        try:
+            yield queue
+        finally:
+            self._everything.discard(queue)
