@@ -238,6 +238,8 @@ class ChargingService:
             "charge_point_id": cp,
             "transaction_ref": event.transaction_ref or f"~{uuid.uuid4().hex}",
             "id_token": event.id_token,
+            "id_token_accepted": accepted,
+            "billed": billed,
             "evse_id": event.evse_id,
             "connector_id": event.connector_id,
             "remote_start_id": event.remote_start_id,
@@ -440,7 +442,8 @@ class ChargingService:
             transaction_ref=ref,
             evse_id=row.evse_id,
             id_token=row.id_token,
-            id_token_accepted=True,
+            id_token_accepted=row.id_token_accepted,
+            billed=row.billed,
             started_at=row.started_at,
             meter_start_wh=row.meter_start_wh,
             meter=MeterState(

@@ -41,6 +41,7 @@ from sqlalchemy import (
     UniqueConstraint,
     insert,
     select,
+    true,
     update,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -93,6 +94,10 @@ class TransactionRow(Base):
     charge_point_id: Mapped[str] = mapped_column(ForeignKey("charge_points.charge_point_id"))
     transaction_ref: Mapped[str] = mapped_column(String(64))
     id_token: Mapped[str | None] = mapped_column(String(255))
+    # The station's verdict on the id token at the start, and whether a session claimed it
+    # (billed): kept so a reconnect or a restart answers as the station decided (0005).
+    id_token_accepted: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    billed: Mapped[bool] = mapped_column(Boolean, server_default=true())
     evse_id: Mapped[int] = mapped_column(Integer)
     connector_id: Mapped[int] = mapped_column(Integer)
     remote_start_id: Mapped[int | None] = mapped_column(Integer)
