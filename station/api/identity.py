@@ -28,7 +28,7 @@ from http_message_signatures import (
     MappingKeyResolver,
     algorithms,
 )
-from sqlalchemy import delete
+from sqlalchemy import Delete, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from station.api.app import station_of
@@ -41,6 +41,8 @@ from station.store.trust import AgentRow, NonceRow
 
 _log = get_logger(__name__)
 MAX_NONCE_CHARS = 128
+# Expired nonces one request removes at most (the rest go with the next requests).
+NONCE_CLEANUP_BATCH = 256
 REQUIRED_COMPONENTS = ("@method", "@target-uri")
 
 
@@ -180,13 +182,30 @@ async def _remember_nonce(
     expires_at = max(created, now) + timedelta(seconds=max_skew_s + 1)
     try:
         async with station.db.session() as session:
-            await session.execute(
-                delete(NonceRow).where(NonceRow.agent_id == agent_id, NonceRow.expires_at < now)
-            )
+            await session.execute(_expired_nonces(agent_id, now))
             session.add(NonceRow(agent_id=agent_id, nonce=nonce, expires_at=expires_at))
             await session.flush()
     except IntegrityError as exc:
         raise _refuse(request, "replayed", "nonce already used") from exc
+
+
+def _expired_nonces(agent_id: str, now: datetime) -> Delete:
+    """Delete up to a batch of the agent's expired nonces, skipping rows locked elsewhere.
+
+    Parallel requests of one agent (or another node) clean up the same rows;
+    waiting for each other's row locks in different orders deadlocked on
+    PostgreSQL. A row someone else holds is theirs to delete (``SKIP
+    LOCKED``; SQLite serialises writers and has no row locks).
+    """
+    expired = (
+        select(NonceRow.nonce)
+        .where(NonceRow.agent_id == agent_id, NonceRow.expires_at < now)
+        .limit(NONCE_CLEANUP_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    return delete(NonceRow).where(
+        NonceRow.agent_id == agent_id, NonceRow.nonce.in_(expired.scalar_subquery())
+    )
 
 
 Agent = Annotated[AgentPrincipal, Depends(authenticated_agent)]
