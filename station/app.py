@@ -54,7 +54,7 @@ class Station:
         self.ocpp_port: int | None = None
         # Charging: one group-commit writer for OCPP data; billing sets
         # `station.charging.listener` to hear about every committed change.
-        self.writer = GroupCommitWriter(self.db)
+        self.writer = GroupCommitWriter(self.db, metrics=self.metrics)
         self.charging = ChargingService(
             self.db, self.writer, node_id=settings.node_id, free_vend=settings.ocpp_free_vend
         )

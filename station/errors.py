@@ -2,6 +2,7 @@
 
     ChargepayError                      (problem code, HTTP status, OCPP error)
     ├── ValidationError                 validation_error      422  FormatViolation
+    │   └── StoreRefused                                           PropertyConstraintViolation
     ├── NotFound                        not_found             404  PropertyConstraintViolation
     ├── Unauthenticated                 unauthenticated       401  SecurityError
     ├── AgentSuspended                  agent_suspended       403  SecurityError
@@ -17,10 +18,17 @@
     ├── RateLimited                     rate_limited          429
     ├── StationUnavailable              station_unavailable   503  GenericError
     │   ├── ChargePointNotConnected
-    │   └── ChargePointTimeout
+    │   ├── ChargePointTimeout
+    │   └── StoreUnavailable
+    │       └── TransactionNotStored                               (no answer: see below)
     ├── PaymentUnavailable              station_unavailable   503
     ├── IllegalTransition               internal_error        500  InternalError
     └── InternalError                   internal_error        500  InternalError
+
+A `TransactionNotStored` is not answered with a CALLERROR: OCPP lets a charge
+point discard a transaction message the central system answered with one.
+The connection is closed instead (1013, try again later), and the charge point
+sends the message again once reconnected (`station.ocpp.connection`).
 
 Business refusals (a Rejected authorisation, an Invalid id token) are
 statuses in replies, not exceptions. One renderer per protocol turns these
@@ -121,6 +129,24 @@ class StationUnavailable(ChargepayError):
         "Station unavailable",
         "GenericError",
     )
+
+
+class StoreRefused(ValidationError):
+    """The database refused a value of this message alone (the writer isolated it)."""
+
+    title, ocpp_error = "Value cannot be stored", "PropertyConstraintViolation"
+
+
+class StoreUnavailable(StationUnavailable):
+    """The database could not commit (connection lost or refused, shut down, locked)."""
+
+    title = "Database unavailable"
+
+
+class TransactionNotStored(StoreUnavailable):
+    """A transaction message could not be committed: the charge point must send it again."""
+
+    title = "Transaction message not stored"
 
 
 class ChargePointNotConnected(StationUnavailable):

@@ -103,6 +103,13 @@ class StationMetrics:
             ["action", "error"],
             registry=registry,
         )
+        self.store_refusals = Counter(
+            "chargepay_store_refusals",
+            "Units of work (unit) or appended log rows (row) the database refused alone;"
+            " the rest of their batch was committed.",
+            ["kind"],
+            registry=registry,
+        )
         self.stripe_latency = Histogram(
             "chargepay_stripe_request_seconds",
             "Latency of Stripe API calls, by operation.",

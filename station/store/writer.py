@@ -18,28 +18,45 @@ hand-offs that follow) and in a worker thread when another connection holds
 the lock; the WAL is checkpointed in a thread every `checkpoint_every`
 batches, so no commit on the loop pays for a checkpoint's fsync.
 
-If the batch fails, it is rolled back and each unit is retried alone, so one
-bad unit fails only its own caller. Units must therefore be free of side
-effects outside the session (compute, write, return; apply caches after).
+One bad row never fails anyone else's batch. If a batch fails on its data (a
+value the database refuses: a lone surrogate, a NUL on PostgreSQL, an integer
+past its column; a constraint; a unit's own bug), it is rolled back and run
+again in halves, and again, until each failing unit (or appended row) is
+alone: everything else commits, only the bad unit's caller hears of it
+(`StoreRefused`), and each refusal is logged (``store.unit_refused`` /
+``store.row_refused``) and counted (``chargepay_store_refusals``). This costs
+nothing until a batch fails. If the database itself is unavailable (connection
+lost or refused, shut down, locked past the busy timeout), no part would
+commit: every caller of the batch hears `StoreUnavailable` at once. Units must
+therefore be free of side effects outside the session (compute, write,
+return; apply caches after): they may run more than once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, Table, bindparam, create_engine, event, insert, update
 from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.exc import OperationalError
 
-from station.errors import StationUnavailable
+from station.errors import StationUnavailable, StoreRefused, StoreUnavailable
 from station.logs import get_logger
 from station.store.db import SQLITE_BUSY_TIMEOUT_MS, Database, _sqlite_begin, _sqlite_pragmas
 
+if TYPE_CHECKING:
+    from station.metrics import StationMetrics
+
 _log = get_logger(__name__)
+# PostgreSQL error classes that say the database, not the data, failed: connection (08),
+# rolled back by the server (40: deadlock, serialisation), resources (53), operator
+# intervention (57: shut down, starting up), system (58).
+_OUTAGE_SQLSTATES = frozenset({"08", "40", "53", "57", "58"})
 
 
 @dataclass
@@ -207,8 +224,10 @@ class GroupCommitWriter:
         max_batch: int = 500,
         flush_timeout_s: float = 5.0,
         checkpoint_every: int = 100,
+        metrics: StationMetrics | None = None,
     ) -> None:
         self.db = db
+        self.metrics = metrics
         self.max_batch = max_batch
         self.flush_timeout_s = flush_timeout_s
         self.checkpoint_every = checkpoint_every
@@ -325,22 +344,67 @@ class GroupCommitWriter:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if len(items) == 1:
-                future = items[0].future
-                if future is not None and not future.done():
-                    _fail_future(future, exc)
-                else:
-                    _log.error("store.log_write_failed", error=type(exc).__name__)
-                return
-            _log.warning("store.batch_failed", units=len(items), error=type(exc).__name__)
-            for item in items:
-                await self._commit([item])
+            if is_outage(exc):
+                _log.error("store.batch_unavailable", units=len(items), error=type(exc).__name__)
+                self._unavailable(items, exc)
+            elif _alone(items):
+                self._refuse(items[0], exc)
+            else:
+                _log.warning("store.batch_failed", units=len(items), error=type(exc).__name__)
+                await self._isolate(items)
             return
+        self._done(items, results)
+
+    async def _isolate(self, items: list[_Item]) -> None:
+        """Commit what can be of a batch that failed on its data, finding the bad parts.
+
+        The batch runs again in halves (a failing half in halves again...) until
+        each failing unit or appended row is alone; the rest commits, in order.
+        One bad unit among n costs about 2·log2(n) batches, and only on failure.
+        """
+        for part in _halves(items):
+            try:
+                results = await self._run_batch(part)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if is_outage(exc):
+                    self._unavailable(part, exc)
+                elif _alone(part):
+                    self._refuse(part[0], exc)
+                else:
+                    await self._isolate(part)
+                continue
+            self._done(part, results)
+
+    def _done(self, items: list[_Item], results: list[Any]) -> None:
         self.batches += 1
         self.units += len(items)
         for item, result in zip(items, results, strict=True):
             if item.future is not None and not item.future.done():
                 item.future.set_result(result)
+
+    def _refuse(self, item: _Item, exc: Exception) -> None:
+        """The database refused this unit (or appended row) alone: its caller hears it."""
+        kind = "unit" if item.work is not None else "row"
+        if self.metrics is not None:
+            self.metrics.store_refusals.labels(kind=kind).inc()
+        if item.work is None:
+            table = item.rows[0][0].name if item.rows else None
+            _log.error("store.row_refused", table=table, error=type(exc).__name__)
+            return
+        _log.error("store.unit_refused", error=type(exc).__name__, detail=str(exc)[:200])
+        if item.future is not None and not item.future.done():
+            refused = StoreRefused("a value cannot be stored as given")
+            refused.__cause__ = exc
+            _fail_future(item.future, refused)
+
+    def _unavailable(self, items: list[_Item], exc: Exception) -> None:
+        for item in items:
+            if item.future is not None and not item.future.done():
+                unavailable = StoreUnavailable("the database is unavailable")
+                unavailable.__cause__ = exc
+                _fail_future(item.future, unavailable)
 
     async def _run_batch(self, items: list[_Item]) -> list[Any]:
         if self._sync_engine is None:
@@ -434,6 +498,50 @@ def _run_items(conn: Connection, items: list[_Item]) -> list[Any]:
         results.append(item.work(conn, staged) if item.work is not None else None)
     staged.flush(conn)
     return results
+
+
+def _alone(items: list[_Item]) -> bool:
+    """One unit, or one appended row: nothing left to split."""
+    return len(items) == 1 and (items[0].work is not None or len(items[0].rows) <= 1)
+
+
+def _halves(items: list[_Item]) -> list[list[_Item]]:
+    if len(items) > 1:
+        middle = len(items) // 2
+        return [items[:middle], items[middle:]]
+    rows = items[0].rows  # the batch's appended rows, one item: split the rows
+    middle = len(rows) // 2
+    return [[_Item(None, rows[:middle], None)], [_Item(None, rows[middle:], None)]]
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether an error says the database is unavailable, rather than refusing the data.
+
+    Connection errors (refused, lost, timed out), SQLite's operational errors
+    (locked past the busy timeout, I/O), disconnects SQLAlchemy noticed, and
+    PostgreSQL's connection, rollback, resource and shutdown classes. Anything
+    else (integrity, data, encoding, overflow, a unit's bug) is the data's.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError | TimeoutError | StationUnavailable):
+            return True
+        if isinstance(current, sqlite3.OperationalError):
+            return True
+        if getattr(current, "connection_invalidated", False):
+            return True
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate[:2] in _OUTAGE_SQLSTATES:
+            return True
+        if type(current).__module__.startswith("asyncpg") and type(current).__name__ in (
+            "InterfaceError",
+            "ConnectionDoesNotExistError",
+        ):
+            return True  # asyncpg: "connection is closed"
+        current = getattr(current, "orig", None) or current.__cause__
+    return False
 
 
 def _fail(items: list[_Item]) -> None:

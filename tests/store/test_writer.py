@@ -1,4 +1,4 @@
-"""Group commit: units share a transaction; a failing unit fails alone."""
+"""Group commit: units share a transaction; a failing unit or row fails alone."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import Connection
 
-from station.errors import StationUnavailable
+from station.errors import StationUnavailable, StoreRefused, StoreUnavailable
+from station.metrics import StationMetrics
 from station.store.base import utcnow
 from station.store.charging import ChargePointRow, MeterSampleRow, OcppMessageRow
 from station.store.db import Database
@@ -253,3 +254,104 @@ async def test_staged_rows_are_stored_exactly_as_sqlalchemy_stores_them(
     assert stored[0][1:] == stored[1][1:]
     if not db.is_sqlite:  # SQLite keeps NUMERIC as a double: SQLAlchemy writes a float too
         assert values == [Decimal("12345678901234567.123")] * 2
+
+
+# --- a bad row never fails anyone else's batch (issue 15 item 1) ---------------------------
+
+
+def refused_values(db: Database) -> list[dict[str, object]]:
+    """Frame-log rows this database refuses: text it cannot encode, an integer past the column."""
+    bad = [
+        {**log_row(-1), "message_id": "\ud800"},  # a lone surrogate
+        {**log_row(-2), "message_type": 2**70},  # past SQLite's 64 and PostgreSQL's 32 bits
+    ]
+    if not db.is_sqlite:
+        bad.append({**log_row(-3), "message_id": "a\x00b"})  # NUL: PostgreSQL text refuses it
+    return bad
+
+
+@pytest.mark.parametrize("bad_index", [0, 1, 2])
+async def test_one_refused_appended_row_loses_no_other_row(db: Database, bad_index: int) -> None:
+    bad_rows = refused_values(db)
+    if bad_index >= len(bad_rows):
+        pytest.skip("SQLite stores NUL in text")
+    metrics = StationMetrics()
+    writer = GroupCommitWriter(db, metrics=metrics)
+    task = asyncio.create_task(writer.run())
+    await asyncio.sleep(0)
+    try:
+        for n in range(300):  # two bystanders' frames, the bad one in the middle
+            writer.append(MESSAGES, log_row(n))  # type: ignore[arg-type]
+            if n == 150:
+                writer.append(MESSAGES, bad_rows[bad_index])  # type: ignore[arg-type]
+        await writer.submit(lambda _conn, _staged: None)  # after the rows' batch
+    finally:
+        writer.stop()
+        await task
+
+    assert await count(db) == 300
+    assert refusals(metrics, "row") == 1
+
+
+async def test_a_refused_unit_fails_alone_and_the_rest_of_its_batch_commits(
+    db: Database,
+) -> None:
+    bad_row = refused_values(db)[0]
+    metrics = StationMetrics()
+    writer = GroupCommitWriter(db, metrics=metrics)
+    task = asyncio.create_task(writer.run())
+    await asyncio.sleep(0)
+
+    def unit(row: dict[str, object]):  # type: ignore[no-untyped-def]
+        def work(_conn: Connection, staged: Staged) -> object:
+            staged.add(MESSAGES, row)  # type: ignore[arg-type]
+            return row["message_id"]
+
+        return work
+
+    units = [unit(log_row(n)) for n in range(200)]
+    units.insert(77, unit(bad_row))
+    try:
+        outcomes = await asyncio.gather(*(writer.submit(u) for u in units), return_exceptions=True)
+    finally:
+        writer.stop()
+        await task
+
+    refused = outcomes.pop(77)
+    assert isinstance(refused, StoreRefused)
+    assert outcomes == [str(n) for n in range(200)]
+    assert await count(db) == 200
+    assert refusals(metrics, "unit") == 1
+    assert writer.batches <= 20  # halves, not one batch per unit
+
+
+async def test_an_unreachable_database_fails_every_unit_at_once_as_unavailable(
+    db: Database,
+) -> None:
+    url = (
+        "sqlite+aiosqlite:////nonexistent-dir/x.db"
+        if db.is_sqlite
+        else "postgresql+asyncpg://postgres@127.0.0.1:9/none"  # nothing listens there
+    )
+    down = Database(url)
+    writer = GroupCommitWriter(down)
+    task = asyncio.create_task(writer.run())
+    await asyncio.sleep(0)
+    try:
+        async with asyncio.timeout(20):
+            outcomes = await asyncio.gather(
+                *(writer.submit(lambda _conn, _staged: None) for _ in range(50)),
+                return_exceptions=True,
+            )
+    finally:
+        writer.stop()
+        await task
+        await down.dispose()
+
+    assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes), outcomes[:3]
+    assert writer.batches == 0
+
+
+def refusals(metrics: StationMetrics, kind: str) -> float:
+    value = metrics.registry.get_sample_value("chargepay_store_refusals_total", {"kind": kind})
+    return value or 0.0
