@@ -38,11 +38,11 @@ from simulators.battery import Battery
 from simulators.charge_point import SimulatedChargePoint
 from simulators.stripe_sandbox import SANDBOX_API_KEY, stripe_sandbox
 from station.app import running_station
-from station.domain.money import Money
 from station.settings import Settings
 from vehicle.client import StationClient, StationTarget
 from vehicle.errors import PaymentRefused
 from vehicle.goal import Goal
+from vehicle.money import Money
 from vehicle.payer import ExpectedPayment, authorization, parse_challenge
 from vehicle.signing import AgentSigner, generate_keypair, public_key_b64
 from vehicle.wallet import Instrument

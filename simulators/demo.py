@@ -31,12 +31,12 @@ from simulators.battery import Battery
 from simulators.charge_point import SimulatedChargePoint
 from simulators.stripe_sandbox import SANDBOX_API_KEY, stripe_sandbox
 from station.app import Station, running_station
-from station.domain.money import Money
 from station.settings import Settings
 from vehicle.agent import AgentEvent, ChargeOutcome, VehicleAgent
 from vehicle.client import StationTarget
 from vehicle.errors import NoDeal
 from vehicle.goal import Goal
+from vehicle.money import Money
 from vehicle.signing import generate_keypair, public_key_b64
 from vehicle.wallet import Instrument, MemoryLedger, SpendLimits, Wallet
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import shutil
 import socket
 import subprocess
@@ -26,6 +27,16 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 
 SANDBOX_API_KEY = "sk_test_chargepay"
+# localstripe is a development and demo tool, not a dependency of the station itself.
+MISSING = "the Stripe sandbox needs localstripe: pip install -e '.[demo]' (or '.[dev]')"
+
+
+class SandboxUnavailable(RuntimeError):
+    """localstripe is not installed in this environment."""
+
+
+def sandbox_installed() -> bool:
+    return importlib.util.find_spec("localstripe") is not None
 
 
 def _free_port() -> int:
@@ -81,6 +92,8 @@ def stripe_sandbox(start_timeout_s: float = 20.0, *, persist: bool = False) -> I
 
     ``persist=True`` keeps localstripe's own snapshot to /tmp after every write.
     """
+    if not sandbox_installed():
+        raise SandboxUnavailable(MISSING)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(

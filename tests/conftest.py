@@ -19,6 +19,11 @@ import pytest
 
 from station.store.db import Database
 
+try:
+    import vehicle.money  # noqa: F401
+except ImportError:  # a checkout installed before the agent became its own distribution
+    pytest.exit("the agent is its own distribution (agent/): .venv/bin/pip install -e ./agent", 4)
+
 PG_DSN = os.environ.get("CHARGEPAY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 

@@ -26,7 +26,6 @@ from simulators.battery import Battery
 from simulators.charge_point import SimulatedChargePoint
 from simulators.stripe_sandbox import SANDBOX_API_KEY, stripe_sandbox
 from station.app import Station, running_station
-from station.domain.money import Money
 from station.settings import Settings
 from vehicle.agent import AgentEvent, VehicleAgent
 from vehicle.cli import agent_app
@@ -39,6 +38,7 @@ from vehicle.errors import (
     SpendLimitExceeded,
 )
 from vehicle.goal import Goal
+from vehicle.money import Money
 from vehicle.receipt import SIGNATURE_OK
 from vehicle.signing import generate_keypair, public_key_b64
 from vehicle.wallet import Instrument, JsonFileLedger, SpendLimits, Wallet

@@ -12,7 +12,6 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from station.domain.money import Money
 from station.domain.negotiation import (
     NegotiationStatus,
     PricingPolicy,
@@ -23,6 +22,7 @@ from station.domain.negotiation import (
 )
 from station.domain.negotiation import Offer as StationOffer
 from vehicle.goal import Goal
+from vehicle.money import Money
 from vehicle.strategy import Accept, Counter, Move, Strategy, WalkAway
 from vehicle.terms import NegotiationReply
 

@@ -12,8 +12,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from station.domain.money import Money, MoneyError, check_currency, parse_decimal
 from vehicle.errors import ProtocolViolation
+from vehicle.money import Money, MoneyError, check_currency, parse_decimal
 
 
 def parse_time(text: Any, field: str) -> datetime:

@@ -21,8 +21,6 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from station.domain.money import Money
-from station.logs import get_logger
 from vehicle.client import ReceiptDocument, SessionView, StationClient, StationTarget
 from vehicle.errors import (
     AgentError,
@@ -39,6 +37,8 @@ from vehicle.errors import (
 )
 from vehicle.follower import SessionUpdate, follow_session
 from vehicle.goal import Goal
+from vehicle.logs import get_logger
+from vehicle.money import Money
 from vehicle.payer import ExpectedPayment, authorization, parse_challenge
 from vehicle.receipt import AgreedSession, Verdict, verify_receipt
 from vehicle.signing import AgentSigner

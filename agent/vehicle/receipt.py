@@ -39,8 +39,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from mpp import Receipt
 from mpp._parsing import ParseError
 
-from station.domain.money import Money, MoneyError, minor_unit_exponent
 from vehicle.errors import ProtocolViolation
+from vehicle.money import Money, MoneyError, minor_unit_exponent
 from vehicle.terms import Tariff, wire_decimal
 
 SIGNATURE_GAP = "station signature not checked: no receipt key"

@@ -26,12 +26,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from station.domain.money import Money, MoneyError, parse_decimal
-from station.logs import configure
 from vehicle.agent import AgentEvent, ChargeOutcome, VehicleAgent, parse_departure
 from vehicle.client import StationTarget
 from vehicle.errors import AgentError
 from vehicle.goal import Goal
+from vehicle.logs import configure
+from vehicle.money import Money, MoneyError, parse_decimal
 from vehicle.signing import generate_keypair, load_private_key, public_key_b64, save_private_key
 from vehicle.wallet import Instrument, JsonFileLedger, SpendLimits, Wallet, utc_now
 
@@ -322,3 +322,8 @@ def charge(
 
 
 logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def main() -> None:
+    """The `chargepay-agent` command (the same commands as `chargepay agent`)."""
+    agent_app(prog_name="chargepay-agent")

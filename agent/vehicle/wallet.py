@@ -26,8 +26,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
-from station.domain.money import Money
 from vehicle.errors import SpendLimitExceeded
+from vehicle.money import Money
 
 Clock = Callable[[], datetime]
 

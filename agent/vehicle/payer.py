@@ -16,8 +16,8 @@ from datetime import datetime
 from mpp import Challenge, Credential
 from mpp._parsing import ParseError
 
-from station.domain.money import Money
 from vehicle.errors import ChallengeMismatch, ProtocolViolation
+from vehicle.money import Money
 from vehicle.terms import parse_time
 from vehicle.wallet import Instrument
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from station.domain.money import Money
+from vehicle.money import Money
 
 # The power assumed when neither the car nor the tariff names one (a common DC charger).
 DEFAULT_POWER_KW = Decimal(50)

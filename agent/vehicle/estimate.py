@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from station.domain.money import Money
 from vehicle.goal import DEFAULT_POWER_KW, Goal
+from vehicle.money import Money
 from vehicle.terms import Offer, Tariff
 
 

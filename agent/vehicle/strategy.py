@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 
-from station.domain.money import Money, minor_unit_exponent
 from vehicle.estimate import charging_power_kw, judged_cost
 from vehicle.goal import DEFAULT_POWER_KW, Goal
+from vehicle.money import Money, minor_unit_exponent
 from vehicle.terms import NegotiationReply, NegotiationStatus, Offer, Tariff
 
 PRICE_PLACES = Decimal("0.0001")  # prices per kWh carry up to 4 decimals

@@ -4,10 +4,10 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from station.domain.money import Money
-from tests.vehicle.factories import NOW, offer_doc, reply_doc
+from factories import NOW, offer_doc, reply_doc
 from vehicle.estimate import estimate_cost, judged_cost
 from vehicle.goal import Goal
+from vehicle.money import Money
 from vehicle.strategy import Accept, Counter, Strategy, WalkAway, best
 from vehicle.terms import NegotiationReply, Offer, Tariff
 

@@ -1,7 +1,6 @@
 from collections.abc import AsyncIterator
 
-from station.domain.money import Money
-from tests.vehicle.factories import offer_doc
+from factories import offer_doc
 from vehicle.client import ServerEvent, SessionView, parse_sse
 from vehicle.errors import (
     AgentSuspended,
@@ -15,6 +14,7 @@ from vehicle.errors import (
     StationError,
     problem_error,
 )
+from vehicle.money import Money
 
 
 async def lines(*items: str) -> AsyncIterator[str]:

@@ -1,9 +1,8 @@
 """The vehicle agent: what a car maker embeds to buy a charge from a chargepay station.
 
     from decimal import Decimal
-    from vehicle import Goal, Instrument, SpendLimits, StationTarget, VehicleAgent, Wallet
+    from vehicle import Goal, Instrument, Money, SpendLimits, StationTarget, VehicleAgent, Wallet
     from vehicle.signing import load_private_key
-    from station.domain.money import Money
 
     wallet = Wallet(Instrument("pm_card_visa"),
                     SpendLimits(Money.parse("40.00", "usd"), Money.parse("100.00", "usd")))
@@ -12,8 +11,13 @@
         outcome = await agent.charge(goal, [StationTarget("https://cpo.example", "CP-1")])
     outcome.ok, outcome.verdict.reasons      # settled with a receipt that adds up?
 
+It installs on its own (`pip install chargepay-agent`, the CLI with
+`chargepay-agent[cli]`) and imports nothing from the station.
+
 Modules:
 
+    money       amounts: `Decimal` with a currency, one rounding rule
+    logs        structured log lines (constant event names, data in fields)
     goal        what the car needs (energy, departure, budget, power)
     terms       the station's wire values (tariff, offer, negotiation reply)
     estimate    the agent's own estimate of a session's cost under a tariff
@@ -25,13 +29,14 @@ Modules:
     client      the signed HTTP client for one station (PROTOCOL §2–§4)
     follower    follow a session: Server-Sent Events, falling back to polling
     agent       `VehicleAgent.charge(goal, stations)`: the façade
-    cli         the `chargepay agent` typer sub-app
+    cli         the `chargepay-agent` command (`chargepay agent` in the station's CLI)
     signing     RFC 9421 request signing and agent keys
 """
 
 from vehicle.agent import AgentEvent, ChargeOutcome, Deal, VehicleAgent
 from vehicle.client import StationTarget
 from vehicle.goal import Goal
+from vehicle.money import Money
 from vehicle.receipt import Verdict
 from vehicle.wallet import Instrument, JsonFileLedger, MemoryLedger, SpendLimits, Wallet
 
@@ -43,6 +48,7 @@ __all__ = [
     "Instrument",
     "JsonFileLedger",
     "MemoryLedger",
+    "Money",
     "SpendLimits",
     "StationTarget",
     "VehicleAgent",

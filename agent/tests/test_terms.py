@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.vehicle.factories import NOW, offer_doc, reply_doc
+from factories import NOW, offer_doc, reply_doc
 from vehicle.errors import ProtocolViolation
 from vehicle.terms import NegotiationReply, NegotiationStatus, Offer
 

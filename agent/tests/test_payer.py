@@ -4,9 +4,9 @@ from typing import Any
 import pytest
 from mpp import Challenge, Credential
 
-from station.domain.money import Money
-from tests.vehicle.factories import NOW
+from factories import NOW
 from vehicle.errors import ChallengeMismatch
+from vehicle.money import Money
 from vehicle.payer import ExpectedPayment, authorization, parse_challenge
 from vehicle.wallet import Instrument
 

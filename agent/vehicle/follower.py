@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from station.domain.money import MoneyError, parse_decimal
-from station.logs import get_logger
 from vehicle.client import TERMINAL, SessionView, StationClient
 from vehicle.errors import Conflict, ProtocolViolation, StationError, StationUnavailable
+from vehicle.logs import get_logger
+from vehicle.money import MoneyError, parse_decimal
 
 _log = get_logger(__name__)
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from station.domain.money import Money
 from vehicle.errors import SpendLimitExceeded
+from vehicle.money import Money
 from vehicle.wallet import (
     Instrument,
     JsonFileLedger,

@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 
-from station.domain.money import Money, MoneyError, check_currency
 from vehicle.errors import (
     ProtocolViolation,
     StationError,
@@ -26,6 +25,7 @@ from vehicle.errors import (
     problem_error,
 )
 from vehicle.goal import Goal
+from vehicle.money import Money, MoneyError, check_currency
 from vehicle.strategy import CounterTerms
 from vehicle.terms import NegotiationReply, Tariff, format_time, wire_decimal
 
