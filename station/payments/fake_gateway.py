@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from dataclasses import replace
+from datetime import datetime
 
 from station.errors import PaymentDeclined, PaymentUnavailable
 from station.services.gateway import PaymentIntentState, PaymentSource
@@ -21,6 +22,7 @@ class FakeGateway:
         self.declined = declined
         self.calls: Counter[str] = Counter()
         self._ids = itertools.count(1)
+        self.sessions: dict[str, str] = {}  # reference -> metadata[session_id]
 
     async def authorize(
         self,
@@ -38,6 +40,7 @@ class FakeGateway:
             f"pi_fake{next(self._ids)}", "requires_capture", amount_minor, currency
         )
         self.intents[state.reference] = state
+        self.sessions[state.reference] = metadata.get("session_id", "")
         return state
 
     async def capture(
@@ -63,6 +66,13 @@ class FakeGateway:
     async def retrieve(self, reference: str) -> PaymentIntentState:
         self.calls["retrieve"] += 1
         return self._get(reference)
+
+    async def find_hold(
+        self, session_id: str, *, created_after: datetime | None = None
+    ) -> PaymentIntentState | None:
+        self.calls["list"] += 1
+        found = [ref for ref, sid in self.sessions.items() if sid == session_id]
+        return self.intents[found[-1]] if found else None
 
     def _get(self, reference: str) -> PaymentIntentState:
         if reference not in self.intents:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import stripe
@@ -63,6 +64,8 @@ class StripeGateway:
         )
         self._timeout_s = timeout_s
         self.calls: Counter[str] = Counter()
+        self._list_filters_created = True
+        self.list_page_size = 100
 
     @property
     def total_calls(self) -> int:
@@ -149,6 +152,45 @@ class StripeGateway:
             ),
         )
         return _state(intent)
+
+    async def find_hold(
+        self, session_id: str, *, created_after: datetime | None = None
+    ) -> PaymentIntentState | None:
+        """The PaymentIntent whose ``metadata[session_id]`` is `session_id`, else None.
+
+        Looks through the list endpoint (from `created_after`, when the server
+        takes a ``created`` filter — localstripe does not, and gets the whole
+        list), not through search: Stripe's search is eventually consistent,
+        so "not found" there would not mean "not made". Newest match wins.
+        """
+        params: dict[str, Any] = {"limit": self.list_page_size}
+        if created_after is not None and self._list_filters_created:
+            params["created"] = {"gte": int(created_after.timestamp())}
+        found: list[PaymentIntentState] = []
+        while True:
+            try:
+                page = await self._call(
+                    "list",
+                    self._client.v1.payment_intents.list_async(params),  # type: ignore[arg-type]
+                )
+            except PaymentUnavailable as exc:
+                refused = isinstance(exc.__cause__, stripe.InvalidRequestError)
+                if refused and "created" in params:  # a sandbox without list filters
+                    self._list_filters_created = False
+                    params.pop("created")
+                    continue
+                raise
+            doc: dict[str, Any] = page.to_dict()
+            data = doc.get("data") or []
+            for intent in data:
+                if (intent.get("metadata") or {}).get("session_id") == session_id:
+                    found.append(_state(intent))
+            if not doc.get("has_more") or not data:
+                break
+            params["starting_after"] = data[-1]["id"]
+        if len(found) > 1:
+            _log.warning("stripe.several_holds", session_id=session_id, count=len(found))
+        return found[-1] if found else None
 
     async def retrieve(self, reference: str) -> PaymentIntentState:
         intent = await self._call(

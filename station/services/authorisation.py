@@ -7,7 +7,12 @@
                                       session, reserve the agent's limits,
                                       create the session (authorized, payment
                                       pending)
-                              Stripe: manual-capture PaymentIntent for the cap
+                              Stripe: manual-capture PaymentIntent for the cap, its
+                                      parameters built from the stored row alone
+                                      (hold_request); an unknown outcome (timeout,
+                                      outage) is looked up (find_hold): a placed hold
+                                      is adopted, else the session stays authorised
+                                      with payment unknown for the reconciler (503)
                               unit 2: hold placed (requires_capture) — unless the
                                       session was stopped meanwhile (a
                                       suspension, a stop): then the hold is
@@ -41,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from station.domain.events import OcppVersion
 from station.domain.money import Money, MoneyError
 from station.domain.negotiation import NegotiationStatus
+from station.domain.payment import HoldDecision, resolve_hold
 from station.domain.session import SessionStatus
 from station.domain.tariff import Tariff
 from station.errors import (
@@ -62,13 +68,20 @@ from station.errors import (
 from station.logs import get_logger
 from station.payments.authorize import Authorizer, VerifiedCredential, authorize_request
 from station.services import limits
-from station.services.gateway import PaymentGateway
+from station.services.gateway import PaymentGateway, PaymentIntentState
 from station.services.kill_switch import STOP_REASON as AGENT_SUSPENDED
 from station.services.offers import new_id, offer_signature
 from station.services.ports import ChargePointCommands
 from station.services.session_events import SessionEvents
 from station.services.sessions import session_view
-from station.services.settlement import SettlementService
+from station.services.settlement import (
+    HOLD_LOOKBACK,
+    HOLD_PENDING,
+    HOLD_UNKNOWN,
+    SettlementService,
+    hold_request,
+    void_key,
+)
 from station.settings import Settings
 from station.store import audit
 from station.store.db import Database
@@ -285,31 +298,25 @@ class AuthorisationService:
             raise ChargePointNotConnected(f"charge point {neg.charge_point_id} is not connected")
         session_id = new_id("ses")
         log = _log.bind(session_id=session_id, agent_id=agent_id)
-        await self._open_session(agent_id, neg, offer, cap, verified, session_id, now)
+        opened = await self._open_session(agent_id, neg, offer, cap, verified, session_id, now)
         try:
-            hold = await self._gateway.authorize(
-                amount_minor=cap.to_minor_units(),
-                currency=cap.currency,
-                source=verified.source,
-                idempotency_key=f"hold_{verified.challenge_id}",
-                metadata={
-                    "session_id": session_id,
-                    "offer_id": offer.offer_id,
-                    "agent_id": agent_id,
-                },
-            )
-        except (PaymentDeclined, PaymentUnavailable) as exc:
+            hold = await self._gateway.authorize(**hold_request(opened))
+        except PaymentDeclined as exc:
             await self._fail(session_id, exc)
             log.info("payment.hold_refused", code=exc.code, detail=exc.detail)
-            if isinstance(exc, PaymentDeclined):
-                raise await self._challenge(
-                    agent_id, neg, offer.offer_id, request, now, exc
-                ) from exc
-            raise
+            raise await self._challenge(agent_id, neg, offer.offer_id, request, now, exc) from exc
+        except PaymentUnavailable as exc:
+            # The outcome is unknown: Stripe may have placed the hold. Look once; a hold
+            # found is adopted (the session proceeds), else the reconciler resolves it.
+            hold = await self._look(opened, exc, log)
         async with self._db.session() as session:
             locked = await locked_session(session, session_id)
             assert locked is not None
-            locked.payment_reference, locked.payment_status = hold.reference, hold.status
+            # The reconciler took the unknown hold over (this request outlived its lease):
+            # it releases what it finds, and so does this accept (same key) — never adopt.
+            claimed = locked.payment_reference is None and locked.payment_status != HOLD_PENDING
+            if not claimed:
+                locked.payment_reference, locked.payment_status = hold.reference, hold.status
             # Stopped while the hold request was in flight (the agent's suspension, a stop):
             # the hold is recorded — so it can be released — but the charge never starts.
             stopped = SessionStatus(locked.status) is not SessionStatus.AUTHORIZED
@@ -325,6 +332,9 @@ class AuthorisationService:
                 },
             )
             row = locked
+        if claimed:
+            await self._void(opened, hold.reference, log)
+            raise PaymentUnavailable("the hold's outcome is being resolved; it will be released")
         if stopped:
             await self._release_stopped(row, log)
         self.last_accept_s = time.perf_counter() - started
@@ -357,8 +367,11 @@ class AuthorisationService:
         verified: VerifiedCredential,
         session_id: str,
         now: datetime,
-    ) -> None:
-        """Unit 1: consume the challenge, reserve the limits, create the session (pending)."""
+    ) -> SessionRow:
+        """Unit 1: consume the challenge, reserve the limits, create the session (pending).
+
+        Returns the stored row (detached): the hold request is built from it alone.
+        """
         try:
             async with self._db.session() as session:
                 challenge = await session.get(ChallengeRow, verified.challenge_id)
@@ -408,6 +421,9 @@ class AuthorisationService:
                         "source": verified.source.kind,
                     },
                 )
+                await session.flush()
+                session.expunge(row)
+            return row
         except IntegrityError as exc:  # the backstop: one live session per negotiation
             refused = str(exc.orig)
             if LIVE_NEGOTIATION_INDEX not in refused and "sessions.negotiation_id" not in refused:
@@ -451,13 +467,63 @@ class AuthorisationService:
             await self._settlement.settle(row.session_id, reason="start_rejected")
             raise StationUnavailable("the charge point did not start; the hold was released")
 
+    async def _look(
+        self, row: SessionRow, error: PaymentUnavailable, log: Any
+    ) -> PaymentIntentState:
+        """A hold request whose outcome is unknown: find what Stripe made for the session.
+
+        A placed hold is adopted and returned. Otherwise the session stays authorised
+        with ``payment_status = unknown`` (never a final failure while the outcome is
+        unknown), the agent hears 503, and the reconciler resolves it after the lease.
+        """
+        try:
+            found = await self._gateway.find_hold(
+                row.session_id, created_after=row.created_at - HOLD_LOOKBACK
+            )
+        except PaymentUnavailable as exc:
+            log.warning("payment.hold_unknown", error=error.detail, look=exc.detail)
+            found = None
+        decision = resolve_hold(found.status if found else None, may_adopt=True)
+        if found is not None and decision is HoldDecision.ADOPT:
+            log.warning("payment.hold_adopted", reference=found.reference, error=error.detail)
+            return found
+        if found is not None and decision is HoldDecision.RELEASE:
+            await self._void(row, found.reference, log)
+        await self._unknown(row.session_id, error)
+        raise error
+
+    async def _void(self, row: SessionRow, reference: str, log: Any) -> None:
+        """Cancel a hold this accept will not use (the key every releaser of it uses)."""
+        try:
+            await self._gateway.cancel(reference, idempotency_key=void_key(row))
+        except PaymentUnavailable as exc:
+            log.warning("payment.void_deferred", reference=reference, error=exc.detail)
+
+    async def _unknown(self, session_id: str, exc: PaymentUnavailable) -> None:
+        """Hand a hold of unknown outcome to the reconciler (unless it has it already)."""
+        async with self._db.session() as session:
+            row = await locked_session(session, session_id)
+            if row is None or row.payment_reference is not None:
+                return
+            if row.payment_status == HOLD_PENDING:
+                row.payment_status = HOLD_UNKNOWN
+            row.detail = f"{exc.code}: {exc.detail}; the hold's outcome is being resolved"
+            row.updated_at = self._now()
+            await audit.record(
+                session,
+                actor="system",
+                action="payment.hold_unknown",
+                subject=session_id,
+                data={"code": exc.code, "detail": exc.detail},
+            )
+
     async def _fail(self, session_id: str, exc: ChargepayError) -> None:
         async with self._db.session() as session:
             row = await locked_session(session, session_id)
             assert row is not None
             row.status = SessionStatus.FAILED.value
             row.detail = f"{exc.code}: {exc.detail}"
-            row.payment_status = "declined" if isinstance(exc, PaymentDeclined) else "unknown"
+            row.payment_status = "declined"
             row.updated_at = self._now()
             await limits.settle(session, session_id=session_id, amount=Decimal(0))
             await audit.record(

@@ -11,6 +11,7 @@ and lets the reconciler retrieve the truth.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 
@@ -53,3 +54,13 @@ class PaymentGateway(Protocol):
     async def cancel(self, reference: str, *, idempotency_key: str) -> PaymentIntentState: ...
 
     async def retrieve(self, reference: str) -> PaymentIntentState: ...
+
+    async def find_hold(
+        self, session_id: str, *, created_after: datetime | None = None
+    ) -> PaymentIntentState | None:
+        """The PaymentIntent made for `session_id` (its metadata), or None if there is none.
+
+        Resolves a hold request whose outcome is unknown by looking; raises
+        PaymentUnavailable when Stripe cannot be asked.
+        """
+        ...

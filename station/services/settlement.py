@@ -18,7 +18,10 @@ session whose charge point has been silent for 6 × ``session_start_timeout_s``
 — silent meaning neither connected to this node nor seen (a heartbeat) by any
 node for that long; a connected charge point that sends no meter values is
 left charging, and one that does not end a transaction it was told to stop is
-told again. It releases the hold of any session that ended with it still open.
+told again. It releases the hold of any session that ended with it still open, and
+resolves a hold request whose outcome was never recorded by looking
+(`_recover_hold`: find the PaymentIntent by the session's metadata, cancel it
+if open), never by sending the request again.
 A StopTransaction that arrives after a silence settlement, reporting more
 energy than was billed, is recorded as an ``unbilled_energy`` anomaly (billing).
 
@@ -41,9 +44,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from station.domain.cost import SessionCost, Usage, session_cost
 from station.domain.money import Money
+from station.domain.payment import HoldDecision, resolve_hold
 from station.domain.session import SessionStatus, advance
 from station.domain.tariff import Tariff
-from station.errors import PaymentDeclined, PaymentUnavailable
+from station.errors import PaymentUnavailable
 from station.logs import get_logger
 from station.services import limits
 from station.services.gateway import PaymentGateway, PaymentIntentState, PaymentSource
@@ -61,7 +65,32 @@ SILENCE_FACTOR = 6
 CRASH_AFTER_CAPTURE = "crash_after_capture"  # Stripe captured, the outcome not recorded
 HOLD_PENDING = "pending"  # payment_status while the hold request is in flight
 HOLD_OPEN = "requires_capture"
+# payment_status once the station gave up waiting for the hold's answer: the reconciler
+# owns it from then on, and resolves it by looking (find_hold), never by sending it again.
+HOLD_UNKNOWN = "unknown"
+HOLD_LOOKBACK = timedelta(minutes=5)  # clock skew allowance when listing PaymentIntents
 CHARGE_POINT_SILENT = "charge_point_silent"  # the stop reason of a silence settlement
+
+
+def hold_request(row: SessionRow) -> dict[str, Any]:
+    """The hold request of a session, from its stored row alone: the same on every try."""
+    kind, _, value = (row.payment_source or ":").partition(":")
+    return {
+        "amount_minor": Money(row.cap, row.currency).to_minor_units(),
+        "currency": row.currency,
+        "source": PaymentSource(kind, value),
+        "idempotency_key": f"hold_{row.challenge_id}",
+        "metadata": {
+            "session_id": row.session_id,
+            "offer_id": row.offer_id,
+            "agent_id": row.agent_id,
+        },
+    }
+
+
+def void_key(row: SessionRow) -> str:
+    """The idempotency key of releasing a session's unused hold (a cancel has no body)."""
+    return f"hold_{row.challenge_id}_void"
 
 
 def usage_of(row: SessionRow, now: datetime) -> Usage:
@@ -157,9 +186,10 @@ class SettlementService:
                 return
             if await session.get(SettlementRow, session_id) is not None:
                 return  # someone else's settlement is in flight or done
-            if row.payment_reference is None and row.payment_status == HOLD_PENDING:
-                # The hold request is in flight: whoever placed it finishes (it sees the
-                # session stopping and releases the hold), or the reconciler's replay does.
+            if row.payment_reference is None and row.payment_status in (HOLD_PENDING, HOLD_UNKNOWN):
+                # The hold request is in flight or its outcome unknown: whoever placed it
+                # finishes (it sees the session stopping and releases the hold), or the
+                # reconciler resolves it by looking.
                 moved = SessionStatus(row.status) is not SessionStatus.STOPPING
                 row.status = advance(SessionStatus(row.status), SessionStatus.STOPPING).value
                 if reason and row.stop_reason is None:
@@ -384,7 +414,7 @@ class SettlementService:
                 await session.scalars(
                     select(SessionRow.session_id).where(
                         SessionRow.payment_reference.is_(None),
-                        SessionRow.payment_status.in_(("pending", "unknown")),
+                        SessionRow.payment_status.in_((HOLD_PENDING, HOLD_UNKNOWN)),
                         SessionRow.created_at < now - self._lease,
                     )
                 )
@@ -494,32 +524,30 @@ class SettlementService:
         log.info("settlement.hold_released", reference=reference, payment_status=state.status)
 
     async def _recover_hold(self, session_id: str) -> None:
-        """A hold request whose outcome was never recorded: find the hold and release it.
+        """A hold request whose outcome was never recorded: look, then release what is open.
 
-        Replays the hold request with its original idempotency key — Stripe answers
-        with the PaymentIntent it made the first time (or makes one, if the first
-        request never arrived) — and cancels it. The session ends failed either way.
+        Claims the session first (``payment_status`` pending → unknown, so an accept
+        still running never adopts it), finds the PaymentIntent made for the session
+        (`find_hold`, by its metadata), cancels it if it is open, and ends the session
+        failed with its allowance released. A Stripe outage leaves it for the next pass.
         """
         log = _log.bind(session_id=session_id)
-        async with self._db.reader() as session:
-            row = await session.get(SessionRow, session_id)
-            session.expunge_all()
-        if row is None or row.payment_reference is not None or not row.payment_source:
-            return
-        kind, _, value = row.payment_source.partition(":")
-        key = f"hold_{row.challenge_id}"
+        async with self._db.session() as session:
+            row = await locked_session(session, session_id)
+            if row is None or row.payment_reference is not None:
+                return
+            if row.payment_status not in (HOLD_PENDING, HOLD_UNKNOWN):
+                return
+            row.payment_status = HOLD_UNKNOWN
+            session.expunge(row)
         try:
-            state = await self._gateway.authorize(
-                amount_minor=Money(row.cap, row.currency).to_minor_units(),
-                currency=row.currency,
-                source=PaymentSource(kind, value),
-                idempotency_key=key,
-                metadata={"session_id": session_id, "agent_id": row.agent_id},
+            found = await self._gateway.find_hold(
+                session_id, created_after=row.created_at - HOLD_LOOKBACK
             )
-            if state.status == "requires_capture":
-                state = await self._gateway.cancel(state.reference, idempotency_key=f"{key}_void")
-        except PaymentDeclined:
-            state = None
+            decision = resolve_hold(found.status if found else None, may_adopt=False)
+            state = found
+            if found is not None and decision is HoldDecision.RELEASE:
+                state = await self._gateway.cancel(found.reference, idempotency_key=void_key(row))
         except PaymentUnavailable as exc:
             log.warning("reconcile.hold_unknown", error=exc.detail)
             return
@@ -530,11 +558,15 @@ class SettlementService:
             if state is not None:
                 locked.payment_reference, locked.payment_status = state.reference, state.status
             else:
-                locked.payment_status = "declined"
+                locked.payment_status = "none"
             moved = not SessionStatus(locked.status).final
             if moved:
                 locked.status = advance(SessionStatus(locked.status), SessionStatus.FAILED).value
-            locked.detail = locked.detail or "the hold's outcome was unknown; it was released"
+            locked.detail = (
+                "the hold's outcome was unknown; it was released"
+                if state is not None
+                else "the hold's outcome was unknown; Stripe made none"
+            )
             locked.updated_at = self._now()
             await limits.settle(session, session_id=session_id, amount=Decimal(0))
             await audit.record(
@@ -542,9 +574,13 @@ class SettlementService:
                 actor="system",
                 action="payment.hold_recovered",
                 subject=session_id,
-                data={"reference": locked.payment_reference, "status": locked.payment_status},
+                data={
+                    "reference": locked.payment_reference,
+                    "status": locked.payment_status,
+                    "decision": decision.value,
+                },
             )
-        log.info("reconcile.hold_released", reference=locked.payment_reference)
+        log.info("reconcile.hold_resolved", reference=locked.payment_reference, decision=decision)
         if moved:
             self._events.publish(session_id, "status", {"status": SessionStatus.FAILED.value})
 

@@ -125,8 +125,8 @@ class SessionRow(Base):
     last_active_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     payment_reference: Mapped[str | None] = mapped_column(String(64))
     payment_status: Mapped[str] = mapped_column(String(32))
-    # "payment_method:pm_…" | "spt:spt_…": lets the reconciler replay the hold request
-    # (same idempotency key) to find and release a hold whose outcome was never recorded.
+    # "payment_method:pm_…" | "spt:spt_…": the hold request is built from the row alone
+    # (settlement.hold_request), so every try of it carries the same parameters.
     payment_source: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

@@ -209,6 +209,8 @@ async def test_a_hold_whose_outcome_was_never_recorded_is_found_and_released(
     gateway, clock = FakeGateway(), Clock()
     settlement = service(db, gateway, clock, stripe_timeout_s=5)
     session_id = await new_session(db, gateway, started=False, status="authorized")
+    reference = session_id.removeprefix("ses_")
+    gateway.sessions[reference] = session_id  # the hold carries the session in its metadata
     async with db.session() as session:
         row = await session.get(SessionRow, session_id)
         assert row is not None
@@ -222,7 +224,29 @@ async def test_a_hold_whose_outcome_was_never_recorded_is_found_and_released(
     row, _ = await stored(db, session_id)
     assert (early, late) == (0, 1)
     assert (row.status, row.payment_status) == ("failed", "canceled")
-    assert gateway.intents[row.payment_reference or ""].status == "canceled"
+    assert row.payment_reference == reference
+    assert gateway.intents[reference].status == "canceled"
+    assert gateway.calls["authorize"] == 1  # looked up, never requested again
+
+
+async def test_a_hold_request_stripe_never_received_ends_the_session_without_a_hold(
+    db: Database,
+) -> None:
+    gateway, clock = FakeGateway(), Clock()
+    settlement = service(db, gateway, clock, stripe_timeout_s=5)
+    session_id = await new_session(db, gateway, started=False, status="authorized")
+    async with db.session() as session:
+        row = await session.get(SessionRow, session_id)
+        assert row is not None
+        row.payment_reference, row.payment_status = None, "unknown"
+
+    clock.now += timedelta(seconds=11)
+    acted = await settlement.reconcile()
+
+    row, _ = await stored(db, session_id)
+    assert acted == 1
+    assert (row.status, row.payment_status, row.payment_reference) == ("failed", "none", None)
+    assert gateway.calls["authorize"] == 1
 
 
 async def test_a_session_whose_charge_point_fell_silent_is_settled_for_what_was_metered(

@@ -132,3 +132,25 @@ async def test_a_shared_payment_token_goes_to_stripe_as_a_granted_token() -> Non
     assert (form["capture_method"], form["confirm"], form["amount"]) == ("manual", "true", "700")
     assert headers["Idempotency-Key"] == "hold_ch1"
     assert headers["Stripe-Version"].endswith(".preview")
+
+
+async def test_a_hold_is_found_by_its_session_id_across_list_pages(
+    gateway: StripeGateway,
+) -> None:
+    for n in range(3):  # others' intents first, so the match is past the first page
+        await gateway.authorize(
+            amount_minor=100 + n, currency="usd", source=VISA,
+            idempotency_key=f"o{n}", metadata={"session_id": f"ses_other{n}"},
+        )  # fmt: skip
+    made = await gateway.authorize(
+        amount_minor=700, currency="usd", source=VISA,
+        idempotency_key="f", metadata={"session_id": "ses_find_me"},
+    )  # fmt: skip
+
+    gateway.list_page_size = 2
+    found = await gateway.find_hold("ses_find_me")
+    missing = await gateway.find_hold("ses_never_made")
+
+    assert found == made
+    assert missing is None
+    assert gateway.calls["list"] >= 2
