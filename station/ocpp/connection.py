@@ -46,6 +46,7 @@ from station.errors import (
     ChargePointNotConnected,
     ChargePointTimeout,
     StationUnavailable,
+    TransactionNotStored,
 )
 from station.logs import BoundLogger, get_logger
 from station.ocpp import wire
@@ -342,6 +343,14 @@ class OcppConnection:
         except CallErrorReply as exc:
             self.log.info("ocpp.call_refused", action=action, code=exc.code, detail=exc.description)
             await self._send_error(unique_id, exc.code, exc.description, exc.details)
+            return
+        except TransactionNotStored:
+            # OCPP lets a charge point discard a transaction message answered with
+            # CALLERRORs (1.6 §3.7.1; 2.x use case E13, where an unanswered call counts
+            # as an attempt too); one it could not deliver while offline stays queued
+            # and is sent after reconnecting. So no answer: close, and it resends.
+            self.log.warning("ocpp.transaction_not_stored", action=action, unique_id=unique_id)
+            await self.websocket.close(1013, "try again later: not stored")
             return
         except ChargepayError as exc:
             self.log.warning("ocpp.call_failed", action=action, error=type(exc).__name__)

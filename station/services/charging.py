@@ -17,6 +17,14 @@ write path. Open transactions are cached in memory (a charge point is connected 
 node at a time and its messages are handled one after the other), so the hot
 path — a meter value — costs no read, only the batched writes.
 
+A transaction message that could not be committed because the database is
+unavailable raises `TransactionNotStored`: the adapter then leaves it
+unanswered and closes the connection, so the charge point sends it again
+(a CALLERROR would let it discard the message). The transaction's cached
+state is dropped (the outcome of a lost commit is unknown: it is read back
+from the database), and an end that was not stored is remembered in
+``ends_missing`` until one is.
+
 Unknown transactions (a meter value or an end for a transaction the station
 never saw start) get a normal answer — the charge point must be able to
 clear its queue — while the samples are stored without a transaction and an
@@ -25,11 +33,14 @@ clear its queue — while the samples are stored without a transaction and an
 
 from __future__ import annotations
 
+import functools
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.engine import Connection
@@ -44,6 +55,7 @@ from station.domain.events import (
     TransactionStarted,
 )
 from station.domain.metering import Anomaly, MeterState
+from station.errors import TransactionNotStored
 from station.logs import get_logger
 from station.ocpp.ports import TransactionReply
 from station.services.ports import Billing, TransactionListener, TransactionView
@@ -56,7 +68,7 @@ from station.store.charging import (
     TransactionRow,
 )
 from station.store.db import Database
-from station.store.writer import GroupCommitWriter, Staged
+from station.store.writer import GroupCommitWriter, Staged, is_outage
 
 _log = get_logger(__name__)
 _SAMPLES: Table = MeterSampleRow.__table__  # type: ignore[assignment]
@@ -64,6 +76,38 @@ _ANOMALIES: Table = AnomalyRow.__table__  # type: ignore[assignment]
 _TRANSACTIONS: Table = TransactionRow.__table__  # type: ignore[assignment]
 _CHARGE_POINTS: Table = ChargePointRow.__table__  # type: ignore[assignment]
 _UNBILLED = Billing()
+_Event = TypeVar("_Event", TransactionStarted, MeterValuesReported, TransactionEnded)
+_Reply = TypeVar("_Reply")
+
+
+def _resent_if_not_stored(
+    handler: Callable[[ChargingService, _Event], Awaitable[_Reply]],
+) -> Callable[[ChargingService, _Event], Awaitable[_Reply]]:
+    """A transaction message the database could not take raises TransactionNotStored."""
+
+    @functools.wraps(handler)
+    async def handle(service: ChargingService, event: _Event) -> _Reply:
+        try:
+            return await handler(service, event)
+        except Exception as exc:
+            if not is_outage(exc):  # StoreUnavailable included
+                raise
+            if isinstance(event, MeterValuesReported) and event.transaction_ref is None:
+                raise  # not a transaction's: an ordinary error answers it
+            key = (event.charge_point_id, event.transaction_ref or "")
+            service._open.pop(key, None)  # committed or not: read back next time
+            if isinstance(event, TransactionEnded):
+                service.ends_missing.setdefault(key, time.monotonic())
+            _log.warning(
+                "charging.transaction_not_stored",
+                charge_point_id=event.charge_point_id,
+                transaction_ref=event.transaction_ref,
+                message=type(event).__name__,
+                error=type(exc).__name__,
+            )
+            raise TransactionNotStored("the database is unavailable: send it again") from exc
+
+    return handle
 
 
 @dataclass(slots=True)
@@ -124,6 +168,8 @@ class ChargingService:
         self.listener = listener
         self.free_vend = free_vend
         self._open: dict[tuple[str, str], _Open] = {}
+        # (charge point, transaction ref) -> when its end could not be stored (monotonic).
+        self.ends_missing: dict[tuple[str, str], float] = {}
 
     # --- charge points -----------------------------------------------------------------
 
@@ -146,11 +192,11 @@ class ChargingService:
         await self._update_charge_point(charge_point_id, values)
 
     async def charge_point_disconnected(self, charge_point_id: str) -> None:
+        for key in [k for k in self._open if k[0] == charge_point_id]:
+            del self._open[key]  # reloaded from the database on its next message
         await self._update_charge_point(
             charge_point_id, {"connected": False, "last_seen": utcnow()}
         )
-        for key in [k for k in self._open if k[0] == charge_point_id]:
-            del self._open[key]  # reloaded from the database on its next message
 
     def charge_point_seen(self, charge_point_id: str) -> None:
         """A heartbeat: note the time with the next batch, without waiting for it."""
@@ -215,6 +261,7 @@ class ChargingService:
 
     # --- transactions ------------------------------------------------------------------
 
+    @_resent_if_not_stored
     async def transaction_started(self, event: TransactionStarted) -> TransactionReply:
         cp = event.charge_point_id
         if event.transaction_ref is not None:
@@ -289,6 +336,7 @@ class ChargingService:
         )
         return await self._reply(opened)
 
+    @_resent_if_not_stored
     async def meter_values(self, event: MeterValuesReported) -> TransactionReply | None:
         cp = event.charge_point_id
         opened = await self._find(cp, event.transaction_ref) if event.transaction_ref else None
@@ -301,6 +349,7 @@ class ChargingService:
             opened, event.readings, event.seq_no, event.evse_id, event.timestamp
         )
 
+    @_resent_if_not_stored
     async def transaction_ended(self, event: TransactionEnded) -> TransactionReply:
         cp = event.charge_point_id
         opened = await self._find(cp, event.transaction_ref)
@@ -308,6 +357,7 @@ class ChargingService:
             await self._orphan_readings(cp, 0, event.readings, event.seq_no, event.transaction_ref)
             return TransactionReply(transaction_id=0, id_token_accepted=True)
         if opened.ended:  # a repeated end: answer as before, change nothing
+            self.ends_missing.pop((cp, opened.transaction_ref), None)
             return await self._reply(opened, notify=False)
         result = metering.apply(opened.meter, event.readings, seq_no=event.seq_no)
         anomalies = list(result.anomalies)
@@ -347,6 +397,7 @@ class ChargingService:
             meter_start_wh=opened.meter_start_wh or meter.start_wh,
         )
         self._open.pop((cp, opened.transaction_ref), None)
+        self.ends_missing.pop((cp, opened.transaction_ref), None)
         _log.info(
             "charging.transaction_ended",
             charge_point_id=cp,
