@@ -19,11 +19,15 @@ def create_app(station: Station) -> FastAPI:
         title="chargepay station",
         version=__version__,
         description="Agent and operator API of the chargepay central system (PROTOCOL.md v1).",
+        # Served from the installed packages instead of a CDN (station.api.docs).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.station = station
     problems.install(app)
     _include_trust(app, station)
     _include_payments(app, station)
+    _include_operator_pages(app)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> JSONResponse:
@@ -63,6 +67,13 @@ def _include_payments(app: FastAPI, station: Station) -> None:
     if payments is not None:
         counter = station.metrics.session_transitions
         payments.events.on_status = lambda status: counter.labels(status=status).inc()
+
+
+def _include_operator_pages(app: FastAPI) -> None:
+    """Offline API docs (/docs, /redoc) and the operator dashboard (issue 12)."""
+    from station.api import docs
+
+    docs.install(app)
 
 
 def station_of(request: Request) -> Station:
