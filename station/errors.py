@@ -7,6 +7,7 @@
     ├── Unauthenticated                 unauthenticated       401  SecurityError
     ├── AgentSuspended                  agent_suspended       403  SecurityError
     ├── AmountExceeded                  amount_exceeded       403
+    ├── CrossSiteRefused                cross_site_refused    403
     ├── CapTooLow                       cap_too_low           422
     ├── Conflict                                              409
     │   ├── NegotiationClosed           negotiation_closed
@@ -84,6 +85,12 @@ class AgentSuspended(ChargepayError):
 
 class AmountExceeded(ChargepayError):
     code, status, title = "amount_exceeded", 403, "Amount exceeds the agent's limits"
+
+
+class CrossSiteRefused(ChargepayError):
+    """A dashboard change without its CSRF token, or sent from another origin."""
+
+    code, status, title = "cross_site_refused", 403, "Cross-site request refused"
 
 
 class CapTooLow(ChargepayError):

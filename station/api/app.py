@@ -71,9 +71,11 @@ def _include_payments(app: FastAPI, station: Station) -> None:
 
 def _include_operator_pages(app: FastAPI) -> None:
     """Offline API docs (/docs, /redoc) and the operator dashboard (issue 12)."""
-    from station.api import docs
+    from station.api import dashboard, dashboard_events, docs
 
     docs.install(app)
+    dashboard.install(app)
+    app.include_router(dashboard_events.router)
 
 
 def station_of(request: Request) -> Station:
