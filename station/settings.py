@@ -46,8 +46,21 @@ class Settings(BaseSettings):
     ocpp_tls_ca: Path | None = None  # client CAs for security profile 3 (mutual TLS)
     ocpp_max_frame_bytes: int = Field(default=1_048_576, gt=0)
     ocpp_call_timeout_s: float = Field(default=30.0, gt=0)
+    # From TCP accept to the end of the WebSocket handshake (TLS included).
+    ocpp_open_timeout_s: float = Field(default=10.0, gt=0)
     ocpp_heartbeat_interval_s: int = Field(default=300, gt=0)
-    ocpp_auth_failures_per_minute: int = Field(default=10, gt=0)
+    # Failed logins (README "OCPP security"): the first `free` failures of an
+    # (address, id) pair are answered at once, then each waits twice as long as
+    # the last, from `delay` up to `max_delay`; past the per-address ceiling, a
+    # password needing a hash check gets 429 (certificates and cached ones pass).
+    ocpp_auth_free_failures: int = Field(default=3, ge=0)
+    ocpp_auth_failure_delay_s: float = Field(default=0.5, ge=0)
+    ocpp_auth_failure_max_delay_s: float = Field(default=8.0, ge=0)
+    ocpp_auth_failures_per_address_per_minute: int = Field(default=1200, gt=0)
+    # Keys each failure table keeps (least recently failed forgotten first).
+    ocpp_auth_max_entries: int = Field(default=10_000, gt=0)
+    # Threads checking password hashes (0: one per CPU).
+    ocpp_auth_threads: int = Field(default=0, ge=0)
     # Let charge points start on id tokens no session claims (their own RFID
     # cards, a private depot): such charging is neither priced nor paid.
     ocpp_free_vend: bool = False

@@ -1,19 +1,23 @@
-"""The OCPP central system: the websocket listener, charge point security, commands.
+"""The OCPP central system: the websocket listener and the commands the services send.
 
 ``ws://HOST:PORT/ocpp/{charge_point_id}`` with subprotocol ``ocpp2.1``,
-``ocpp2.0.1`` or ``ocpp1.6`` (the newest one both sides speak; a handshake
-offering none is refused with 400). Security (OCPP security profiles):
+``ocpp2.0.1`` or ``ocpp1.6`` (the newest one both sides speak). A charge
+point offering none of them, once authenticated, gets the handshake completed
+without ``Sec-WebSocket-Protocol`` and the connection closed at once (1002), as
+OCPP-J describes. Security (OCPP security profiles):
 
 * 1 / 2 — HTTP Basic with the charge point's password, checked against its
   scrypt hash; over TLS when ``ocpp_tls_cert``/``ocpp_tls_key`` are set.
 * 3 — mutual TLS when ``ocpp_tls_ca`` is set too: a client certificate whose
   common name is the charge point id stands in for the password.
 
-Only registered charge points get in; anything else is 401 at the handshake.
-Failed attempts are counted per charge point id and per peer address over a
-sliding minute; past ``ocpp_auth_failures_per_minute`` the handshake is 429.
-A second connection under an id that is connected replaces the first only
-once it has authenticated; a failed attempt never touches the first.
+Who gets in, and how failed logins are throttled, is `station.ocpp.auth`: an
+unknown id and a wrong password get the same 401 after the same work (never
+404: ids cannot be enumerated). WebSocket compression (RFC 7692
+permessage-deflate) is negotiated when offered; ``ocpp_max_frame_bytes``
+bounds a message's inflated size. A second connection under an id that is
+connected replaces the first only once it has authenticated; a failed
+attempt never touches the first.
 
 `CentralSystem` implements `station.services.ports.ChargePointCommands`.
 """
@@ -21,28 +25,22 @@ once it has authenticated; a failed attempt never touches the first.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import hashlib
-import hmac
-import secrets
+import math
 import ssl
-import time
-from collections import defaultdict, deque
 from decimal import Decimal
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from station.domain.events import OcppVersion
 from station.errors import ChargePointNotConnected
 from station.logs import get_logger
+from station.ocpp.auth import Authenticator, Outcome
 from station.ocpp.connection import OcppConnection
 from station.ocpp.frame_log import FrameLog
 from station.ocpp.ports import ChargingEvents
@@ -50,7 +48,6 @@ from station.ocpp.v16 import V16Connection
 from station.ocpp.v21 import V21Connection
 from station.ocpp.v201 import V201Connection
 from station.settings import Settings
-from station.store import charging as store
 from station.store.db import Database
 
 _log = get_logger(__name__)
@@ -61,54 +58,6 @@ _ADAPTERS: dict[str, type[OcppConnection]] = {
     OcppVersion.V201: V201Connection,
     OcppVersion.V21: V21Connection,
 }
-
-
-class FailureLimiter:
-    """Failed authentications per key over a sliding minute."""
-
-    def __init__(self, per_minute: int, clock: Any = time.monotonic) -> None:
-        self.per_minute = per_minute
-        self.clock = clock
-        self._seen: dict[str, deque[float]] = defaultdict(deque)
-
-    def _prune(self, key: str) -> deque[float]:
-        window = self._seen[key]
-        horizon = self.clock() - 60
-        while window and window[0] < horizon:
-            window.popleft()
-        if not window:
-            del self._seen[key]
-            return deque()
-        return window
-
-    def blocked(self, *keys: str) -> bool:
-        return any(len(self._prune(k)) >= self.per_minute for k in keys)
-
-    def fail(self, *keys: str) -> None:
-        now = self.clock()
-        for key in keys:
-            self._seen[key].append(now)
-
-
-def _basic_credentials(headers: Headers) -> tuple[str, str] | None:
-    value = headers.get("Authorization", "")
-    scheme, _, token = value.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        user, sep, password = base64.b64decode(token, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return (user, password) if sep else None
-
-
-def _offered(headers: Headers) -> list[str]:
-    return [
-        p.strip()
-        for line in headers.get_all("Sec-WebSocket-Protocol")
-        for p in line.split(",")
-        if p.strip()
-    ]
 
 
 class CentralSystem:
@@ -126,12 +75,9 @@ class CentralSystem:
         self.events = events
         self.frames = frames
         self.port: int | None = None
-        self.limiter = FailureLimiter(settings.ocpp_auth_failures_per_minute)
+        self.auth = Authenticator(settings, db)
         self._connections: dict[str, OcppConnection] = {}
         self._limits: dict[tuple[str, int], Decimal] = {}
-        # id -> (stored hash, keyed digest of the password that matched it): reconnects skip scrypt.
-        self._verified: dict[str, tuple[str, bytes]] = {}
-        self._key = secrets.token_bytes(32)
         self._stopping = asyncio.Event()
 
     # --- listening ---------------------------------------------------------------------
@@ -159,6 +105,12 @@ class CentralSystem:
         (going away) and `run()` returns once their handlers have finished
         (their last messages answered and stored). Safe to cancel.
         """
+        try:
+            await self._serve(listening)
+        finally:
+            self.auth.close()
+
+    async def _serve(self, listening: asyncio.Event | None) -> None:
         async with serve(
             self._handler,
             self.settings.ocpp_host,
@@ -168,8 +120,8 @@ class CentralSystem:
             select_subprotocol=self._select_subprotocol,
             process_request=self._process_request,
             max_size=self.settings.ocpp_max_frame_bytes,
-            compression=None,
-            open_timeout=self.settings.ocpp_call_timeout_s,
+            compression="deflate",
+            open_timeout=self.settings.ocpp_open_timeout_s,
             server_header=None,
         ) as server:
             self.port = _port_of(server)
@@ -193,24 +145,24 @@ class CentralSystem:
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
         peer = str(connection.remote_address[0]) if connection.remote_address else "?"
-        path = request.path.split("?", 1)[0]
-        if not path.startswith(PREFIX) or not path[len(PREFIX) :].strip("/"):
+        cp_id = _charge_point_id(request)
+        if cp_id is None:
             return connection.respond(HTTPStatus.NOT_FOUND, "Use /ocpp/{charge_point_id}\n")
-        cp_id = unquote(path[len(PREFIX) :].strip("/"))
-        log = _log.bind(charge_point_id=cp_id, peer=peer)
-        if not any(p in SUBPROTOCOLS for p in _offered(request.headers)):
-            log.info("ocpp.refused", reason="no_subprotocol")
-            return connection.respond(
-                HTTPStatus.BAD_REQUEST, "Offer one of ocpp2.1, ocpp2.0.1, ocpp1.6\n"
-            )
-        keys = (f"id:{cp_id}", f"peer:{peer}")
-        if self.limiter.blocked(*keys):
+        verdict = await self.auth.authenticate(
+            cp_id,
+            peer,
+            request.headers,
+            certificate_matches=self._certificate_matches(connection, cp_id),
+        )
+        log = _log.bind(charge_point_id=cp_id[:64], peer=peer)
+        if verdict.outcome is Outcome.THROTTLED:
             log.warning("ocpp.auth_rate_limited")
-            return connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "Too many failed attempts\n")
-        if self._certificate_matches(connection, cp_id):
-            return None
-        if not await self._password_matches(cp_id, request.headers):
-            self.limiter.fail(*keys)
+            response = connection.respond(
+                HTTPStatus.TOO_MANY_REQUESTS, "Too many failed attempts\n"
+            )
+            response.headers["Retry-After"] = str(max(1, math.ceil(verdict.retry_after_s)))
+            return response
+        if verdict.outcome is Outcome.UNAUTHORIZED:
             log.warning("ocpp.auth_failed", displaces=cp_id in self._connections)
             response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
             response.headers["WWW-Authenticate"] = 'Basic realm="chargepay", charset="UTF-8"'
@@ -227,31 +179,16 @@ class CentralSystem:
                     return True
         return False
 
-    async def _password_matches(self, cp_id: str, headers: Headers) -> bool:
-        credentials = _basic_credentials(headers)
-        if credentials is None or credentials[0] != cp_id:
-            return False
-        password = credentials[1]
-        stored = await store.password_hash_of(self.db, cp_id)
-        if stored is None:
-            return False
-        digest = hmac.new(self._key, password.encode(), hashlib.sha256).digest()
-        cached = self._verified.get(cp_id)
-        if cached is not None and cached[0] == stored:
-            return hmac.compare_digest(cached[1], digest)
-        if not await asyncio.to_thread(store.verify_password, password, stored):
-            return False
-        self._verified[cp_id] = (stored, digest)
-        return True
-
     async def _handler(self, websocket: ServerConnection) -> None:
         assert websocket.request is not None
-        cp_id = unquote(websocket.request.path.split("?", 1)[0][len(PREFIX) :].strip("/"))
-        version = websocket.subprotocol
-        if version is None:  # the handshake check makes this unreachable
-            await websocket.close(1002, "no OCPP subprotocol")
-            return
+        cp_id = _charge_point_id(websocket.request)
+        assert cp_id is not None  # the handshake refused anything else
         log = _log.bind(charge_point_id=cp_id)
+        version = websocket.subprotocol
+        if version is None:
+            log.info("ocpp.refused", reason="no_subprotocol")
+            await websocket.close(1002, "offer one of ocpp2.1, ocpp2.0.1, ocpp1.6")
+            return
         connection = _ADAPTERS[version](
             cp_id,
             websocket,
@@ -364,6 +301,14 @@ class CentralSystem:
                 )
         except Exception:
             _log.exception("ocpp.audit_failed", charge_point_id=charge_point_id, action=action)
+
+
+def _charge_point_id(request: Request) -> str | None:
+    """The id in ``/ocpp/{charge_point_id}`` (percent-decoded), or None for another path."""
+    path = request.path.split("?", 1)[0]
+    if not path.startswith(PREFIX) or not path[len(PREFIX) :].strip("/"):
+        return None
+    return unquote(path[len(PREFIX) :].strip("/"))
 
 
 def _port_of(server: Server) -> int:

@@ -187,8 +187,13 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
+def is_valid_charge_point_id(charge_point_id: str) -> bool:
+    """Whether a string can be a registered charge point id (anything else is never stored)."""
+    return _ID.fullmatch(charge_point_id) is not None
+
+
 def check_credentials(charge_point_id: str, password: str) -> None:
-    if not _ID.match(charge_point_id):
+    if not is_valid_charge_point_id(charge_point_id):
         raise ValidationError("charge_point_id: 1–48 characters of letters, digits and . _ : -")
     if not 16 <= len(password) <= 40:
         raise ValidationError("password: 16–40 characters (OCPP security profile 1/2)")

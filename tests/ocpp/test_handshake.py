@@ -1,0 +1,187 @@
+"""The OCPP handshake: failed logins throttled without refusing the right credentials,
+subprotocol negotiation as OCPP-J describes, ids that cannot exist, compression, timing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from station.app import running_station
+from tests.ocpp.conftest import PASSWORD, basic, registered, settings_for
+from tests.ocpp.test_security import handshake_status
+
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+async def timed_status(url: str, cp_id: str, password: str | None) -> tuple[int, float]:
+    started = time.perf_counter()
+    status = await handshake_status(url, cp_id, password)
+    return status, time.perf_counter() - started
+
+
+@sqlite_only
+async def test_the_right_password_gets_in_after_any_number_of_failures(database_url: str) -> None:
+    await registered(database_url)
+    settings = settings_for(database_url, ocpp_auth_free_failures=0, ocpp_auth_failure_delay_s=0)
+
+    async with running_station(settings) as station:
+        url = f"ws://127.0.0.1:{station.ocpp_port}/ocpp"
+        failures = [await handshake_status(url, "CP-1", f"guess-{n:016d}") for n in range(25)]
+        with_the_password = await handshake_status(url, "CP-1", PASSWORD)
+        another_charge_point_of_the_site = await handshake_status(url, "CP-2", PASSWORD)
+
+    assert failures == [401] * 25
+    assert with_the_password == 101
+    assert another_charge_point_of_the_site == 101
+
+
+@sqlite_only
+async def test_failures_are_slowed_down_per_address_and_id(database_url: str) -> None:
+    await registered(database_url)
+    settings = settings_for(database_url, ocpp_auth_free_failures=2, ocpp_auth_failure_delay_s=0.3)
+
+    async with running_station(settings) as station:
+        url = f"ws://127.0.0.1:{station.ocpp_port}/ocpp"
+        free = [await timed_status(url, "CP-1", "wrong-password-000000") for _ in range(2)]
+        third, fourth = [await timed_status(url, "CP-1", "wrong-password-000000") for _ in range(2)]
+        other_id = await timed_status(url, "CP-2", "wrong-password-000000")
+        right = await timed_status(url, "CP-1", PASSWORD)
+
+    assert [s for s, _ in free] == [401, 401] and all(t < 0.3 for _, t in free)
+    assert third[0] == 401 and third[1] >= 0.3
+    assert fourth[0] == 401 and fourth[1] >= 0.6
+    assert other_id[0] == 401 and other_id[1] < 0.3
+    assert right[0] == 101 and right[1] < 0.3
+
+
+@sqlite_only
+async def test_past_the_address_ceiling_only_unchecked_passwords_wait(database_url: str) -> None:
+    await registered(database_url)
+    settings = settings_for(database_url, ocpp_auth_failures_per_address_per_minute=5)
+
+    async with running_station(settings) as station:
+        url = f"ws://127.0.0.1:{station.ocpp_port}/ocpp"
+        known_before = await handshake_status(url, "CP-1", PASSWORD)
+        failures = [await handshake_status(url, f"CP-X{n}", PASSWORD) for n in range(5)]
+        try:
+            async with connect(
+                f"{url}/CP-2",
+                subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
+                additional_headers=basic("CP-2", PASSWORD),
+            ):
+                pass
+        except Exception as exc:
+            throttled: Any = exc
+        known_after = await handshake_status(url, "CP-1", PASSWORD)
+
+    assert known_before == 101 and failures == [401] * 5
+    assert throttled.response.status_code == 429
+    assert 1 <= int(throttled.response.headers["Retry-After"]) <= 60
+    assert known_after == 101  # verified by this process before: no hash check needed
+
+
+@sqlite_only
+async def test_no_common_subprotocol_completes_the_handshake_then_closes(
+    database_url: str,
+) -> None:
+    await registered(database_url)
+
+    async with running_station(settings_for(database_url)) as station:
+        url = f"ws://127.0.0.1:{station.ocpp_port}/ocpp"
+        closes = []
+        for offered in (["ocpp9"], None):
+            async with connect(
+                f"{url}/CP-1",
+                subprotocols=offered,  # type: ignore[arg-type]
+                additional_headers=basic("CP-1", PASSWORD),
+            ) as ws:
+                subprotocol = ws.subprotocol
+                answered = ws.response is not None and ws.response.headers.get(
+                    "Sec-WebSocket-Protocol"
+                )
+                with pytest.raises(ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 5)
+                closes.append((subprotocol, answered, ws.close_code))
+        wrong_password = await handshake_status(url, "CP-1", "wrong-pw-0000000", subprotocols=None)
+        unknown = await handshake_status(url, "CP-NOPE", PASSWORD, subprotocols=["ocpp9"])
+
+    assert closes == [(None, None, 1002), (None, None, 1002)]
+    assert (wrong_password, unknown) == (401, 401)
+
+
+async def test_an_id_that_cannot_be_stored_is_refused_like_an_unknown_one(
+    database_url: str,
+) -> None:
+    await registered(database_url)
+    settings = settings_for(database_url, ocpp_auth_failures_per_address_per_minute=4)
+
+    async with running_station(settings) as station:
+        url = f"ws://127.0.0.1:{station.ocpp_port}/ocpp"
+        statuses = [
+            await handshake_status(url, cp_id, PASSWORD)
+            for cp_id in ("CP%00X", "CP-1%00", "%ED%A0%80", "CP%0A")
+        ]
+        then_rate_limited = await handshake_status(url, "CP%00Y", PASSWORD)
+        healthy = await handshake_status(url, "CP-1", PASSWORD)
+
+    assert statuses == [401, 401, 401, 401]
+    assert then_rate_limited == 429
+    assert healthy == 429  # never verified in this process, and the address is over its ceiling
+
+
+@sqlite_only
+async def test_permessage_deflate_is_negotiated_and_the_limit_is_on_the_inflated_size(
+    database_url: str,
+) -> None:
+    await registered(database_url)
+    settings = settings_for(database_url, ocpp_max_frame_bytes=65_536)
+
+    async with (
+        running_station(settings) as station,
+        connect(
+            f"ws://127.0.0.1:{station.ocpp_port}/ocpp/CP-1",
+            subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
+            additional_headers=basic("CP-1", PASSWORD),
+            compression="deflate",
+        ) as ws,
+    ):
+        extensions = [e.name for e in ws.protocol.extensions]
+        await ws.send(json.dumps([2, "hb", "Heartbeat", {}]))
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        # 200 kB of one letter deflates to a few hundred bytes on the wire.
+        await ws.send(json.dumps([2, "big", "DataTransfer", {"vendorId": "x" * 200_000}]))
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+
+    assert extensions == ["permessage-deflate"]
+    assert reply[:2] == [3, "hb"]
+    assert ws.close_code == 1009
+
+
+@sqlite_only
+async def test_an_unknown_id_costs_the_same_time_as_a_wrong_password(database_url: str) -> None:
+    await registered(database_url)
+    settings = settings_for(database_url, ocpp_auth_free_failures=10_000)
+
+    async with running_station(settings) as station:
+        url = f"ws://127.0.0.1:{station.ocpp_port}/ocpp"
+        assert await handshake_status(url, "CP-1", PASSWORD) == 101  # CP-1's password is cached
+        samples: dict[str, list[float]] = {"cached": [], "known": [], "unknown": []}
+        for n in range(25):  # interleaved, so a slow moment of the host hits all three alike
+            for kind, cp_id in (("cached", "CP-1"), ("known", "CP-2"), ("unknown", f"CP-Z{n}")):
+                status, elapsed = await timed_status(url, cp_id, f"wrong-password-{n:06d}")
+                assert status == 401
+                samples[kind].append(elapsed)
+
+    unknown = statistics.median(samples["unknown"])
+    for kind in ("cached", "known"):
+        ratio = unknown / statistics.median(samples[kind])
+        # An unknown id that skipped the hash check answered 3-10x faster.
+        assert 0.6 < ratio < 1.6, (kind, ratio, samples)
