@@ -128,6 +128,13 @@ class InvalidCredential(PaymentRequired):
 class RateLimited(ChargepayError):
     code, status, title = "rate_limited", 429, "Too many requests"
 
+    def __init__(self, detail: str = "", retry_after_s: int | None = None, **extra: Any) -> None:
+        if retry_after_s is not None:
+            extra["retry_after_s"] = retry_after_s
+        super().__init__(detail, **extra)
+        # Rendered as the HTTP Retry-After header (station.api.problems).
+        self.headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+
 
 class StationUnavailable(ChargepayError):
     code, status, title, ocpp_error = (

@@ -91,6 +91,17 @@ class StationMetrics:
             ["reason"],
             registry=registry,
         )
+        self.http_rate_limited = Counter(
+            "chargepay_http_rate_limited",
+            "HTTP requests refused with 429 rate_limited, by the limit that refused them.",
+            ["limit"],
+            registry=registry,
+        )
+        self.event_streams = Gauge(
+            "chargepay_event_streams",
+            "Session event streams (SSE) open on this node.",
+            registry=registry,
+        )
         self.ocpp_messages = Counter(
             "chargepay_ocpp_messages",
             "OCPP messages handled, by action and direction (in: from the charge point).",

@@ -84,5 +84,20 @@ class Settings(BaseSettings):
     signature_max_skew_s: int = Field(default=60, gt=0)
     max_body_bytes: int = Field(default=65_536, gt=0)
 
+    # Hostile load (issue 15). Wrong operator tokens per client address and minute
+    # before 429 (the right token is never refused).
+    admin_auth_failures_per_minute: int = Field(default=10, gt=0)
+    # GET /metrics takes this bearer token or the admin token (never open to all).
+    metrics_token: SecretStr | None = None
+    # Per agent: negotiations open at once, and session event streams (SSE) open at once.
+    max_open_negotiations_per_agent: int = Field(default=20, gt=0)
+    max_event_streams_per_agent: int = Field(default=5, gt=0)
+    # An event stream whose client takes no data for this long is closed.
+    event_stream_send_timeout_s: float = Field(default=30.0, gt=0)
+    # HTTP: a request's head (request line and headers) must arrive within this.
+    http_header_timeout_s: float = Field(default=10.0, gt=0)
+    # HTTP: an idle keep-alive connection is closed after this.
+    http_keep_alive_s: int = Field(default=5, gt=0)
+
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")

@@ -18,11 +18,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from station.api.app import station_of
+from station.api.rate_limits import FailureWindow, refuse
 from station.domain.money import Money
 from station.errors import Unauthenticated
+from station.logs import get_logger
 from station.services import agents as agent_registry
 from station.services import kill_switch
 from station.services.limits import remaining
@@ -30,6 +32,7 @@ from station.store import audit
 from station.store import charging as charging_store
 from station.store.trust import AgentRow
 
+_log = get_logger(__name__)
 _bearer = HTTPBearer(auto_error=False, description="CHARGEPAY_ADMIN_TOKEN")
 _OPERATOR_NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 
@@ -39,16 +42,42 @@ async def operator(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     x_chargepay_operator: Annotated[str | None, Header()] = None,
 ) -> str:
-    """The acting operator (for the audit trail); 401 without the admin token."""
-    expected = station_of(request).settings.admin_token
-    given = credentials.credentials if credentials else ""
-    if expected is None or not hmac.compare_digest(
-        given.encode(), expected.get_secret_value().encode()
-    ):
-        raise Unauthenticated("admin bearer token required")
+    """The acting operator (for the audit trail); 401 without the admin token.
+
+    Past ``admin_auth_failures_per_minute`` wrong tokens from one address, that
+    address's wrong tokens get 429 ``rate_limited`` until its minute is over;
+    the right token is always let in.
+    """
+    check_bearer(request, credentials, station_of(request).settings.admin_token)
     if x_chargepay_operator and _OPERATOR_NAME.match(x_chargepay_operator):
         return f"operator:{x_chargepay_operator}"
     return "operator"
+
+
+def check_bearer(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None,
+    *expected: SecretStr | None,
+) -> None:
+    """Return if the bearer token is one of ``expected``; else 401, or 429 past the limit."""
+    given = (credentials.credentials if credentials else "").encode()
+    matches = [
+        hmac.compare_digest(given, token.get_secret_value().encode())
+        for token in expected
+        if token is not None
+    ]
+    if any(matches):
+        return
+    station = station_of(request)
+    failures: FailureWindow = request.app.state.bearer_failures
+    address = request.client.host if request.client else "unknown"
+    wait = failures.retry_after(address)
+    if wait is not None:
+        refuse(station.metrics, "admin_auth", "too many wrong tokens from this address", wait)
+    failures.record(address)
+    if failures.retry_after(address) is not None:
+        _log.warning("admin.auth_rate_limited", address=address, limit=failures.limit)
+    raise Unauthenticated("admin bearer token required")
 
 
 Operator = Annotated[str, Depends(operator)]

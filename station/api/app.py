@@ -42,6 +42,7 @@ def _include_trust(app: FastAPI, station: Station) -> None:
     """Agent identity, the operator API, /metrics and the body size cap (issue 4)."""
     from station.api import admin, admin_sessions, admin_tariffs, identity, metrics
     from station.api.body_limit import BodyLimit
+    from station.api.rate_limits import FailureWindow
     from station.metrics import bind_engine, instrument_gateway
 
     app.include_router(identity.router)
@@ -50,6 +51,8 @@ def _include_trust(app: FastAPI, station: Station) -> None:
     app.include_router(admin_tariffs.router)
     app.include_router(metrics.router)
     app.add_middleware(BodyLimit, max_bytes=station.settings.max_body_bytes)
+    # Wrong bearer tokens (operator API, /metrics) per client address.
+    app.state.bearer_failures = FailureWindow(station.settings.admin_auth_failures_per_minute)
     bind_engine(station.db.engine, station.metrics)
     # Stripe latency, measured at the gateway port (OCPP frames are counted by the FrameLog).
     payments = getattr(station, "payments", None)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from station.api.admin import check_bearer
 from station.api.app import station_of
 from station.logs import get_logger
 from station.store.charging import ChargePointRow
@@ -27,6 +29,9 @@ _log = get_logger(__name__)
 HOLDING = ("authorized", "charging", "stopping")
 FINISHED = ("settled", "cancelled")
 router = APIRouter(tags=["health"])
+_bearer = HTTPBearer(
+    auto_error=False, description="CHARGEPAY_METRICS_TOKEN or CHARGEPAY_ADMIN_TOKEN"
+)
 
 
 async def refresh_from_database(station: Station) -> None:
@@ -80,8 +85,14 @@ def _amounts(rows: Sequence[Any]) -> dict[str, Decimal]:
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
 )
-async def metrics(request: Request) -> Response:
+async def metrics(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Response:
+    """Bearer ``CHARGEPAY_METRICS_TOKEN`` (for the scraper) or the admin token."""
     station = station_of(request)
+    settings = station.settings
+    check_bearer(request, credentials, settings.metrics_token, settings.admin_token)
     try:
         await refresh_from_database(station)
     except SQLAlchemyError as exc:  # still serve this node's own figures
