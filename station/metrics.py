@@ -121,6 +121,12 @@ class StationMetrics:
             ["kind"],
             registry=registry,
         )
+        self.ocpp_unsolicited = Counter(
+            "chargepay_ocpp_unsolicited_answers",
+            "CALLRESULT / CALLERROR frames answering no call in flight: dropped, not stored.",
+            ["message_type"],
+            registry=registry,
+        )
         self.stripe_latency = Histogram(
             "chargepay_stripe_request_seconds",
             "Latency of Stripe API calls, by operation.",

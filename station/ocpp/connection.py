@@ -11,7 +11,8 @@ are used). It replaces the library's receive path, for three reasons:
   frame that is JSON but not an RPC frame gets ``RpcFrameworkError`` (1.6:
   ``ProtocolError``); an action unknown to the version ``NotImplemented``, a
   known one the station does not handle ``NotSupported``; a payload that
-  breaks the schema the matching constraint error. The connection carries on in every case.
+  breaks the schema the matching constraint error (descriptions cut to the
+  255 characters 2.x allows). The connection carries on in every case.
 * **Speed.** The library validates each payload in a thread (one executor hop
   per message, twice) and converts keys with regular expressions. Here
   payloads are validated in-line by compiled validators (``jsonschema_rs``),
@@ -19,6 +20,16 @@ are used). It replaces the library's receive path, for three reasons:
 * **Station-initiated calls go out from the connection's own task**, fed by a
   queue, never from inside a handler (the library would deadlock): `request`
   awaits the answer, `post` does not.
+* **Only the answer awaited is taken.** Each outgoing call's id is known
+  here; a CALLRESULT or CALLERROR with any other id (late, repeated, or never
+  asked for) is dropped and counted, never queued or stored (the library
+  queued every answer and recursed once per stray one while looking for its
+  own, so a flood of them ended in RecursionError).
+
+What an incoming frame is (CALL, SEND, answer, refusal) is decided by
+`station.ocpp.rpc` without I/O, including which message types each version
+knows and the input hygiene (no unstorable string or out-of-range integer
+reaches the services); this module carries the decision out.
 
 Every frame in and out goes to the `FrameLog` (``ocpp_messages``, tokens and
 passwords redacted, counted in the metrics).
@@ -49,13 +60,13 @@ from station.errors import (
     TransactionNotStored,
 )
 from station.logs import BoundLogger, get_logger
-from station.ocpp import wire
+from station.ocpp import rpc, wire
 from station.ocpp.frame_log import FrameLog
 from station.ocpp.ports import ChargingEvents
 
 _SCHEMAS = Path(ocpp.__file__).parent
 
-# Spellings that differ by version (1.6 errata; 2.0.1 per the ocpp library's notes).
+# Spellings that differ by version: only 1.6 writes "Occurence" (2.0.1 and 2.1 fixed it).
 _SPELLING = {
     OcppVersion.V16: {
         "FormatViolation": "FormationViolation",
@@ -63,7 +74,7 @@ _SPELLING = {
         "RpcFrameworkError": "ProtocolError",
         "MessageTypeNotSupported": "ProtocolError",
     },
-    OcppVersion.V201: {"OccurrenceConstraintViolation": "OccurenceConstraintViolation"},
+    OcppVersion.V201: {},
     OcppVersion.V21: {},
 }
 _KIND_TO_ERROR = {
@@ -102,6 +113,8 @@ def validator(version: OcppVersion, action: str) -> jsonschema_rs.Draft4Validato
         folder = {"ocpp1.6": "v16", "ocpp2.0.1": "v201", "ocpp2.1": "v21"}[version]
         name = action if version == OcppVersion.V16 else f"{action}Request"
         path = _SCHEMAS / folder / "schemas" / f"{name}.json"
+        if not path.exists():  # a 2.1 SEND's schema has no "Request" suffix
+            path = path.with_name(f"{action}.json")
         try:
             schema = json.loads(path.read_text(encoding="utf-8-sig"))
             _validators[key] = jsonschema_rs.Draft4Validator(schema)
@@ -120,7 +133,7 @@ def check_payload(version: OcppVersion, action: str, payload: dict[str, Any]) ->
     path = "/".join(str(p) for p in error.instance_path) or "(payload)"
     raise CallErrorReply(
         _KIND_TO_ERROR.get(kind, "FormatViolation"),
-        f"{path}: {error.message}"[:500],
+        f"{path}: {error.message}"[: rpc.MAX_DESCRIPTION],
         {"path": path, "constraint": kind},
     )
 
@@ -183,6 +196,9 @@ class OcppConnection:
         self.log: BoundLogger = get_logger(__name__, charge_point_id=charge_point_id)
         self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
         self._code = _SPELLING[self.version]
+        # The id of the station-initiated call awaiting its answer: any other answer is dropped.
+        self._awaiting: str | None = None
+        self._unsolicited = 0
 
     # --- the connection's tasks --------------------------------------------------------
 
@@ -219,9 +235,13 @@ class OcppConnection:
             payload, future = await self._outbox.get()
             if payload is _CLOSED:
                 return
+            while not self._response_queue.empty():  # a late answer to an earlier call
+                self._response_queue.get_nowait()
+            unique_id = str(self._unique_id_generator())  # type: ignore[attr-defined]
+            self._awaiting = unique_id
             try:
                 async with asyncio.timeout(self.call_timeout_s):
-                    result = await self.call(payload, suppress=False)
+                    result = await self.call(payload, suppress=False, unique_id=unique_id)
             except asyncio.CancelledError:
                 if future is not None and not future.done():
                     future.set_exception(ChargePointNotConnected(self.charge_point_id))
@@ -239,6 +259,8 @@ class OcppConnection:
             else:
                 if future is not None and not future.done():
                     future.set_result(result)
+            finally:
+                self._awaiting = None
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError  # a cancellation the call swallowed
 
@@ -266,66 +288,52 @@ class OcppConnection:
     # --- frames ------------------------------------------------------------------------
 
     async def handle_frame(self, frame: str | bytes) -> None:
+        """Classify one incoming frame (`rpc.classify`) and carry out what it calls for."""
         try:
             text = frame.decode() if isinstance(frame, bytes) else frame
-            message = wire.parse(text)
-        except ValueError:
-            self.frames.record(
-                self.charge_point_id, "in", 0, "-1", None, {"unparsable": str(frame[:200])}
-            )
-            await self._send_error("-1", "FormatViolation", "Message is not valid JSON")
+        except UnicodeDecodeError:
+            text = "\ufffd"  # not UTF-8: answered like any other non-JSON
+        message = rpc.classify(text, self.version)
+        if isinstance(message, rpc.Answer):
+            self._on_answer(message)
             return
-        if (
-            not isinstance(message, list)
-            or len(message) < 3
-            or not isinstance(message[1], str)
-            or message[0] not in (2, 3, 4)
-        ):
-            unique_id = (
-                message[1]
-                if isinstance(message, list) and len(message) > 1 and isinstance(message[1], str)
-                else "-1"
-            )
-            self.frames.record(
-                self.charge_point_id, "in", 0, unique_id[:64], None, {"unparsable": text[:200]}
-            )
-            bad_type = (
-                isinstance(message, list)
-                and bool(message)
-                and isinstance(message[0], int)
-                and message[0] not in (2, 3, 4)
-            )
+        log = message.log
+        self.frames.record(
+            self.charge_point_id, "in", log.kind, log.unique_id, log.action, log.payload, log.text
+        )
+        if isinstance(message, rpc.Call):
+            await self._on_call(message.unique_id, message.action, message.payload)
+        elif isinstance(message, rpc.Send):
+            await self._on_send(message.unique_id, message.action, message.payload)
+        elif isinstance(message, rpc.Refused):
             await self._send_error(
-                unique_id,
-                "MessageTypeNotSupported" if bad_type else "RpcFrameworkError",
-                "Not an OCPP-J RPC frame",
+                message.unique_id, message.code, message.description, message.details
             )
-            return
-        kind, unique_id = message[0], message[1]
-        if kind == 2:
-            if (
-                len(message) != 4
-                or not isinstance(message[2], str)
-                or not isinstance(message[3], dict)
-            ):
-                self.frames.record(
-                    self.charge_point_id, "in", 2, unique_id[:64], None, {"unparsable": text[:200]}
-                )
-                await self._send_error(
-                    unique_id, "RpcFrameworkError", "CALL needs [2, id, action, {}]"
-                )
-                return
-            self.frames.record(
-                self.charge_point_id, "in", 2, unique_id, message[2], message[3], text
+        elif isinstance(message, rpc.ResultError):
+            self.log.warning(
+                "ocpp.call_result_error", code=message.code, detail=message.description[:255]
             )
-            await self._on_call(unique_id, message[2], message[3])
-        elif kind == 3:
-            self.frames.record(self.charge_point_id, "in", 3, unique_id, None, message[2], text)
-            self._response_queue.put_nowait(CallResult(unique_id, message[2]))
         else:
-            self.frames.record(self.charge_point_id, "in", 4, unique_id, None, message[2:], text)
-            code, description, details = [*message[2:5], "", "", {}][:3]
-            self._response_queue.put_nowait(CallError(unique_id, code, description, details))
+            self.log.info("ocpp.frame_ignored", reason=message.reason)
+
+    def _on_answer(self, answer: rpc.Answer) -> None:
+        """Hand an answer to the call in flight, or drop it (counted, never buffered)."""
+        if self._awaiting is None or answer.unique_id != self._awaiting:
+            self.frames.dropped(self.charge_point_id, answer.log.kind)
+            self._unsolicited += 1
+            if self._unsolicited == 1 or self._unsolicited % 1000 == 0:
+                self.log.warning("ocpp.unsolicited_answer", count=self._unsolicited)
+            return
+        log = answer.log
+        self.frames.record(
+            self.charge_point_id, "in", log.kind, log.unique_id, None, log.payload, log.text
+        )
+        self._awaiting = None  # one answer per call: a repeat is unsolicited
+        if answer.error is None:
+            self._response_queue.put_nowait(CallResult(answer.unique_id, answer.payload))
+        else:
+            code, description, details = answer.error
+            self._response_queue.put_nowait(CallError(answer.unique_id, code, description, details))
 
     async def _on_call(self, unique_id: str, action: str, payload: dict[str, Any]) -> None:
         handler = self.route_map.get(action, {}).get("_on_action")
@@ -333,7 +341,8 @@ class OcppConnection:
             # OCPP-J: NotImplemented = "not known by receiver", NotSupported = "recognized
             # but not supported" (the ocpp library's docstrings have the two swapped).
             code = "NotSupported" if action in self.known_actions else "NotImplemented"
-            await self._send_error(unique_id, code, f"{action} is not handled by this station")
+            name = rpc.storable_text(action)[:64]
+            await self._send_error(unique_id, code, f"{name} is not handled by this station")
             return
         try:
             check_payload(self.version, action, payload)
@@ -365,10 +374,39 @@ class OcppConnection:
             return
         await self._send_frame(3, unique_id, action, response)
 
+    async def _get_specific_response(self, unique_id: str, timeout: float) -> Any:  # noqa: ASYNC109 (the library's signature)
+        """The answer to the call in flight (the library's own recursed per stray answer).
+
+        Only answers to ``unique_id`` reach the queue (`_on_answer`); one left
+        over from an earlier, timed-out call is skipped.
+        """
+        async with asyncio.timeout(timeout):
+            while True:
+                response = await self._response_queue.get()
+                if response.unique_id == unique_id:
+                    return response
+
+    async def _on_send(self, unique_id: str, action: str, payload: dict[str, Any]) -> None:
+        """A 2.1 SEND: handled like a CALL, never answered, not even with an error."""
+        handler = self.route_map.get(action, {}).get("_on_action")
+        if handler is None:
+            self.log.info("ocpp.send_ignored", action=rpc.storable_text(action)[:64])
+            return
+        try:
+            check_payload(self.version, action, payload)
+            await handler(payload)
+        except asyncio.CancelledError:
+            raise
+        except (CallErrorReply, ChargepayError, OCPPError) as exc:
+            self.log.info("ocpp.send_refused", action=action, error=str(exc)[:255])
+        except Exception:
+            self.log.exception("ocpp.handler_failed", action=action)
+
     async def _send_error(
         self, unique_id: str, code: str, description: str, details: dict[str, Any] | None = None
     ) -> None:
         code = self._code.get(code, code)
+        description = description[: rpc.MAX_DESCRIPTION]
         await self._send_frame(4, unique_id, None, [code, description, details or {}])
 
     async def _send_frame(self, kind: int, unique_id: str, action: str | None, body: Any) -> None:

@@ -5,7 +5,13 @@ logged. Rows go to the group-commit writer with the next batch (``append``:
 nobody waits for them); the payload is encoded here, once, so the batch
 writes it as it is. Each frame also moves the station's
 ``chargepay_ocpp_messages`` counter (and ``chargepay_ocpp_errors`` for a
-CALLERROR), whose label children are looked up once per action.
+CALLERROR), whose label children are looked up once per action. An answer
+to no call in flight is not logged at all: `dropped` only counts it
+(``chargepay_ocpp_unsolicited_answers``), so a flood of them stores nothing.
+
+The message id and action columns are text: a lone surrogate or NUL in them
+is written as a backslash escape (`rpc.storable_text`), and both are cut to
+their column's 64 characters, so no frame can make its row unstorable.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from prometheus_client import Counter
 from station.logs import get_logger
 from station.metrics import StationMetrics
 from station.ocpp import wire
+from station.ocpp.rpc import storable_text
 from station.store.charging import OcppMessageRow
 from station.store.writer import GroupCommitWriter, JsonText
 
@@ -89,6 +96,10 @@ class FrameLog:
         if self.metrics is not None:
             self._count(direction, kind, action, stored)
         if self.writer is not None:
+            if not unique_id.isascii() or "\x00" in unique_id:
+                unique_id = storable_text(unique_id)
+            if action is not None and (not action.isascii() or "\x00" in action):
+                action = storable_text(action)
             self.writer.append_values(
                 _MESSAGES,  # type: ignore[arg-type]
                 _COLUMNS,
@@ -97,11 +108,16 @@ class FrameLog:
                     direction,
                     kind,
                     unique_id[:64],
-                    action,
+                    None if action is None else action[:64],
                     JsonText(wire.encode(stored)),
                     datetime.now(UTC),
                 ),
             )
+
+    def dropped(self, charge_point_id: str, kind: int) -> None:
+        """Count an incoming answer (CALLRESULT 3 / CALLERROR 4) to no call in flight."""
+        if self.metrics is not None:
+            self.metrics.ocpp_unsolicited.labels(message_type=str(kind)).inc()
 
     def _count(self, direction: str, kind: int, action: str | None, payload: Any) -> None:
         assert self.metrics is not None

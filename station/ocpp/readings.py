@@ -13,7 +13,7 @@ lose the transaction's end. There the reading is kept as non-numeric, dated
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -81,6 +81,28 @@ def readings_2x(
                 value = _not_a_number(value, f"{raw!r} x 10^{multiplier}")
             values.append(value)
         readings.append(_dated(mv.get("timestamp"), tuple(values), at))
+    return tuple(readings)
+
+
+def readings_stream(
+    data: list[dict[str, Any]], basetime: datetime, measurand: str
+) -> tuple[MeterReading, ...]:
+    """2.1 NotifyPeriodicEventStream ``data``: value ``v`` (text) at ``basetime + t`` seconds.
+
+    Raises CallErrorReply(PropertyConstraintViolation) for an offset that puts
+    the sample outside what a datetime holds.
+    """
+    readings = []
+    for i, element in enumerate(data):
+        try:
+            at = basetime + timedelta(seconds=element["t"])
+        except (OverflowError, ValueError) as exc:
+            raise CallErrorReply(
+                "PropertyConstraintViolation",
+                f"data/{i}/t: {element['t']!r} seconds from basetime is outside years 1-9999",
+                {"path": f"data/{i}/t", "constraint": "Maximum"},
+            ) from exc
+        readings.append(MeterReading(at, (sampled_value(element["v"], measurand=measurand),)))
     return tuple(readings)
 
 

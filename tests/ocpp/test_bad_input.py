@@ -116,8 +116,10 @@ async def test_an_unknown_action_gets_not_implemented_and_a_known_unhandled_one_
 @pytest.mark.parametrize(
     ("version", "frame", "code"),
     [
-        ("ocpp2.0.1", [2, "s1", "BootNotification", {"reason": "PowerUp"}],
+        ("ocpp1.6", [2, "s1", "BootNotification", {"chargePointVendor": "v"}],
          "OccurenceConstraintViolation"),
+        ("ocpp2.0.1", [2, "s1", "BootNotification", {"reason": "PowerUp"}],
+         "OccurrenceConstraintViolation"),
         ("ocpp2.1", [2, "s1", "BootNotification", {"reason": "PowerUp"}],
          "OccurrenceConstraintViolation"),
         ("ocpp2.0.1", [2, "s1", "BootNotification", {**BOOT_201, "reason": 7}],
