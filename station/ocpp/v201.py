@@ -135,7 +135,9 @@ class V201Connection(OcppConnection, v201.ChargePoint):
                 )
             )
             known = reply.transaction_id != 0
-            return self._transaction_response(reply if known else None, token, None, False)
+            return self._transaction_response(
+                reply if known else None, token, None, False, ended=True
+            )
         raise CallErrorReply(
             "PropertyConstraintViolation", f"eventType {kind!r}"
         )  # pragma: no cover
@@ -146,13 +148,18 @@ class V201Connection(OcppConnection, v201.ChargePoint):
         token: str | None,
         remote_start_id: int | None,
         started: bool,
+        *,
+        ended: bool = False,
     ) -> Payload:
+        """The TransactionEventResponse. ``totalCost`` goes only with Ended: the
+        specification sends it only once charging has ended (running cost goes
+        in CostUpdated)."""
         response: Payload = {}
         if reply is None:
             return response
         if token is not None:
             response["idTokenInfo"] = _token_info(reply.id_token_accepted)
-        if reply.total_cost is not None:
+        if ended and reply.total_cost is not None:
             response["totalCost"] = wire_cost(reply.total_cost)
         return response
 

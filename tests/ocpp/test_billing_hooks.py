@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
@@ -19,10 +20,15 @@ pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 class PricePerKwh:
-    """An in-memory billing listener: 0.50 per kWh, tokens starting with BAD refused."""
+    """An in-memory billing listener: 0.50 per kWh, tokens starting with BAD refused.
 
-    def __init__(self, max_cost: Decimal | None = None) -> None:
+    Given the station's commands, it sends the running cost in CostUpdated, as
+    the station's own billing does.
+    """
+
+    def __init__(self, max_cost: Decimal | None = None, commands: Any = None) -> None:
         self.max_cost = max_cost
+        self.commands = commands
         self.seen: list[TransactionView] = []
 
     async def id_token_accepted(self, charge_point_id: str, id_token: str) -> bool | None:
@@ -33,13 +39,17 @@ class PricePerKwh:
     async def transaction_updated(self, transaction: TransactionView) -> Billing:
         self.seen.append(transaction)
         cost = transaction.energy_wh / 1000 * Decimal("0.5")
+        if self.commands is not None and not transaction.ended:
+            self.commands.post_cost_updated(
+                transaction.charge_point_id, transaction.transaction_ref, cost
+            )
         return Billing(total_cost=cost, max_cost=self.max_cost)
 
 
 async def test_a_2_1_charge_point_stops_itself_at_the_cost_limit(
     station: Station, ocpp_url: str
 ) -> None:
-    billing = PricePerKwh()
+    billing = PricePerKwh(commands=station.central_system)
     station.charging.listener = billing
     sim = SimulatedChargePoint(ocpp_url, "CP-1", PASSWORD, "ocpp2.1", time_scale=3600)
     battery = Battery(capacity_kwh=Decimal(80), soc=Decimal("0.1"), max_power_kw=Decimal(50))
@@ -135,3 +145,37 @@ async def test_trigger_message_reaches_the_charge_point(station: Station, ocpp_u
         accepted = await station.central_system.trigger_message("CP-1", "Heartbeat")
 
     assert accepted
+
+
+@pytest.mark.parametrize("version", ["ocpp2.0.1", "ocpp2.1"])
+async def test_total_cost_is_sent_only_when_the_transaction_has_ended(
+    station: Station, ocpp_url: str, version: str
+) -> None:
+    station.charging.listener = PricePerKwh()
+    event = {
+        "eventType": "Started", "timestamp": "2026-01-01T00:00:00Z",
+        "triggerReason": "Authorized", "seqNo": 0,
+        "transactionInfo": {"transactionId": "tx-cost"}, "evse": {"id": 1, "connectorId": 1},
+        "idToken": {"idToken": "SES-3", "type": "ISO14443"},
+        "meterValue": [{"timestamp": "2026-01-01T00:00:00Z",
+                        "sampledValue": [{"value": 1000, "unitOfMeasure": {"unit": "Wh"}}]}],
+    }  # fmt: skip
+
+    def later(kind: str, seq_no: int, wh: int) -> dict[str, Any]:
+        at = f"2026-01-01T00:{seq_no:02d}:00Z"
+        reading = {"timestamp": at, "sampledValue": [{"value": wh}]}
+        return {**event, "eventType": kind, "seqNo": seq_no, "timestamp": at,
+                "triggerReason": "MeterValuePeriodic", "meterValue": [reading]}  # fmt: skip
+
+    async with connect(
+        f"{ocpp_url}/CP-1", subprotocols=[version], additional_headers=basic("CP-1", PASSWORD)
+    ) as ws:
+        replies = []
+        for frame in (event, later("Updated", 1, 3000), later("Ended", 2, 5000)):
+            await ws.send(json.dumps([2, f"e{frame['seqNo']}", "TransactionEvent", frame]))
+            replies.append(json.loads(await ws.recv())[2])
+
+    started, updated, ended = replies
+    assert "totalCost" not in started
+    assert "totalCost" not in updated
+    assert ended["totalCost"] == 2.0
