@@ -15,7 +15,9 @@ the register is ``Energy.Active.Import.Register`` in Wh. The rules, in order:
   is not a number; a register lower than the last valid one (``backwards``);
   a reading at or before the last valid reading's time (``duplicate`` when the
   value is the same, else ``out_of_order``); a message whose ``seq_no`` is not
-  above the last one seen (``duplicate_seq_no``, 2.x).
+  above the last one seen (``duplicate_seq_no``, 2.x). A ``Transaction.Begin``
+  reading no newer than the last one is skipped without an anomaly: 1.6
+  ``transactionData`` usually opens with the start's sample again.
 * **End.** A meter stop below the last valid register is an anomaly and
   the last register stands; otherwise the meter stop is the final register.
 
@@ -196,6 +198,8 @@ def apply(
         if register is None:
             continue
         if state.last_at is not None and reading.timestamp <= state.last_at:
+            if _begin(reading):
+                continue  # 1.6 transactionData opens with the start's sample again: no news
             if reading.timestamp == state.last_at and register == state.last_wh:
                 kind = "duplicate"
             else:
@@ -223,6 +227,10 @@ def apply(
         )
         accepted += 1
     return MeteringResult(state, tuple(anomalies), accepted)
+
+
+def _begin(reading: MeterReading) -> bool:
+    return all(v.context is ReadingContext.TRANSACTION_BEGIN for v in reading.values)
 
 
 def stop(state: MeterState, meter_stop_wh: Decimal | None, at: datetime) -> MeteringResult:

@@ -65,6 +65,19 @@ def test_a_backwards_reading_is_an_anomaly_and_changes_nothing() -> None:
     assert [a.kind for a in result.anomalies] == ["backwards"]
 
 
+def test_a_begin_reading_repeated_after_later_ones_is_skipped_without_an_anomaly() -> None:
+    state = metering.apply(metering.start(Decimal(1000)), [reading(600, register(2000))]).state
+    begin = sampled_value(1000, measurand=ENERGY_REGISTER, context="Transaction.Begin")
+    end = sampled_value(4000, measurand=ENERGY_REGISTER, context="Transaction.End")
+
+    result = metering.apply(state, [reading(0, begin), reading(1800, end)])
+    periodic_again = metering.apply(state, [reading(0, register(1000))])
+
+    assert result.anomalies == ()
+    assert result.state.energy_wh == Decimal(3000)
+    assert [a.kind for a in periodic_again.anomalies] == ["out_of_order"]
+
+
 def test_a_duplicate_reading_and_a_duplicate_seq_no_are_anomalies() -> None:
     state = metering.apply(metering.start(Decimal(0)), [reading(60, register(500))], seq_no=1).state
 

@@ -12,7 +12,12 @@ from simulators.battery import Battery
 from simulators.charge_point import SimulatedChargePoint
 from station.app import Station
 from station.store.audit import AuditRow
-from station.store.charging import MeterSampleRow, TransactionRow, list_charge_points
+from station.store.charging import (
+    AnomalyRow,
+    MeterSampleRow,
+    TransactionRow,
+    list_charge_points,
+)
 from tests.ocpp.conftest import PASSWORD
 
 VERSIONS = ["ocpp1.6", "ocpp2.0.1", "ocpp2.1"]
@@ -109,3 +114,41 @@ async def test_the_registry_shows_connection_status_and_version(
     assert listed["CP-3"].vendor == "chargepay"
     assert not listed["CP-1"].connected
     assert version == "ocpp2.1"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_16_stop_whose_transaction_data_repeats_the_begin_sample_is_no_anomaly(
+    station: Station, ocpp_url: str
+) -> None:
+    from tests.ocpp.test_bad_input import ask, raw
+
+    start = {"connectorId": 1, "idTag": "T1", "meterStart": 1000,
+             "timestamp": "2026-01-01T00:00:00.000Z"}  # fmt: skip
+
+    def sample(at: str, wh: str, context: str) -> dict[str, object]:
+        return {"timestamp": at, "sampledValue": [{"value": wh, "context": context,
+                "measurand": "Energy.Active.Import.Register", "unit": "Wh"}]}  # fmt: skip
+
+    async with await raw(ocpp_url, "CP-1", "ocpp1.6") as ws:
+        started = await ask(ws, [2, "s1", "StartTransaction", start])
+        transaction_id = started[2]["transactionId"]
+        periodic = {"connectorId": 1, "transactionId": transaction_id, "meterValue": [
+            sample("2026-01-01T00:10:00Z", "2000", "Sample.Periodic")]}  # fmt: skip
+        await ask(ws, [2, "m1", "MeterValues", periodic])
+        stop = {
+            "transactionId": transaction_id,
+            "meterStop": 4000,
+            "timestamp": "2026-01-01T00:30:00Z",
+            "transactionData": [
+                sample("2026-01-01T00:00:00Z", "1000", "Transaction.Begin"),
+                sample("2026-01-01T00:30:00Z", "4000", "Transaction.End"),
+            ],
+        }
+        stopped = await ask(ws, [2, "s2", "StopTransaction", stop])
+
+    assert stopped[0] == 3, stopped
+    async with station.db.reader() as session:
+        kinds = (await session.scalars(select(AnomalyRow.kind))).all()
+    assert list(kinds) == []
+    row = await stored_transaction(station, "CP-1")
+    assert row.ended and row.energy_wh == Decimal(3000)
