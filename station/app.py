@@ -30,6 +30,7 @@ from typing import Any
 import uvicorn
 
 from station.api.app import create_app
+from station.api.dashboard_history import SessionHistory
 from station.logs import get_logger
 from station.metrics import StationMetrics
 from station.ocpp.frame_log import FrameLog
@@ -64,6 +65,8 @@ class Station:
         # Payments (issue 3): negotiation, MPP authorisation, billing, settlement.
         self.payments = Payments(settings, self.db, lambda: self.central_system)
         self.charging.listener = self.payments.billing
+        # The dashboard chart's memory of recent sessions' meter points (station.api.dashboard).
+        self.session_history = SessionHistory()
         self.api = create_app(self)
         self._stop_requested = asyncio.Event()
 
@@ -101,6 +104,10 @@ class Station:
                 background = [
                     tasks.create_task(self.payments.run(), name="payments"),
                     tasks.create_task(kill_switch.watch(self, until=background_stop), name="watch"),
+                    tasks.create_task(
+                        self.session_history.follow(self.payments.events, until=background_stop),
+                        name="history",
+                    ),
                 ]
                 http = tasks.create_task(server.serve(sockets=[http_socket]), name="http")
                 announce = tasks.create_task(self._announce_ready(server, ocpp_listening))

@@ -4,7 +4,8 @@
 with the dashboard cookie (`station.api.dashboard_auth`). ``/dashboard``
 serves the page shipped in ``dashboard_static/`` (HTML, CSS, JS: no CDN, no
 framework); the page reads ``/dashboard/api/state``, follows
-``/dashboard/events`` and suspends or resumes agents through
+``/dashboard/events`` (drawing a session's chart from what
+`station.api.dashboard_history` kept of it) and suspends or resumes agents through
 ``/dashboard/api/agents/{id}/suspend|resume`` (CSRF-checked, audited as
 ``operator:dashboard``). Every page goes out with a strict Content Security
 Policy (own origin only, no inline script) and ``no-store``.
@@ -13,11 +14,11 @@ Policy (own origin only, no inline script) and ``no-store``.
 from __future__ import annotations
 
 import html
-from pathlib import Path
+import pathlib
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Path, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -33,7 +34,7 @@ from station.services import agents as agent_registry
 from station.services import kill_switch
 
 _log = get_logger(__name__)
-STATIC = Path(__file__).with_name("dashboard_static")
+STATIC = pathlib.Path(__file__).with_name("dashboard_static")
 MAX_FORM_BYTES = 4096
 DEFAULT_REASON = "suspended from the dashboard"
 PAGE_HEADERS = {
@@ -135,6 +136,17 @@ async def state(_actor: DashboardOperator, request: Request) -> JSONResponse:
         snapshot: dict[str, Any] = await dashboard_state.snapshot(session)
     snapshot["csrf"] = auth.csrf_token(station.settings.admin_token, request.cookies[auth.COOKIE])
     return JSONResponse(jsonable_encoder(snapshot), headers={"Cache-Control": "no-store"})
+
+
+@router.get("/dashboard/api/sessions/{session_id}/points")
+async def points(
+    session_id: Annotated[str, Path(max_length=64, pattern=NO_NUL)],
+    _actor: DashboardOperator,
+    request: Request,
+) -> JSONResponse:
+    """The session's meter points this node has published since it started (for the chart)."""
+    history = station_of(request).session_history
+    return JSONResponse({"session_id": session_id, "points": history.points(session_id)})
 
 
 class SuspendIn(BaseModel):

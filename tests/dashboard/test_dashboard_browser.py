@@ -198,6 +198,17 @@ async def test_an_operator_follows_a_session_live_suspends_an_agent_and_reads_th
         agent = (await world.admin.get(f"/v1/admin/agents/{world.agent_id}")).json()
         assert (agent["status"], agent["suspended_reason"]) == ("suspended", "lost key")
 
+    # A page opened afterwards draws the settled session's whole chart from the station's memory.
+    later = await context.new_page()
+    later.on("pageerror", lambda error: page_errors.append(str(error)))
+    await later.goto(f"{world.http}/dashboard")
+    await later.locator(f'#sessions tr[data-session-id="{session_id}"]').click()
+    later_chart = later.locator("#chart")
+    await _until(lambda: _text_is_attr(later_chart, "data-points", str(late_points)))
+    assert await later.locator("#chart polyline.cost").get_attribute("points") == late_line
+    await later.screenshot(path=screenshots / "7-reopened.png", full_page=True)
+    await later.close()
+
     # The API docs, with nothing from outside.
     docs = await context.new_page()
     docs.on("pageerror", lambda error: page_errors.append(str(error)))
@@ -206,11 +217,11 @@ async def test_an_operator_follows_a_session_live_suspends_an_agent_and_reads_th
     await docs.wait_for_selector(".opblock")
     assert "chargepay station" in await docs.locator(".swagger-ui .info .title").inner_text()
     assert await docs.locator(".opblock").count() > 10
-    await docs.screenshot(path=screenshots / "7-docs.png")
+    await docs.screenshot(path=screenshots / "8-docs.png")
     await docs.goto(f"{world.http}/redoc")
     await docs.wait_for_selector("redoc h1, [role=navigation]", state="attached")
     await docs.wait_for_selector("text=chargepay station")
-    await docs.screenshot(path=screenshots / "8-redoc.png")
+    await docs.screenshot(path=screenshots / "9-redoc.png")
     await context.close()
 
     assert refused == [], f"the pages asked for other hosts: {refused}"
@@ -222,8 +233,9 @@ async def test_an_operator_follows_a_session_live_suspends_an_agent_and_reads_th
         "4-chart-settled.png",
         "5-settled.png",
         "6-agent-suspended.png",
-        "7-docs.png",
-        "8-redoc.png",
+        "7-reopened.png",
+        "8-docs.png",
+        "9-redoc.png",
     ]
 
 
@@ -237,3 +249,7 @@ async def _has_status(row: Any, status: str) -> bool:
 
 async def _text_is(locator: Any, text: str) -> bool:
     return bool(await locator.count() and (await locator.inner_text()).strip() == text)
+
+
+async def _text_is_attr(locator: Any, name: str, value: str) -> bool:
+    return bool(await locator.get_attribute(name) == value)

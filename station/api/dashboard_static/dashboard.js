@@ -11,6 +11,7 @@ const SVG = "http://www.w3.org/2000/svg";
 let csrf = "";
 let sessions = new Map(); // session_id -> the session as the snapshot (and events since) say
 const series = new Map(); // session_id -> {cap, currency, points: [{t, power, cost, kwh}]}
+const loaded = new Set(); // sessions whose stored points were fetched
 let selected = null;
 let pinned = false;
 let refreshTimer = null;
@@ -185,6 +186,38 @@ function select(sessionId, byUser) {
   const row = document.querySelector(`#sessions tr[data-session-id="${CSS.escape(sessionId)}"]`);
   if (row) row.classList.add("selected");
   drawChart();
+  if (!loaded.has(sessionId)) {
+    loaded.add(sessionId);
+    loadPoints(sessionId).catch(() => loaded.delete(sessionId));
+  }
+}
+
+// The points the station kept of the session (it may have started before this page).
+async function loadPoints(sessionId) {
+  const response = await fetch(`/dashboard/api/sessions/${encodeURIComponent(sessionId)}/points`,
+    { credentials: "same-origin" });
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  const body = await response.json();
+  const stored = body.points.map(toPoint);
+  const entry = series.get(sessionId) || { cap: null, currency: null, points: [] };
+  const last = stored.length ? stored[stored.length - 1].t : -Infinity;
+  entry.points = stored.concat(entry.points.filter((p) => p.t > last));
+  if (body.points.length) {
+    const newest = body.points[body.points.length - 1];
+    entry.cap = entry.cap ?? Number(newest.cap);
+    entry.currency = entry.currency ?? newest.currency;
+  }
+  series.set(sessionId, entry);
+  if (selected === sessionId) drawChart();
+}
+
+function toPoint(data) {
+  return {
+    t: Date.parse(data.at),
+    power: data.power_kw == null ? null : Number(data.power_kw),
+    cost: Number(data.cost),
+    kwh: data.energy_kwh,
+  };
 }
 
 // -- live events -------------------------------------------------------------------------
@@ -193,12 +226,7 @@ function onMeter(data) {
   const entry = series.get(data.session_id) || { cap: null, currency: data.currency, points: [] };
   entry.cap = Number(data.cap);
   entry.currency = data.currency;
-  entry.points.push({
-    t: Date.parse(data.at),
-    power: data.power_kw == null ? null : Number(data.power_kw),
-    cost: Number(data.cost),
-    kwh: data.energy_kwh,
-  });
+  entry.points.push(toPoint(data));
   series.set(data.session_id, entry);
   const known = sessions.get(data.session_id);
   if (known) {
