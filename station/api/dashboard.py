@@ -14,6 +14,7 @@ Policy (own origin only, no inline script) and ``no-store``.
 from __future__ import annotations
 
 import html
+import math
 import pathlib
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -29,6 +30,7 @@ from station.api import dashboard_state
 from station.api.admin import NO_NUL, AgentId
 from station.api.app import station_of
 from station.api.dashboard_auth import DashboardChange, DashboardOperator
+from station.api.rate_limits import FailureWindow
 from station.logs import get_logger
 from station.services import agents as agent_registry
 from station.services import kill_switch
@@ -100,11 +102,7 @@ async def login(request: Request) -> Response:
     except (UnicodeDecodeError, ValueError):
         return _login_page("Send the form as it is on this page.", 400)
     if not auth.token_matches(admin_token, (fields.get("token") or [""])[0]):
-        _log.info("dashboard.login_refused", peer=request.client.host if request.client else None)
-        metrics = getattr(station_of(request), "metrics", None)
-        if metrics is not None:
-            metrics.auth_failures.labels(reason="dashboard_login").inc()
-        return _login_page("That is not the admin token.", 401)
+        return _wrong_token(request)
     response = RedirectResponse("/dashboard", status_code=303, headers=PAGE_HEADERS)
     response.set_cookie(
         auth.COOKIE,
@@ -117,6 +115,28 @@ async def login(request: Request) -> Response:
     )
     _log.info("dashboard.signed_in")
     return response
+
+
+def _wrong_token(request: Request) -> HTMLResponse:
+    """401 and the form again; 429 past the operator API's limit of wrong tokens per address.
+
+    The form and the bearer API share one budget per address (`FailureWindow`).
+    """
+    station = station_of(request)
+    failures: FailureWindow = request.app.state.bearer_failures
+    address = request.client.host if request.client else "unknown"
+    metrics = getattr(station, "metrics", None)
+    wait = failures.retry_after(address)
+    if wait is not None:
+        if metrics is not None:
+            metrics.http_rate_limited.labels(limit="admin_auth").inc()
+        seconds = max(1, math.ceil(wait))
+        page = _login_page(f"Too many wrong tokens from this address: wait {seconds} s.", 429)
+        page.headers["Retry-After"] = str(seconds)
+        return page
+    failures.record(address)
+    _log.info("dashboard.login_refused", address=address)
+    return _login_page("That is not the admin token.", 401)
 
 
 @router.post("/dashboard/logout")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -47,6 +48,28 @@ async def test_the_dashboard_asks_for_the_token_in_a_form_and_keeps_it_out_of_th
     assert page.status_code == 200 and "/dashboard/static/dashboard.js" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert "<script>" not in page.text  # no inline script: the CSP allows none
+
+
+async def test_wrong_tokens_in_the_form_share_the_operator_apis_limit_per_address(
+    make_world: Callable[..., Any],
+) -> None:
+    async with (
+        make_world(admin_auth_failures_per_minute=3) as world,
+        httpx.AsyncClient(base_url=world.http, timeout=15) as browser,
+    ):
+        tries = [
+            (await browser.post("/dashboard/login", data={"token": f"guess-{n}"})).status_code
+            for n in range(3)
+        ]
+        limited = await browser.post("/dashboard/login", data={"token": "guess-4"})
+        bearer = await browser.get("/v1/admin/agents", headers={"Authorization": "Bearer guess-5"})
+        right = await browser.post("/dashboard/login", data={"token": ADMIN_TOKEN})
+
+    assert tries == [401, 401, 401]
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    assert "set-cookie" not in limited.headers and "Too many wrong tokens" in limited.text
+    assert bearer.status_code == 429
+    assert right.status_code == 303 and dashboard_auth.COOKIE in right.headers["set-cookie"]
 
 
 def test_a_dashboard_cookie_is_refused_once_tampered_with_expired_or_the_token_rotated() -> None:
