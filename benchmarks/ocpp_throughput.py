@@ -106,6 +106,9 @@ async def station(credential_ids: list[str], password: str) -> AsyncIterator[tup
             "CHARGEPAY_OCPP_FREE_VEND": "true",
             "CHARGEPAY_ADMIN_TOKEN": secrets.token_urlsafe(24),
             "CHARGEPAY_SECRET_KEY": secrets.token_urlsafe(32),
+            # `serve` refuses to start without a Stripe key; nothing here pays.
+            "CHARGEPAY_STRIPE_API_KEY": "sk_test_" + secrets.token_hex(12),
+            "CHARGEPAY_STRIPE_API_BASE": "http://127.0.0.1:9",
         }
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "station", "serve", env=env, cwd=tmp

@@ -20,17 +20,21 @@ import dataclasses
 import gc
 import json
 import signal
-from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-import pydantic
 import typer
+from pydantic import SecretStr
 from rich.console import Console
 
 from station import __version__
+from station.cli_common import EXIT_USAGE, fail, load_settings, with_database
 from station.logs import configure as configure_logging
-from station.settings import Settings
-from station.store.db import Database
+from station.startup import StartupError, explain
+
+if TYPE_CHECKING:
+    from station.store.db import Database
 
 app = typer.Typer(
     name="chargepay",
@@ -43,23 +47,6 @@ chargepoints_app = typer.Typer(help="The charge point registry.", no_args_is_hel
 app.add_typer(db_app, name="db")
 app.add_typer(chargepoints_app, name="chargepoints")
 err = Console(stderr=True)
-
-T = TypeVar("T")
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment and .env; a bad value exits naming the field."""
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "settings"
-        fail(f"bad setting CHARGEPAY_{field.upper()}: {first['msg']}")
 
 
 def run_async(main: Callable[[], Any]) -> Any:
@@ -79,29 +66,83 @@ def version() -> None:
 def serve(
     http_port: int | None = typer.Option(None, help="Overrides CHARGEPAY_HTTP_PORT."),
     ocpp_port: int | None = typer.Option(None, help="Overrides CHARGEPAY_OCPP_PORT."),
+    sandbox: bool = typer.Option(
+        False,
+        "--sandbox",
+        help="Start the Stripe sandbox (localstripe) and generate the secrets not set.",
+    ),
 ) -> None:
-    """Run the station: the OCPP central system and the HTTP API."""
+    """Run the station: the OCPP central system and the HTTP API.
+
+    It refuses to start without an admin token, a secret key and a Stripe key
+    that look real (long, random, no placeholder); `--sandbox` runs it
+    against a local Stripe sandbox with generated secrets instead.
+    """
+    import contextlib
+
     from station.app import Station
+    from station.startup import check_ports, check_secrets, check_tls, open_database
 
     settings = load_settings(http_port=http_port, ocpp_port=ocpp_port)
-    configure_logging(settings.log_level, settings.log_format)
-    station = Station(settings)
-
-    async def main() -> None:
-        # The station owns the signals: SIGTERM/SIGINT shut it down in order and
-        # `serve` exits 0 (a second signal changes nothing; the stages have deadlines).
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, station.stop)
-        freeze = asyncio.create_task(freeze_after_start(station))
+    with contextlib.ExitStack() as stack:
+        if sandbox:
+            settings = _sandboxed(settings, stack)
         try:
-            await station.run()
-        finally:
-            freeze.cancel()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
+            check_secrets(settings)
+            check_tls(settings)
+            check_ports(settings)
+        except StartupError as exc:
+            fail(str(exc))
+        configure_logging(settings.log_level, settings.log_format)
+        station = Station(settings)
 
-    run_async(main)
+        async def main() -> None:
+            await (await open_database(settings.database_url)).dispose()
+            # The station owns the signals: SIGTERM/SIGINT shut it down in order and
+            # `serve` exits 0 (a second signal changes nothing; the stages have deadlines).
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, station.stop)
+            freeze = asyncio.create_task(freeze_after_start(station))
+            try:
+                await station.run()
+            finally:
+                freeze.cancel()
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+
+        try:
+            run_async(main)
+        except StartupError as exc:
+            fail(str(exc))
+
+
+def _sandboxed(settings: Any, stack: Any) -> Any:
+    """The settings with a running localstripe and generated secrets for those not set."""
+    import secrets
+
+    from simulators.stripe_sandbox import SANDBOX_API_KEY, stripe_sandbox
+
+    url = stack.enter_context(stripe_sandbox())
+    update: dict[str, Any] = {"stripe_api_key": SecretStr(SANDBOX_API_KEY), "stripe_api_base": url}
+    generated = []
+    for name in ("admin_token", "secret_key"):
+        if getattr(settings, name) is None:
+            update[name] = SecretStr(secrets.token_urlsafe(32))
+            generated.append(name)
+    token = (update.get("admin_token") or settings.admin_token).get_secret_value()
+    said = f"generated CHARGEPAY_ADMIN_TOKEN={token}" if "admin_token" in generated else ""
+    if "secret_key" in generated:
+        said += ("; " if said else "") + "generated a secret key"
+    err.print(
+        f"sandbox: Stripe sandbox (localstripe) at {url}, key {SANDBOX_API_KEY}"
+        + (f"; {said}" if said else "")
+        + " (sandbox only: nothing is charged, secrets last until this process stops)",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    return settings.model_copy(update=update)
 
 
 async def freeze_after_start(station: Any) -> None:
@@ -120,11 +161,18 @@ async def freeze_after_start(station: Any) -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the database to the newest schema."""
-    from station.store.db import upgrade
+    from station.startup import open_database
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    upgrade(settings.database_url)
+
+    async def main() -> None:
+        await (await open_database(settings.database_url)).dispose()
+
+    try:
+        asyncio.run(main())
+    except StartupError as exc:
+        fail(str(exc))
     err.print("[green]database at the newest schema[/]")
 
 
@@ -137,16 +185,12 @@ def chargepoints_add(
     replace: bool = typer.Option(False, help="Set a new password for a registered one."),
 ) -> None:
     """Register a charge point so that it may connect."""
-    from station.errors import ChargepayError
     from station.store.charging import register_charge_point
 
     async def work(db: Database) -> None:
         await register_charge_point(db, charge_point_id, password, replace=replace)
 
-    try:
-        with_database(work)
-    except ChargepayError as exc:
-        fail(exc.detail)
+    with_database(work)
     err.print(f"[green]registered[/] {charge_point_id}")
 
 
@@ -243,22 +287,6 @@ def _demo_table(report: Any, *, final: bool) -> Any:
     return table
 
 
-def with_database(work: Callable[[Database], Awaitable[T]]) -> T:
-    """Run one piece of work on the configured database, migrated first."""
-    settings = load_settings()
-    configure_logging("WARNING", settings.log_format)
-
-    async def main() -> T:
-        db = Database(settings.database_url)
-        try:
-            await db.upgrade()
-            return await work(db)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(main())
-
-
 def _mount_subcommands() -> None:
     from station.cli_trust import agents_app, audit_app
     from vehicle.cli import agent_app
@@ -272,7 +300,17 @@ _mount_subcommands()
 
 
 def main() -> None:
-    app(prog_name="chargepay")
+    try:
+        app(prog_name="chargepay")
+    except (StartupError, OSError, BaseExceptionGroup) as exc:
+        # What the checks up front could not see coming (a file that vanished, a
+        # port taken between the check and the bind): one line if it is the
+        # operator's to fix, the traceback if it is a bug.
+        line = explain(exc)
+        if line is None:
+            raise
+        Console(stderr=True, soft_wrap=True).print(f"error: {line}", highlight=False, markup=False)
+        sys.exit(EXIT_USAGE)
 
 
 if __name__ == "__main__":

@@ -14,18 +14,17 @@ switch watcher then stops the agent's sessions within seconds.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
+from station.cli_common import fail as _fail
+from station.cli_common import with_database
 from station.domain.money import Money
-from station.errors import ChargepayError
-from station.settings import Settings
 from station.store.db import Database
 
 T = TypeVar("T")
@@ -36,30 +35,8 @@ audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True
 ACTOR = "cli"
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _settings() -> Settings:
-    from station.cli import load_settings  # the lead's one place for settings errors
-
-    return load_settings()
-
-
 def _with_db(work: Callable[[Database], Awaitable[T]]) -> T:
-    async def main() -> T:
-        db = Database(_settings().database_url)
-        try:
-            await db.upgrade()
-            return await work(db)
-        finally:
-            await db.dispose()
-
-    try:
-        return asyncio.run(main())
-    except ChargepayError as exc:
-        _fail(exc.detail)
+    return with_database(work)
 
 
 def _agent_line(agent: Any) -> dict[str, Any]:
@@ -201,8 +178,17 @@ def export(
     """Write the log as JSON lines."""
     from station.store import audit
 
+    out = sys.stdout
+    if output:
+        try:
+            out = output.open("w", encoding="utf-8")
+        except OSError as exc:
+            _fail(
+                f"cannot write {output} ({(exc.strerror or str(exc)).lower()}); "
+                "give --output a path in an existing, writable folder"
+            )
+
     async def work(db: Database) -> int:
-        out = output.open("w", encoding="utf-8") if output else sys.stdout
         count = 0
         try:
             async with db.reader() as session:

@@ -16,7 +16,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-_RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# uvicorn adds `color_message`, its message with ANSI colour codes: never a field of ours.
+_RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
 
 
 def _plain(value: Any) -> Any:
@@ -28,7 +33,7 @@ def _plain(value: Any) -> Any:
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": _timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
@@ -44,7 +49,8 @@ class KeyValueFormatter(logging.Formatter):
         fields = " ".join(
             f"{k}={_plain(v)!s}" for k, v in record.__dict__.items() if k not in _RESERVED
         )
-        line = f"{record.levelname.lower():5} {record.getMessage()} {fields}".rstrip()
+        level = record.levelname.lower()
+        line = f"{_timestamp(record)} {level:5} {record.getMessage()} {fields}".rstrip()
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

@@ -3,6 +3,10 @@
 Nothing reads the environment at import time. Tests pass a literal
 ``Settings(...)``; `chargepay serve` builds one from ``CHARGEPAY_*`` variables
 and an optional ``.env`` file.
+
+Every field carries a ``description`` saying what a good value looks like:
+`chargepay` prints it after the error when a value is refused, so a bad
+setting is one line naming the variable, what is wrong and what to set.
 """
 
 from __future__ import annotations
@@ -10,12 +14,23 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DATABASE_BACKENDS = ("sqlite", "postgresql", "postgres")
 
 
 def default_database_url() -> str:
     return f"sqlite+aiosqlite:///{Path.cwd() / 'chargepay.db'}"
+
+
+def _http_url(value: str | None, what: str) -> str | None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError(f"{what} must start with http:// or https://")
+    return value
 
 
 class Settings(BaseSettings):
@@ -23,27 +38,51 @@ class Settings(BaseSettings):
         env_prefix="CHARGEPAY_", env_file=".env", extra="ignore", frozen=True
     )
 
-    database_url: str = Field(default_factory=default_database_url)
-    http_host: str = "127.0.0.1"
-    http_port: int = Field(default=8080, ge=0, le=65535)
-    ocpp_host: str = "127.0.0.1"
-    ocpp_port: int = Field(default=9000, ge=0, le=65535)
+    database_url: str = Field(
+        default_factory=default_database_url,
+        description="sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE",
+    )
+    http_host: str = Field(default="127.0.0.1", description="an address to listen on")
+    http_port: int = Field(default=8080, ge=0, le=65535, description="a port 0–65535 (0: any)")
+    ocpp_host: str = Field(default="127.0.0.1", description="an address to listen on")
+    ocpp_port: int = Field(default=9000, ge=0, le=65535, description="a port 0–65535 (0: any)")
     # Public base URL of the HTTP API, used as the MPP realm and in signatures.
-    public_url: str | None = None
-    node_id: str = "node-1"
+    public_url: str | None = Field(
+        default=None, description="the API's public base URL, e.g. https://pay.example.net"
+    )
+    node_id: str = Field(
+        default="node-1",
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="1–64 letters, digits, '.', '_' or '-'",
+    )
     # Graceful shutdown (SIGTERM, Station.stop()): each stage's deadline before it is cut off.
-    shutdown_timeout_s: float = Field(default=10.0, gt=0)
+    shutdown_timeout_s: float = Field(default=10.0, gt=0, description="seconds, more than 0")
 
-    admin_token: SecretStr | None = None
+    admin_token: SecretStr | None = Field(
+        default=None, description="a random bearer token of 24 characters or more"
+    )
     # Signs offers, binds MPP challenge ids (HMAC) and signs receipts.
-    secret_key: SecretStr | None = None
-    stripe_api_key: SecretStr | None = None
-    stripe_api_base: str | None = None
+    secret_key: SecretStr | None = Field(
+        default=None, description="a random secret of 32 characters or more"
+    )
+    stripe_api_key: SecretStr | None = Field(
+        default=None, description="a Stripe secret key, sk_test_… or sk_live_…"
+    )
+    stripe_api_base: str | None = Field(
+        default=None, description="a Stripe-compatible base URL, e.g. http://127.0.0.1:8420"
+    )
 
     # OCPP
-    ocpp_tls_cert: Path | None = None
-    ocpp_tls_key: Path | None = None
-    ocpp_tls_ca: Path | None = None  # client CAs for security profile 3 (mutual TLS)
+    ocpp_tls_cert: FilePath | None = Field(
+        default=None, description="the path of an existing PEM certificate (chain) file"
+    )
+    ocpp_tls_key: FilePath | None = Field(
+        default=None, description="the path of an existing PEM private key file"
+    )
+    # Client CAs for security profile 3 (mutual TLS).
+    ocpp_tls_ca: FilePath | None = Field(
+        default=None, description="the path of an existing PEM file of client CA certificates"
+    )
     ocpp_max_frame_bytes: int = Field(default=1_048_576, gt=0)
     ocpp_call_timeout_s: float = Field(default=30.0, gt=0)
     # From TCP accept to the end of the WebSocket handshake (TLS included).
@@ -63,26 +102,36 @@ class Settings(BaseSettings):
     ocpp_auth_threads: int = Field(default=0, ge=0)
     # Let charge points start on id tokens no session claims (their own RFID
     # cards, a private depot): such charging is neither priced nor paid.
-    ocpp_free_vend: bool = False
+    ocpp_free_vend: bool = Field(default=False, description="true or false")
 
     # Payments and negotiation
-    stripe_timeout_s: float = Field(default=20.0, gt=0)
-    challenge_ttl_s: int = Field(default=300, gt=0)
-    offer_ttl_s: int = Field(default=300, gt=0)
-    negotiation_max_rounds: int = Field(default=5, ge=1, le=50)
-    reconcile_interval_s: float = Field(default=60.0, gt=0)
-    default_currency: str = Field(default="usd", pattern=r"^[a-z]{3}$")
-    list_price_per_kwh: Decimal = Field(default=Decimal("0.45"), gt=0)
-    floor_price_per_kwh: Decimal = Field(default=Decimal("0.30"), gt=0)
-    session_fee: Decimal = Field(default=Decimal("0.50"), ge=0)
+    stripe_timeout_s: float = Field(default=20.0, gt=0, description="seconds, more than 0")
+    challenge_ttl_s: int = Field(default=300, gt=0, description="whole seconds, more than 0")
+    offer_ttl_s: int = Field(default=300, gt=0, description="whole seconds, more than 0")
+    negotiation_max_rounds: int = Field(
+        default=5, ge=1, le=50, description="a whole number from 1 to 50"
+    )
+    reconcile_interval_s: float = Field(default=60.0, gt=0, description="seconds, more than 0")
+    default_currency: str = Field(
+        default="usd", description="an ISO 4217 code in lower case, e.g. usd or eur"
+    )
+    list_price_per_kwh: Decimal = Field(
+        default=Decimal("0.45"), gt=0, description="a decimal amount more than 0, e.g. 0.45"
+    )
+    floor_price_per_kwh: Decimal = Field(
+        default=Decimal("0.30"), gt=0, description="a decimal amount more than 0, e.g. 0.30"
+    )
+    session_fee: Decimal = Field(
+        default=Decimal("0.50"), ge=0, description="a decimal amount, 0 or more, e.g. 0.50"
+    )
     # A session authorised but never started is cancelled (its hold released) after this.
-    session_start_timeout_s: float = Field(default=600.0, gt=0)
+    session_start_timeout_s: float = Field(default=600.0, gt=0, description="seconds, more than 0")
     # Tests only: a named crash point (e.g. "crash_after_capture_intent" → os._exit).
-    fault_inject: str | None = None
+    fault_inject: str | None = Field(default=None, description="tests only: a crash point name")
 
     # Agent identity
-    signature_max_skew_s: int = Field(default=60, gt=0)
-    max_body_bytes: int = Field(default=65_536, gt=0)
+    signature_max_skew_s: int = Field(default=60, gt=0, description="whole seconds, more than 0")
+    max_body_bytes: int = Field(default=65_536, gt=0, description="bytes, more than 0")
 
     # Hostile load (issue 15). Wrong operator tokens per client address and minute
     # before 429 (the right token is never refused).
@@ -99,5 +148,56 @@ class Settings(BaseSettings):
     # HTTP: an idle keep-alive connection is closed after this.
     http_keep_alive_s: int = Field(default=5, gt=0)
 
-    log_level: str = "INFO"
-    log_format: str = Field(default="json", pattern="^(json|text)$")
+    log_level: str = Field(default="INFO", description="one of " + ", ".join(LOG_LEVELS))
+    log_format: str = Field(default="json", pattern="^(json|text)$", description="json or text")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("not a database URL") from None
+        backend = url.get_backend_name()
+        if backend not in DATABASE_BACKENDS:
+            raise ValueError(f"unsupported database {backend!r}")
+        if backend == "sqlite" and not url.database:
+            raise ValueError("a SQLite URL needs a file path")
+        return value
+
+    @field_validator("default_currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if len(value) != 3 or not value.isascii() or not value.isalpha() or not value.islower():
+            raise ValueError("not a lower-case three-letter currency code")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError("unknown log level")
+        return value.upper()
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        return _http_url(value, "the public URL")
+
+    @field_validator("stripe_api_base")
+    @classmethod
+    def _stripe_base(cls, value: str | None) -> str | None:
+        return _http_url(value, "the Stripe base URL")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.ocpp_tls_cert is None) != (self.ocpp_tls_key is None):
+            missing = "ocpp_tls_key" if self.ocpp_tls_key is None else "ocpp_tls_cert"
+            raise ValueError(
+                f"TLS needs both a certificate and a key; set CHARGEPAY_{missing.upper()}"
+            )
+        if self.ocpp_tls_ca is not None and self.ocpp_tls_cert is None:
+            raise ValueError(
+                "mutual TLS (CHARGEPAY_OCPP_TLS_CA) needs CHARGEPAY_OCPP_TLS_CERT and _KEY"
+            )
+        return self

@@ -22,7 +22,7 @@ from station.settings import Settings
 from vehicle.signing import AgentSigner, generate_keypair, public_key_b64
 
 ADMIN_TOKEN = "e2e-admin-token-0123456789"
-SECRET = "e2e-secret-key-0123456789abcdef"
+SECRET = "e2e-secret-key-0123456789abcdefghij"
 
 
 def settings_for(database_url: str, stripe_url: str, **overrides: Any) -> Settings:

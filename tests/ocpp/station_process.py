@@ -53,6 +53,9 @@ async def station_process(
         "CHARGEPAY_OCPP_FREE_VEND": "true",
         "CHARGEPAY_ADMIN_TOKEN": "test-admin-token-0123456789",
         "CHARGEPAY_SECRET_KEY": "test-secret-key-0123456789abcdef",
+        # `serve` refuses to start without a Stripe key; nothing here pays.
+        "CHARGEPAY_STRIPE_API_KEY": "sk_test_station_process_0123",
+        "CHARGEPAY_STRIPE_API_BASE": "http://127.0.0.1:9",
     }
     with contextlib.ExitStack() as files:
         out: IO[Any] | int = (
