@@ -189,14 +189,6 @@ BAD = {
     float: "soon",
     bool: "perhaps",
 }
-CHECKED_WHERE_USED = {
-    "http_host",
-    "ocpp_host",
-    "admin_token",
-    "secret_key",
-    "stripe_api_key",
-    "metrics_token",
-}
 BAD_BY_NAME = {
     "database_url": "mysql://db/x",
     "public_url": "pay.example.net",
