@@ -1,11 +1,12 @@
-"""A database outage a test can switch on and off, on SQLite and on PostgreSQL.
+"""A database outage or stall a test can switch on and off, on SQLite and on PostgreSQL.
 
 PostgreSQL: the station reaches the server through a TCP proxy on loopback;
 `down()` cuts every proxied connection and refuses new ones until `up()`.
-SQLite: `down()` holds the write lock from another connection, and the
-writer's busy timeout is shortened so that it gives up ("database is
-locked") as it would after a long stall; `up()` releases the lock. Reads go on
-on SQLite (WAL), as they would while another process holds the lock.
+`stall()` makes writes wait and lets reads go on until `resume()`: on
+PostgreSQL another connection locks the tables in SHARE mode, on SQLite it
+holds the write lock (WAL readers go on). On SQLite `down()` stalls and
+shortens the writer's busy timeout, so that it gives up ("database is
+locked") as it would after a long stall, until `up()`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ import sqlite3
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
+
+from station.store.db import SQLITE_BUSY_TIMEOUT_MS
 
 
 class PostgresProxy:
@@ -73,27 +77,61 @@ class PostgresProxy:
 class Outage:
     """``url`` for the station; `down()` and `up()` switch the outage."""
 
-    def __init__(self, url: str, proxy: PostgresProxy | None, sqlite_path: str | None) -> None:
+    def __init__(
+        self,
+        url: str,
+        proxy: PostgresProxy | None,
+        direct_url: str,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
         self.url = url
         self._proxy = proxy
-        self._sqlite_path = sqlite_path
-        self._holder: sqlite3.Connection | None = None
+        self._direct_url = direct_url
+        self._monkeypatch = monkeypatch
+        self._sqlite: sqlite3.Connection | None = None
+        self._postgres: asyncpg.Connection | None = None
 
-    def down(self) -> None:
+    async def down(self) -> None:
         if self._proxy is not None:
             self._proxy.down()
             return
-        assert self._sqlite_path is not None
-        self._holder = sqlite3.connect(self._sqlite_path, isolation_level=None)
-        self._holder.execute("BEGIN IMMEDIATE")
+        # A writer waiting on the held lock gives up after half a second, not 30 s.
+        self._monkeypatch.setattr("station.store.writer.SQLITE_BUSY_TIMEOUT_MS", 500)
+        await self.stall()
 
-    def up(self) -> None:
+    async def up(self) -> None:
         if self._proxy is not None:
             self._proxy.up()
-        elif self._holder is not None:
-            self._holder.execute("ROLLBACK")
-            self._holder.close()
-            self._holder = None
+            return
+        self._monkeypatch.setattr(
+            "station.store.writer.SQLITE_BUSY_TIMEOUT_MS", SQLITE_BUSY_TIMEOUT_MS
+        )
+        await self.resume()
+
+    async def stall(self) -> None:
+        if self._proxy is not None:
+            assert self._postgres is None
+            self._postgres = await asyncpg.connect(self._direct_url)
+            await self._postgres.execute("BEGIN")
+            await self._postgres.execute(f"LOCK TABLE {', '.join(_WRITTEN)} IN SHARE MODE")
+            return
+        assert self._sqlite is None
+        self._sqlite = sqlite3.connect(self._direct_url, isolation_level=None)
+        self._sqlite.execute("BEGIN IMMEDIATE")
+
+    async def resume(self) -> None:
+        if self._postgres is not None:
+            await self._postgres.execute("ROLLBACK")
+            await self._postgres.close()
+            self._postgres = None
+        if self._sqlite is not None:
+            self._sqlite.execute("ROLLBACK")
+            self._sqlite.close()
+            self._sqlite = None
+
+
+# What the group-commit writer writes.
+_WRITTEN = ("transactions", "meter_samples", "anomalies", "ocpp_messages", "charge_points")
 
 
 @contextlib.asynccontextmanager
@@ -101,14 +139,12 @@ async def database_outage(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Outage]:
     if database_url.startswith("sqlite"):
-        # A writer waiting on the held lock gives up after half a second, not 30 s.
-        monkeypatch.setattr("station.store.writer.SQLITE_BUSY_TIMEOUT_MS", 500)
         path = database_url.split("///", 1)[1]
-        outage = Outage(database_url, None, path)
+        outage = Outage(database_url, None, path, monkeypatch)
         try:
             yield outage
         finally:
-            outage.up()
+            await outage.resume()
         return
     parts = urlsplit(database_url)
     proxy = PostgresProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
@@ -116,7 +152,10 @@ async def database_outage(
     netloc = (
         f"{parts.username}@127.0.0.1:{proxy.port}" if parts.username else f"127.0.0.1:{proxy.port}"
     )
+    direct = urlunsplit(parts._replace(scheme="postgresql"))
+    outage = Outage(urlunsplit(parts._replace(netloc=netloc)), proxy, direct, monkeypatch)
     try:
-        yield Outage(urlunsplit(parts._replace(netloc=netloc)), proxy, None)
+        yield outage
     finally:
+        await outage.resume()
         await proxy.close()

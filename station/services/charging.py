@@ -263,15 +263,19 @@ class ChargingService:
 
     @_resent_if_not_stored
     async def transaction_started(self, event: TransactionStarted) -> TransactionReply:
+        """Open a transaction, or answer a start sent again as the first time.
+
+        A start is sent again when its answer was slow or lost: 2.x names its
+        transaction; a 1.6 start is the same when its connector, id tag, meter
+        start and timestamp are. Either is looked up again inside the unit
+        that would insert it, so a resend racing the first one (a charge point
+        that reconnected while the first commit stalled) finds it too.
+        """
         cp = event.charge_point_id
         if event.transaction_ref is not None:
             known = await self._find(cp, event.transaction_ref)
             if known is not None:  # a repeated Started (retry after a lost answer)
-                if event.readings or event.seq_no is not None:
-                    return await self._apply_readings(
-                        known, event.readings, event.seq_no, event.evse_id, event.timestamp
-                    )
-                return await self._reply(known)
+                return await self._started_again(known, event)
         accepted, billed = True, self.listener is not None
         if event.id_token is not None and self.listener is not None:
             verdict = await self.listener.id_token_accepted(cp, event.id_token)
@@ -299,7 +303,10 @@ class ChargingService:
             "ended": False,
         }
 
-        def work(conn: Connection, staged: Staged) -> tuple[int, str]:
+        def work(conn: Connection, staged: Staged) -> tuple[int, str, Any]:
+            existing = conn.execute(_same_start(event)).first()
+            if existing is not None:
+                return existing.id, existing.transaction_ref, existing  # sent again: no write
             inserted = conn.execute(insert(_TRANSACTIONS).returning(_TRANSACTIONS.c.id), [row])
             transaction_id = int(inserted.scalar_one())
             ref = event.transaction_ref or str(transaction_id)
@@ -311,9 +318,18 @@ class ChargingService:
                 )
             _stage(staged, cp, transaction_id, event.evse_id, event.readings, event.seq_no)
             _stage_anomalies(staged, cp, transaction_id, result.anomalies)
-            return transaction_id, ref
+            return transaction_id, ref, None
 
-        transaction_id, ref = await self.writer.submit(work)
+        transaction_id, ref, existing = await self.writer.submit(work)
+        if existing is not None:
+            known = self._opened(cp, existing)
+            _log.info(
+                "charging.transaction_start_resent",
+                charge_point_id=cp,
+                transaction_id=known.transaction_id,
+                transaction_ref=known.transaction_ref,
+            )
+            return await self._started_again(known, event)
         opened = _Open(
             transaction_id=transaction_id,
             charge_point_id=cp,
@@ -335,6 +351,21 @@ class ChargingService:
             evse_id=event.evse_id,
         )
         return await self._reply(opened)
+
+    async def _started_again(self, known: _Open, event: TransactionStarted) -> TransactionReply:
+        """A start already stored: readings it brings that are new are applied, nothing else.
+
+        A 2.x Started sent again carries the seqNo it had: stored already, it is
+        answered as before, without a second copy of its samples or a
+        ``duplicate_seq_no`` anomaly (it is no charge point fault).
+        """
+        seen = known.meter.last_seq_no
+        resent = event.seq_no is not None and seen is not None and event.seq_no <= seen
+        if not resent and (event.readings or event.seq_no is not None):
+            return await self._apply_readings(
+                known, event.readings, event.seq_no, event.evse_id, event.timestamp
+            )
+        return await self._reply(known)
 
     @_resent_if_not_stored
     async def meter_values(self, event: MeterValuesReported) -> TransactionReply | None:
@@ -484,13 +515,17 @@ class ChargingService:
                 session.expunge(row)
         if row is None:
             return None
+        return self._opened(cp, row)
+
+    def _opened(self, cp: str, row: Any) -> _Open:
+        """A stored transaction (an ORM row or a Core row), cached while not ended."""
         start = row.meter_start_wh
         if start is None and row.last_register_wh is not None:
             start = row.last_register_wh - row.energy_wh
         opened = _Open(
             transaction_id=row.id,
             charge_point_id=cp,
-            transaction_ref=ref,
+            transaction_ref=row.transaction_ref,
             evse_id=row.evse_id,
             id_token=row.id_token,
             id_token_accepted=row.id_token_accepted,
@@ -508,7 +543,7 @@ class ChargingService:
             stop_reason=row.stop_reason,
         )
         if not row.ended:
-            self._open[(cp, ref)] = opened
+            self._open[(cp, row.transaction_ref)] = opened
         return opened
 
     async def _reply(self, opened: _Open, *, notify: bool = True) -> TransactionReply:
@@ -528,6 +563,22 @@ class ChargingService:
             total_cost=billing.total_cost,
             max_cost=billing.max_cost,
         )
+
+
+def _same_start(event: TransactionStarted) -> Any:
+    """The stored transaction this start opened already, if it was sent before."""
+    t = _TRANSACTIONS.c
+    query = select(_TRANSACTIONS).where(t.charge_point_id == event.charge_point_id)
+    if event.transaction_ref is not None:  # 2.x: the charge point names it
+        return query.where(t.transaction_ref == event.transaction_ref)
+    return query.where(  # 1.6: the same connector, tag, meter start and time
+        t.connector_id == event.connector_id,
+        t.started_at == event.timestamp,
+        t.id_token.is_(None) if event.id_token is None else t.id_token == event.id_token,
+        t.meter_start_wh.is_(None)
+        if event.meter_start_wh is None
+        else t.meter_start_wh == event.meter_start_wh,
+    ).limit(1)
 
 
 def _stage(

@@ -77,9 +77,9 @@ async def test_a_1_6_stop_during_an_outage_is_unanswered_and_stored_when_resent(
                      "timestamp": "2026-01-01T00:00:00Z"}  # fmt: skip
             started = await call(ws, "s1", "StartTransaction", start)
             stop = {**END_16, "transactionId": started[2]["transactionId"]}
-            outage.down()
+            await outage.down()
             code = await unanswered_then_closed(ws, "t1", "StopTransaction", stop)
-        outage.up()
+        await outage.up()
         async with connect_as(station, "ocpp1.6") as ws:
             stopped = await call(ws, "t1", "StopTransaction", stop)
         row = await transaction_row(station)
@@ -113,9 +113,9 @@ async def test_a_2_0_1_ended_during_an_outage_is_unanswered_and_stored_when_rese
             started = await call(
                 ws, "s1", "TransactionEvent", {**event, "eventType": "Started", "seqNo": 0}
             )
-            outage.down()
+            await outage.down()
             code = await unanswered_then_closed(ws, "e1", "TransactionEvent", ended)
-        outage.up()
+        await outage.up()
         async with connect_as(station, "ocpp2.0.1") as ws:
             answered = await call(ws, "e1", "TransactionEvent", ended)
         row = await transaction_row(station)
