@@ -29,6 +29,7 @@ from typing import Any
 
 import uvicorn
 
+from station.api import http_server
 from station.api.app import create_app
 from station.api.dashboard_history import SessionHistory
 from station.logs import get_logger
@@ -92,8 +93,14 @@ class Station:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s / 2)),
+            # Slow and idle peers (station.api.http_server).
+            http=http_server.protocol_class(settings.http_header_timeout_s),
+            timeout_keep_alive=settings.http_keep_alive_s,
         )
         server = StationServer(config)
+        loop = asyncio.get_running_loop()
+        accept_errors = http_server.AcceptErrors()
+        accept_errors.install(loop)
         try:
             await self.charging.reset_node()
             ocpp_listening = asyncio.Event()
@@ -125,6 +132,7 @@ class Station:
                 await self._finish("writer", writer)
             _log.info("station.stopped")
         finally:
+            accept_errors.uninstall(loop)
             self.ready.clear()
             http_socket.close()
             await self.db.dispose()

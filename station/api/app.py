@@ -63,9 +63,11 @@ def _include_trust(app: FastAPI, station: Station) -> None:
 def _include_payments(app: FastAPI, station: Station) -> None:
     """Negotiation, MPP authorisation and sessions (issue 3); session transitions counted."""
     from station.api import negotiations, sessions
+    from station.api.rate_limits import Slots
 
     app.include_router(negotiations.router)
     app.include_router(sessions.router)
+    app.state.event_streams = Slots(station.settings.max_event_streams_per_agent)
     payments = getattr(station, "payments", None)
     if payments is not None:
         counter = station.metrics.session_transitions

@@ -71,3 +71,28 @@ def refuse(
     if metrics is not None:
         metrics.http_rate_limited.labels(limit=limit).inc()
     raise RateLimited(detail, retry_after_s=max(1, math.ceil(retry_after_s)))
+
+
+class Slots:
+    """At most ``per_key`` things open at once per key (an agent's event streams)."""
+
+    def __init__(self, per_key: int) -> None:
+        self.per_key = per_key
+        self._open: dict[str, int] = {}
+
+    def open(self, key: str) -> int:
+        return self._open.get(key, 0)
+
+    def acquire(self, key: str) -> bool:
+        held = self._open.get(key, 0)
+        if held >= self.per_key:
+            return False
+        self._open[key] = held + 1
+        return True
+
+    def release(self, key: str) -> None:
+        held = self._open.get(key, 0) - 1
+        if held > 0:
+            self._open[key] = held
+        else:
+            self._open.pop(key, None)

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import Message, Receive, Scope, Send
 
+from station.api import http_server
 from station.api.app import station_of
 from station.api.identity import Agent
+from station.api.rate_limits import Slots, refuse
 from station.api.schemas import ReceiptDoc, ReceiptKeyDoc, SessionDoc
 from station.domain.session import SessionStatus
+from station.logs import get_logger
 
+_log = get_logger(__name__)
 router = APIRouter(tags=["sessions"])
 KEEPALIVE_S = 15.0
 
@@ -53,9 +58,28 @@ def _sse(name: str, data: dict[str, Any]) -> str:
 
 @router.get("/v1/sessions/{session_id}/events")
 async def session_events(session_id: str, agent: Agent, request: Request) -> StreamingResponse:
-    """Server-Sent Events: ``meter``, ``status`` and a final ``settled`` (with the receipt)."""
-    payments = station_of(request).payments
+    """Server-Sent Events: ``meter``, ``status`` and a final ``settled`` (with the receipt).
+
+    At most ``max_event_streams_per_agent`` open at once per agent (429
+    ``rate_limited`` past it); a stream whose client takes no data for
+    ``event_stream_send_timeout_s`` is cut.
+    """
+    station = station_of(request)
+    payments = station.payments
     await payments.sessions.get(agent.agent_id, session_id)  # 404 before streaming
+    slots: Slots = request.app.state.event_streams
+    if not slots.acquire(agent.agent_id):
+        refuse(
+            station.metrics,
+            "event_streams",
+            f"{slots.per_key} event streams already open for this agent",
+            KEEPALIVE_S,
+        )
+    station.metrics.event_streams.inc()
+
+    def release() -> None:
+        slots.release(agent.agent_id)
+        station.metrics.event_streams.dec()
 
     async def stream() -> AsyncIterator[str]:
         async with payments.events.subscribe(session_id) as queue:
@@ -79,6 +103,55 @@ async def session_events(session_id: str, agent: Agent, request: Request) -> Str
             return await payments.sessions.receipt_event(session_id)
         return {"session_id": session_id, "status": current["status"]}
 
-    return StreamingResponse(
-        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    return EventStream(
+        stream(),
+        release=release,
+        send_timeout_s=station.settings.event_stream_send_timeout_s,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store"},
     )
+
+
+class EventStream(StreamingResponse):
+    """A stream that gives its slot back when it ends, and is cut when its client stalls.
+
+    A send that waits longer than ``send_timeout_s`` (the client's buffers
+    are full: it reads nothing) aborts the connection; uvicorn then reports
+    the disconnect and the stream ends.
+    """
+
+    def __init__(
+        self,
+        content: AsyncIterator[str],
+        *,
+        release: Callable[[], None],
+        send_timeout_s: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(content, **kwargs)
+        self._release = release
+        self._send_timeout_s = send_timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stalled = False
+
+        async def bounded_send(message: Message) -> None:
+            nonlocal stalled
+            if stalled:
+                return
+            try:
+                async with asyncio.timeout(self._send_timeout_s):
+                    await send(message)
+            except TimeoutError:
+                stalled = True
+                _log.warning(
+                    "sessions.event_stream_stalled",
+                    path=scope.get("path"),
+                    send_timeout_s=self._send_timeout_s,
+                )
+                http_server.abort(scope)
+
+        try:
+            await super().__call__(scope, receive, bounded_send)
+        finally:
+            self._release()

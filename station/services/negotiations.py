@@ -6,11 +6,15 @@ policy in force, persists negotiations and signed offers, and audits them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from station.domain.negotiation import (
     NegotiationStatus,
@@ -19,8 +23,9 @@ from station.domain.negotiation import (
     opening,
     respond,
 )
-from station.errors import NegotiationClosed, NotFound, ValidationError
+from station.errors import NegotiationClosed, NotFound, RateLimited, ValidationError
 from station.logs import get_logger
+from station.metrics import metrics_for
 from station.services.offers import negotiation_view, new_id, offer_signature
 from station.services.pricing import effective_policy
 from station.settings import Settings
@@ -28,9 +33,12 @@ from station.store import audit
 from station.store.charging import ChargePointRow
 from station.store.db import Database
 from station.store.payments import NegotiationRow, OfferRow
+from station.store.trust import AgentRow
 
 _log = get_logger(__name__)
 MAX_NEGOTIATION_S = 3600
+# Negotiations that still hold an offer the agent may accept.
+LIVE = (NegotiationStatus.OPEN.value, NegotiationStatus.AGREED.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +87,7 @@ class NegotiationService:
         if request.energy_kwh <= 0:
             raise ValidationError("energy_kwh must be positive")
         async with self._db.session() as session:
+            await self._check_ceiling(session, agent_id, now)
             if await session.get(ChargePointRow, request.charge_point_id) is None:
                 raise NotFound(f"no charge point {request.charge_point_id}")
             policy = await effective_policy(session, self._settings, request.charge_point_id)
@@ -123,6 +132,36 @@ class NegotiationService:
             view = negotiation_view(neg, row)
         _log.info("negotiation.opened", negotiation_id=neg.negotiation_id, agent_id=agent_id)
         return view
+
+    async def _check_ceiling(self, session: AsyncSession, agent_id: str, now: datetime) -> None:
+        """429 if the agent has ``max_open_negotiations_per_agent`` live ones (open or
+        agreed, not expired); ``Retry-After`` is when the first of them expires.
+
+        The agent's row is locked first, so parallel opens of one agent count in turn.
+        """
+        await session.execute(
+            select(AgentRow.agent_id).where(AgentRow.agent_id == agent_id).with_for_update()
+        )
+        live, first_expiry = (
+            await session.execute(
+                select(func.count(), func.min(NegotiationRow.expires_at)).where(
+                    NegotiationRow.agent_id == agent_id,
+                    NegotiationRow.status.in_(LIVE),
+                    NegotiationRow.expires_at > now,
+                )
+            )
+        ).one()
+        ceiling = self._settings.max_open_negotiations_per_agent
+        if live < ceiling:
+            return
+        metrics = metrics_for(session)
+        if metrics is not None:
+            metrics.http_rate_limited.labels(limit="open_negotiations").inc()
+        wait = (first_expiry - now).total_seconds() if first_expiry is not None else 1
+        raise RateLimited(
+            f"{live} negotiations open (at most {ceiling}); accept, or wait until one expires",
+            retry_after_s=max(1, math.ceil(wait)),
+        )
 
     async def counter(
         self, agent_id: str, negotiation_id: str, request: CounterRequest
