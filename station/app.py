@@ -71,6 +71,11 @@ class Station:
         self.api = create_app(self)
         self._stop_requested = asyncio.Event()
 
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set once `stop()` is asked: long-lived responses (event streams) end on it."""
+        return self._stop_requested
+
     def stop(self) -> None:
         """Ask `run()` to shut down gracefully and return. Idempotent; safe in a signal handler."""
         if not self._stop_requested.is_set():

@@ -6,7 +6,9 @@ per-session stream carries — ``meter``, ``status``, ``settled`` — for every
 session, each ``data`` with its ``session_id``. Live only: nothing is
 replayed; read the state first (``/v1/admin/sessions``), then follow. A
 reader too slow for the station loses the oldest events, never the station's
-time. Not in the OpenAPI document: the stream has no end to fuzz against.
+time. When the station stops, the stream sends ``stopping`` and ends (a
+shutdown never waits on an open dashboard). Not in the OpenAPI document:
+the stream has no end to fuzz against.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from fastapi.responses import StreamingResponse
 from station.api.admin import Operator
 from station.api.app import station_of
 from station.api.dashboard_auth import DashboardOperator
+from station.services.session_events import SessionEvent
 
 KEEPALIVE_S = 15.0
 router = APIRouter()
@@ -32,18 +35,33 @@ def _sse(name: str, data: dict[str, Any]) -> str:
 
 
 def operator_stream(request: Request, keepalive_s: float = KEEPALIVE_S) -> StreamingResponse:
-    events = station_of(request).payments.events
+    station = station_of(request)
+    events, stopping = station.payments.events, station.stopping
 
     async def stream() -> AsyncIterator[str]:
-        async with events.subscribe_all() as queue:
-            yield ": connected\n\n"
-            while True:
-                try:
-                    session_id, event = await asyncio.wait_for(queue.get(), keepalive_s)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                yield _sse(event.name, {**event.data, "session_id": session_id})
+        stop = asyncio.ensure_future(stopping.wait())
+        get: asyncio.Future[tuple[str, SessionEvent]] | None = None
+        try:
+            async with events.subscribe_all() as queue:
+                yield ": connected\n\n"
+                while True:
+                    get = asyncio.ensure_future(queue.get())
+                    await asyncio.wait(
+                        {get, stop}, timeout=keepalive_s, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if get.done():
+                        session_id, event = get.result()
+                        yield _sse(event.name, {**event.data, "session_id": session_id})
+                    elif stop.done():
+                        # The station is going away: end the stream now, not at uvicorn's deadline.
+                        yield _sse("stopping", {})
+                        return
+                    else:
+                        yield ": keep-alive\n\n"
+        finally:
+            for waiter in (stop, get):
+                if waiter is not None and not waiter.done():
+                    waiter.cancel()
 
     return StreamingResponse(
         stream(),

@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 
 from station.api import dashboard_auth
+from station.app import running_station
 from tests.dashboard.conftest import signed_in
-from tests.e2e.conftest import ADMIN_TOKEN, World, battery
+from tests.e2e.conftest import ADMIN_TOKEN, World, battery, settings_for
 from tests.e2e.test_payment_flow import wait_for_status
 
 
@@ -168,3 +169,26 @@ async def test_the_operator_stream_and_the_snapshot_follow_a_session_to_its_sett
     assert point["connected"] is True and point["ocpp_version"] == "ocpp2.0.1"
     (agent,) = after["agents"]
     assert agent["agent_id"] == world.agent_id and agent["limit_per_session"] == "100.00"
+
+
+async def test_an_open_operator_stream_ends_cleanly_when_the_station_stops(
+    database_url: str, stripe_url: str
+) -> None:
+    settings = settings_for(database_url, stripe_url, shutdown_timeout_s=30)
+    lines: list[str] = []
+
+    async with running_station(settings) as station:
+        client = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{station.http_port}",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=30,
+        )
+        async with client, client.stream("GET", "/v1/admin/events") as stream:
+            line_iterator = stream.aiter_lines()
+            lines.append(await anext(line_iterator))
+            station.stop()
+            async with asyncio.timeout(10):  # uvicorn's own grace would wait 15 s, then cut it
+                lines.extend([line async for line in line_iterator])
+
+    assert lines[0] == ": connected"
+    assert "event: stopping" in lines

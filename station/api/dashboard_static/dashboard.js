@@ -273,6 +273,10 @@ function follow() {
     live.textContent = "reconnecting…";
     live.className = "live off";
   });
+  source.addEventListener("stopping", () => {
+    live.textContent = "station stopping…"; // the browser reconnects once it is back
+    live.className = "live off";
+  });
   source.addEventListener("meter", (event) => onMeter(JSON.parse(event.data)));
   source.addEventListener("status", (event) => onStatus(JSON.parse(event.data)));
   source.addEventListener("settled", (event) => onStatus(JSON.parse(event.data)));
