@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     ocpp_call_timeout_s: float = Field(default=30.0, gt=0)
     # From TCP accept to the end of the WebSocket handshake (TLS included).
     ocpp_open_timeout_s: float = Field(default=10.0, gt=0)
+    # Connections yet to send their HTTP request: at most this many (and at most a
+    # quarter of the open-file limit); past it the oldest is closed.
+    ocpp_max_pending_handshakes: int = Field(default=1000, gt=0)
+    # Accept failures (EMFILE, …) are logged once per interval, with their count.
+    ocpp_accept_log_interval_s: float = Field(default=60.0, gt=0)
+    # websockets' keepalive: a ping every interval, the connection closed without a pong.
+    ocpp_ping_interval_s: float = Field(default=20.0, gt=0)
+    ocpp_ping_timeout_s: float = Field(default=20.0, gt=0)
     ocpp_heartbeat_interval_s: int = Field(default=300, gt=0)
     # Failed logins (README "OCPP security"): the first `free` failures of an
     # (address, id) pair are answered at once, then each waits twice as long as

@@ -43,6 +43,7 @@ from station.logs import get_logger
 from station.ocpp.auth import Authenticator, Outcome
 from station.ocpp.connection import OcppConnection
 from station.ocpp.frame_log import FrameLog
+from station.ocpp.handshakes import HandshakeGuard, pending_bound
 from station.ocpp.ports import ChargingEvents
 from station.ocpp.v16 import V16Connection
 from station.ocpp.v21 import V21Connection
@@ -76,6 +77,10 @@ class CentralSystem:
         self.frames = frames
         self.port: int | None = None
         self.auth = Authenticator(settings, db)
+        self.handshakes = HandshakeGuard(
+            pending_bound(settings.ocpp_max_pending_handshakes),
+            settings.ocpp_accept_log_interval_s,
+        )
         self._connections: dict[str, OcppConnection] = {}
         self._limits: dict[tuple[str, int], Decimal] = {}
         self._stopping = asyncio.Event()
@@ -122,16 +127,23 @@ class CentralSystem:
             max_size=self.settings.ocpp_max_frame_bytes,
             compression="deflate",
             open_timeout=self.settings.ocpp_open_timeout_s,
+            ping_interval=self.settings.ocpp_ping_interval_s,
+            ping_timeout=self.settings.ocpp_ping_timeout_s,
+            create_connection=self.handshakes.connection_class(),
             server_header=None,
         ) as server:
-            self.port = _port_of(server)
-            _log.info("ocpp.listening", host=self.settings.ocpp_host, port=self.port)
-            if listening is not None:
-                listening.set()
-            await self._stopping.wait()
-            _log.info("ocpp.closing", connections=len(self._connections))
-            # Leaving the block closes the listener and the connections (1001) and awaits
-            # their handlers.
+            with self.handshakes.watching(list(server.sockets)):
+                await self._listen(server, listening)
+
+    async def _listen(self, server: Server, listening: asyncio.Event | None) -> None:
+        self.port = _port_of(server)
+        _log.info("ocpp.listening", host=self.settings.ocpp_host, port=self.port)
+        if listening is not None:
+            listening.set()
+        await self._stopping.wait()
+        _log.info("ocpp.closing", connections=len(self._connections))
+        # Leaving serve()'s block closes the listener and the connections (1001) and
+        # awaits their handlers.
 
     def _select_subprotocol(
         self, _connection: ServerConnection, offered: Any

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -36,13 +37,20 @@ def restartable_charge_point(ocpp_port: int, version: str) -> tuple[SimulatedCha
 
 @contextlib.asynccontextmanager
 async def station_process(
-    database_url: str, http_port: int, ocpp_port: int, *, log: Path | None = None
+    database_url: str,
+    http_port: int,
+    ocpp_port: int,
+    *,
+    log: Path | None = None,
+    env: dict[str, str] | None = None,
+    open_files: int | None = None,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """Start the station, wait until /healthz answers, kill it on exit if still running.
 
-    With ``log``, its output (INFO, key=value) goes to that file.
+    With ``log``, its output (INFO, key=value) goes to that file; ``env`` adds
+    variables; ``open_files`` lowers its RLIMIT_NOFILE.
     """
-    env = {
+    variables = {
         **os.environ,
         "CHARGEPAY_DATABASE_URL": database_url,
         "CHARGEPAY_HTTP_PORT": str(http_port),
@@ -56,14 +64,21 @@ async def station_process(
         # `serve` refuses to start without a Stripe key; nothing here pays.
         "CHARGEPAY_STRIPE_API_KEY": "sk_test_station_process_0123",
         "CHARGEPAY_STRIPE_API_BASE": "http://127.0.0.1:9",
+        **(env or {}),
     }
+
+    def limit_open_files() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     with contextlib.ExitStack() as files:
         out: IO[Any] | int = (
             files.enter_context(log.open("wb")) if log else asyncio.subprocess.DEVNULL
         )
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "station", "serve", env=env, stdout=out, stderr=out
-        )
+            sys.executable, "-m", "station", "serve", env=variables, stdout=out, stderr=out,
+            preexec_fn=limit_open_files,
+        )  # fmt: skip
     try:
         async with httpx.AsyncClient() as client, asyncio.timeout(30):
             while True:

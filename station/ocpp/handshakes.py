@@ -1,0 +1,154 @@
+"""Opening handshakes on the OCPP port: a bound on half-open ones, and accept errors counted.
+
+Every handshake has a deadline (``ocpp_open_timeout_s``, TLS included). On
+top of that, `HandshakeGuard` keeps the connections that have not yet sent a
+complete HTTP request (half-open, slowloris) under a bound: a quarter of the
+process's open-file limit, at most ``ocpp_max_pending_handshakes`` (over TLS,
+from the end of the TLS handshake; before it ``ocpp_open_timeout_s`` applies). A new
+connection past the bound closes the oldest of them that has been silent for
+``GRACE_S``: a charge point sends its request at once, so it is never among
+them for long, even in a burst of reconnections; a connection that has sent
+its request (waiting for its password check, say) is never shed.
+
+When ``accept()`` fails for want of file descriptors (EMFILE, ENFILE, …),
+asyncio stops accepting for a second and tries again (its own back-off). The
+guard then sheds half of the half-open connections silent for ``GRACE_S``,
+to make room, and counts
+the failures: one ``ocpp.accept_exhausted`` line per ``ocpp_accept_log_interval_s``
+with the count, instead of asyncio's traceback per failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+
+from station.logs import get_logger
+
+_log = get_logger(__name__)
+_ACCEPT_EXHAUSTED = "socket.accept() out of system resource"
+# A connection silent for less than this is never shed: its request may be unread yet.
+GRACE_S = 1.0
+
+
+def pending_bound(configured: int) -> int:
+    """The bound on half-open handshakes: the setting, or a quarter of RLIMIT_NOFILE."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return configured
+    return max(1, min(configured, soft // 4))
+
+
+class HandshakeGuard:
+    """Tracks half-open connections and the listener's accept errors (one per listener)."""
+
+    def __init__(self, max_pending: int, log_interval_s: float) -> None:
+        self.max_pending = max_pending
+        self.log_interval_s = log_interval_s
+        self.shed = 0
+        self.accept_errors = 0
+        self._pending: dict[ServerConnection, float] = {}  # -> opened at (insertion order)
+        self._unlogged = 0
+        self._reason: str | None = None
+        self._flush: asyncio.TimerHandle | None = None
+        self._sockets: set[int] = set()
+
+    # --- half-open connections ---------------------------------------------------------
+
+    def opened(self, connection: ServerConnection) -> None:
+        self._pending[connection] = time.monotonic()
+        if len(self._pending) > self.max_pending:
+            self._shed(len(self._pending) - self.max_pending, older_than=GRACE_S)
+
+    def closed(self, connection: ServerConnection) -> None:
+        self._pending.pop(connection, None)
+
+    def _half_open(self, older_than: float) -> Iterator[ServerConnection]:
+        horizon = time.monotonic() - older_than
+        for connection, opened in list(self._pending.items()):
+            if connection.request is not None:  # it sent its request: no longer half-open
+                del self._pending[connection]
+            elif opened <= horizon:
+                yield connection
+            else:
+                return  # the rest are younger
+
+    def _shed(self, count: int, older_than: float = 0.0) -> None:
+        for connection in self._half_open(older_than):
+            if count <= 0:
+                break
+            del self._pending[connection]
+            connection.transport.abort()
+            self.shed += 1
+            count -= 1
+
+    def connection_class(self) -> type[ServerConnection]:
+        """A `ServerConnection` that reports to this guard (for ``serve(create_connection=)``)."""
+        guard = self
+
+        class GuardedConnection(ServerConnection):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                super().connection_made(transport)
+                guard.opened(self)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                guard.closed(self)
+                super().connection_lost(exc)
+
+        return GuardedConnection
+
+    # --- accept errors -----------------------------------------------------------------
+
+    @contextmanager
+    def watching(self, sockets: list[Any]) -> Iterator[None]:
+        """Handle the loop's accept errors for these listening sockets while inside."""
+        loop = asyncio.get_running_loop()
+        self._sockets = {s.fileno() for s in sockets}
+        previous = loop.get_exception_handler()
+
+        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            sock = context.get("socket")
+            ours = sock is not None and sock.fileno() in self._sockets
+            if context.get("message") == _ACCEPT_EXHAUSTED and ours:
+                self.accept_failed(loop, context.get("exception"))
+                return
+            if previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handler)
+        try:
+            yield
+        finally:
+            if loop.get_exception_handler() is handler:
+                loop.set_exception_handler(previous)
+            if self._flush is not None:
+                self._flush.cancel()
+            self._log_unlogged()
+
+    def accept_failed(self, loop: asyncio.AbstractEventLoop, exc: BaseException | None) -> None:
+        self.accept_errors += 1
+        self._unlogged += 1
+        self._shed(max(1, len(self._pending) // 2), older_than=GRACE_S)
+        self._reason = str(exc) if exc is not None else "out of resources"
+        if self._flush is None:
+            self._flush = loop.call_later(self.log_interval_s, self._log_unlogged)
+
+    def _log_unlogged(self) -> None:
+        self._flush = None
+        if self._unlogged:
+            _log.warning(
+                "ocpp.accept_exhausted",
+                failures=self._unlogged,
+                interval_s=self.log_interval_s,
+                error=self._reason,
+                shed_handshakes=self.shed,
+            )
+            self._unlogged = 0
