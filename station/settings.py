@@ -149,6 +149,8 @@ class Settings(BaseSettings):
     # Per agent: negotiations open at once, and session event streams (SSE) open at once.
     max_open_negotiations_per_agent: int = Field(default=20, gt=0)
     max_event_streams_per_agent: int = Field(default=5, gt=0)
+    # Negotiations for unknown charge points per agent and minute before all its opens get 429.
+    unknown_charge_points_per_minute: int = Field(default=10, gt=0)
     # An event stream whose client takes no data for this long is closed.
     event_stream_send_timeout_s: float = Field(default=30.0, gt=0)
     # HTTP: a request's head (request line and headers) must arrive within this.

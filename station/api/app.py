@@ -63,11 +63,15 @@ def _include_trust(app: FastAPI, station: Station) -> None:
 def _include_payments(app: FastAPI, station: Station) -> None:
     """Negotiation, MPP authorisation and sessions (issue 3); session transitions counted."""
     from station.api import negotiations, sessions
-    from station.api.rate_limits import Slots
+    from station.api.rate_limits import FailureWindow, Slots
 
     app.include_router(negotiations.router)
     app.include_router(sessions.router)
     app.state.event_streams = Slots(station.settings.max_event_streams_per_agent)
+    # Negotiations asked for charge points that do not exist (or are not the agent's).
+    app.state.unknown_charge_points = FailureWindow(
+        station.settings.unknown_charge_points_per_minute
+    )
     payments = getattr(station, "payments", None)
     if payments is not None:
         counter = station.metrics.session_transitions

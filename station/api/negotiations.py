@@ -11,9 +11,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from station.api.app import station_of
 from station.api.identity import Agent
+from station.api.rate_limits import FailureWindow, refuse
 from station.api.schemas import NegotiationDoc, SessionDoc
 from station.domain.money import MoneyError, parse_decimal
-from station.errors import ValidationError
+from station.errors import NotFound, ValidationError
 from station.services.negotiations import CounterRequest, OpenRequest
 
 router = APIRouter(tags=["negotiation"])
@@ -72,20 +73,33 @@ def _decimal(name: str, text: str | None, places: int = 4) -> Any:
 
 @router.post("/v1/negotiations", status_code=201, responses={201: {"model": NegotiationDoc}})
 async def open_negotiation(body: NegotiationIn, agent: Agent, request: Request) -> JSONResponse:
-    """Open a negotiation: the station's first offer for the energy asked."""
-    agent.check_charge_point(body.charge_point_id)
-    payments = station_of(request).payments
-    view = await payments.negotiations.open(
-        agent.agent_id,
-        OpenRequest(
-            charge_point_id=body.charge_point_id,
-            evse_id=body.evse_id,
-            energy_kwh=_decimal("energy_kwh", body.energy_kwh, 3),
-            max_power_kw=_decimal("max_power_kw", body.max_power_kw, 3),
-            departure_at=body.departure_at,
-            currency=body.currency,
-        ),
-    )
+    """Open a negotiation: the station's first offer for the energy asked.
+
+    A charge point that does not exist and one the agent may not use are the
+    same 404. Past ``unknown_charge_points_per_minute`` of them, the agent's
+    opens are all 429 until its minute ends (known ids too: no oracle left).
+    """
+    station = station_of(request)
+    probes: FailureWindow = request.app.state.unknown_charge_points
+    wait = probes.retry_after(agent.agent_id)
+    if wait is not None:
+        refuse(station.metrics, "unknown_charge_points", "too many unknown charge points", wait)
+    try:
+        agent.check_charge_point(body.charge_point_id)
+        view = await station.payments.negotiations.open(
+            agent.agent_id,
+            OpenRequest(
+                charge_point_id=body.charge_point_id,
+                evse_id=body.evse_id,
+                energy_kwh=_decimal("energy_kwh", body.energy_kwh, 3),
+                max_power_kw=_decimal("max_power_kw", body.max_power_kw, 3),
+                departure_at=body.departure_at,
+                currency=body.currency,
+            ),
+        )
+    except NotFound:
+        probes.record(agent.agent_id)
+        raise
     return JSONResponse(view, status_code=201)
 
 
