@@ -162,7 +162,10 @@ def classify(text: str, version: OcppVersion) -> Frame:
             storable_text(str(description)),
             Logged(5, _log_id(unique_id), None, storable(message[2:]), None),
         )
-    return _call(kind, unique_id, message, text)
+    framed = _call(kind, unique_id, message, text)
+    if kind == 6 and isinstance(framed, Refused):  # a SEND is never answered, not even so
+        return Ignored(f"SEND refused: {framed.code} {framed.description}", framed.log)
+    return framed
 
 
 def _call(kind: int, unique_id: str, message: list[Any], text: str) -> Call | Send | Refused:
