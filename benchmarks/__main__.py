@@ -8,6 +8,7 @@ import sys
 BENCHMARKS = (
     ["benchmarks.ocpp_throughput"],
     ["benchmarks.payments"],
+    ["benchmarks.reconnect_storm"],
 )
 
 

@@ -38,3 +38,15 @@ def test_the_payments_benchmark_prints_latencies_and_stripe_calls() -> None:
     out = _run("benchmarks.payments", "--sessions", "2")
 
     assert "p50" in out and "Stripe calls per settled session" in out
+
+
+def test_the_reconnect_storm_benchmark_brings_every_charge_point_back() -> None:
+    out = _run(
+        "benchmarks.reconnect_storm",
+        *("--charge-points", "6", "--processes", "2", "--backoff-max", "1", "--timeout", "120"),
+    )
+
+    assert "6 charge points connected and booted" in out
+    assert "every charge point booted again  :" in out and "after the (re)start" in out
+    assert "handshakes refused (401/429)     : 0" in out
+    assert "baseline: 6 scrypt checks" in out and "storm / scrypt baseline" in out

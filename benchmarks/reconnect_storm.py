@@ -1,0 +1,378 @@
+"""Reconnect storm: the station restarts with every charge point connected; until all are back.
+
+    python -m benchmarks.reconnect_storm [--charge-points 500] [--processes 2]
+                                         [--source-addresses 1] [--blip]
+    python -m benchmarks.reconnect_storm --charge-points 10000 --source-addresses 4
+
+Registers N charge points (one password hash shared by all rows, so that
+setting up does not take N scrypt computations; each handshake still checks
+its own), starts ``chargepay serve`` as a process with its open-file limit
+raised, and connects the fleet from ``--processes`` load-generator processes
+(raw OCPP 2.0.1 frames on websockets: BootNotification, then idle) spread
+over ``--source-addresses`` loopback addresses 127.0.0.1, 127.0.0.2, … so the
+ephemeral port range is not the limit. Then it stops the station (SIGTERM),
+starts it again on the same database, and every charge point reconnects with
+its own back-off (exponential from 0.5 s, doubling up to ``--backoff-max``,
+plus up to 1 s of jitter).
+
+Prints the time from the restart until every charge point has booted again
+(and from the station answering /healthz), how many handshakes were refused
+(401/429: must be 0) or timed out, and the baseline beside it: the time this
+machine needs for N scrypt checks on all its cores, measured in this run —
+the floor for any reconnect after a restart that verifies every password.
+``--blip`` drops every connection instead (the network, not the station) and
+measures the reconnect into the running station, whose per-process cache of
+verified credentials spares the scrypt checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import os
+import random
+import resource
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import httpx
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from benchmarks.load import BOOT, _call
+
+GOAL_CHARGE_POINTS, GOAL_S = 10_000, 30.0
+
+
+def raise_open_files() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- the load generator (a child process) ---------------------------------------------
+
+
+@dataclass
+class FleetState:
+    boots: list[int]
+    refused: dict[int, int] = field(default_factory=dict)
+    timeouts: int = 0
+    blip: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def _charge_point(
+    url: str, n: int, cp_id: str, password: str, address: str, state: FleetState, cap_s: float
+) -> None:
+    token = base64.b64encode(f"{cp_id}:{password}".encode()).decode()
+    attempt = 0
+    while True:
+        try:
+            async with connect(
+                f"{url}/{cp_id}",
+                subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
+                additional_headers={"Authorization": f"Basic {token}"},
+                open_timeout=60,
+                ping_interval=None,
+                max_queue=None,
+                compression=None,
+                local_addr=(address, 0),
+            ) as ws:
+                await asyncio.wait_for(_call(ws, "boot", "BootNotification", BOOT), 60)
+                state.boots[n] += 1
+                attempt = 0
+                blip = asyncio.ensure_future(state.blip.wait())
+                closed = asyncio.ensure_future(ws.wait_closed())
+                await asyncio.wait([blip, closed], return_when=asyncio.FIRST_COMPLETED)
+                blip.cancel()
+                closed.cancel()
+                if ws.transport is not None and state.blip.is_set():
+                    ws.transport.abort()  # the link drops: no closing handshake
+        except InvalidStatus as exc:
+            code = exc.response.status_code
+            state.refused[code] = state.refused.get(code, 0) + 1
+        except TimeoutError:
+            state.timeouts += 1
+        except (OSError, InvalidHandshake, ConnectionClosed):
+            pass
+        await asyncio.sleep(min(cap_s, 0.5 * 2**attempt) + random.uniform(0, 1))
+        attempt = min(attempt + 1, 16)
+
+
+async def fleet(port: int, first: int, count: int, password: str, addresses: list[str]) -> None:
+    """Keep charge points BENCH-first … connected; print their boot counts every 0.25 s."""
+    raise_open_files()
+    url = f"ws://127.0.0.1:{port}/ocpp"
+    state = FleetState(boots=[0] * count)
+    loop = asyncio.get_running_loop()
+
+    def on_blip() -> None:
+        state.blip.set()
+        loop.call_later(0.5, state.blip.clear)
+
+    loop.add_signal_handler(signal.SIGUSR1, on_blip)
+    cap_s = float(os.environ.get("STORM_BACKOFF_MAX_S", "16"))
+    tasks = [
+        asyncio.create_task(
+            _charge_point(
+                url,
+                i,
+                f"BENCH-{first + i:05d}",
+                password,
+                addresses[i % len(addresses)],
+                state,
+                cap_s,
+            )
+        )
+        for i in range(count)
+    ]
+    try:
+        while True:
+            once = sum(b >= 1 for b in state.boots)
+            twice = sum(b >= 2 for b in state.boots)
+            refused = sum(state.refused.values())
+            print(f"BOOTS {once} {twice} {refused} {state.timeouts}", flush=True)
+            await asyncio.sleep(0.25)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+# --- the orchestrator ------------------------------------------------------------------
+
+
+async def register(database_url: str, ids: list[str], password: str) -> None:
+    from sqlalchemy import insert
+
+    from station.store.base import utcnow
+    from station.store.charging import ChargePointRow, hash_password
+    from station.store.db import Database
+
+    db = Database(database_url)
+    await db.upgrade()
+    stored = hash_password(password)
+    try:
+        async with db.session() as session:
+            rows = [
+                {"charge_point_id": cp, "password_hash": stored, "connected": False,
+                 "created_at": utcnow()}
+                for cp in ids
+            ]  # fmt: skip
+            await session.execute(insert(ChargePointRow), rows)
+    finally:
+        await db.dispose()
+
+
+class Station:
+    def __init__(self, tmp: str) -> None:
+        self.http_port, self.ocpp_port = _free_port(), _free_port()
+        self.env = {
+            **os.environ,
+            "CHARGEPAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/storm.db",
+            "CHARGEPAY_HTTP_PORT": str(self.http_port),
+            "CHARGEPAY_OCPP_PORT": str(self.ocpp_port),
+            "CHARGEPAY_LOG_LEVEL": "WARNING",
+            "CHARGEPAY_ADMIN_TOKEN": secrets.token_urlsafe(24),
+            "CHARGEPAY_SECRET_KEY": secrets.token_urlsafe(32),
+            "CHARGEPAY_STRIPE_API_KEY": "sk_test_" + secrets.token_hex(12),
+            "CHARGEPAY_STRIPE_API_BASE": "http://127.0.0.1:9",
+        }
+        self.tmp = tmp
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "station", "serve", env=self.env, cwd=self.tmp,
+            preexec_fn=raise_open_files,
+        )  # fmt: skip
+        async with httpx.AsyncClient() as client:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.TransportError):
+                    url = f"http://127.0.0.1:{self.http_port}/healthz"
+                    if (await client.get(url, timeout=5)).is_success:
+                        return
+                await asyncio.sleep(0.05)
+        raise RuntimeError("the station did not become healthy")
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            await self.proc.wait()
+
+
+@dataclass
+class Progress:
+    once: int = 0
+    twice: int = 0
+    refused: int = 0
+    timeouts: int = 0
+
+
+@contextlib.asynccontextmanager
+async def fleets(
+    port: int, n: int, processes: int, password: str, addresses: list[str], backoff_max: float
+) -> AsyncIterator[tuple[list[asyncio.subprocess.Process], list[Progress]]]:
+    share = -(-n // processes)
+    procs, progress, readers = [], [], []
+    env = {**os.environ, "STORM_BACKOFF_MAX_S": str(backoff_max)}
+    for p in range(processes):
+        first, count = p * share, min(share, n - p * share)
+        if count <= 0:
+            break
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "benchmarks.reconnect_storm", "--fleet",
+            str(port), str(first), str(count), password, ",".join(addresses),
+            stdout=subprocess.PIPE, env=env,
+        )  # fmt: skip
+        procs.append(proc)
+        progress.append(Progress())
+        readers.append(asyncio.create_task(_read(proc, progress[-1])))
+    try:
+        yield procs, progress
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            await proc.wait()
+        for reader in readers:
+            reader.cancel()
+
+
+async def _read(proc: asyncio.subprocess.Process, progress: Progress) -> None:
+    assert proc.stdout is not None
+    async for line in proc.stdout:
+        parts = line.split()
+        if parts[:1] == [b"BOOTS"]:
+            progress.once, progress.twice, progress.refused, progress.timeouts = map(
+                int, parts[1:5]
+            )
+
+
+async def wait_until(check: object, timeout_s: float) -> float | None:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        if check():  # type: ignore[operator]
+            return time.perf_counter() - started
+        await asyncio.sleep(0.05)
+    return None
+
+
+def scrypt_floor_s(n: int) -> float:
+    """Seconds this machine takes for n scrypt checks on all its cores (measured on a sample)."""
+    from station.store.charging import hash_password, verify_password
+
+    stored = hash_password("storm-baseline-password-01")
+    sample = min(n, 200)
+    cores = os.cpu_count() or 1
+    with ThreadPoolExecutor(cores) as pool:
+        started = time.perf_counter()
+        list(pool.map(lambda _: verify_password("wrong-password-000001", stored), range(sample)))
+        return (time.perf_counter() - started) / sample * n
+
+
+async def run(args: argparse.Namespace) -> int:
+    raise_open_files()
+    n = args.charge_points
+    ids = [f"BENCH-{i:05d}" for i in range(n)]
+    password = secrets.token_urlsafe(18)[:24]
+    addresses = [f"127.0.0.{k}" for k in range(1, args.source_addresses + 1)]
+    with tempfile.TemporaryDirectory() as tmp:
+        station = Station(tmp)
+        await register(station.env["CHARGEPAY_DATABASE_URL"], ids, password)
+        await station.start()
+        try:
+            async with fleets(
+                station.ocpp_port, n, args.processes, password, addresses, args.backoff_max
+            ) as (procs, progress):
+
+                def total(attr: str) -> int:
+                    return sum(getattr(p, attr) for p in progress)
+
+                connected_s = await wait_until(lambda: total("once") >= n, args.timeout)
+                if connected_s is None:
+                    print(f"only {total('once')} of {n} charge points connected at first")
+                    return 1
+                print(f"{n} charge points connected and booted in {connected_s:.1f} s")
+                refused_before, timeouts_before = total("refused"), total("timeouts")
+                stop_s = 0.0
+                if args.blip:
+                    restart = time.perf_counter()
+                    for proc in procs:
+                        proc.send_signal(signal.SIGUSR1)
+                    ready_s = 0.0
+                else:
+                    stopping = time.perf_counter()
+                    await station.stop()
+                    restart = time.perf_counter()
+                    stop_s = restart - stopping
+                    await station.start()
+                    ready_s = time.perf_counter() - restart
+                back_s = await wait_until(
+                    lambda: total("twice") >= n, args.timeout - (time.perf_counter() - restart)
+                )
+                back_s = None if back_s is None else time.perf_counter() - restart
+                refused = total("refused") - refused_before
+                timeouts = total("timeouts") - timeouts_before
+                booted = total("twice")
+        finally:
+            await station.stop()
+    floor = scrypt_floor_s(n)
+    what = "link blip (station kept running)" if args.blip else "station restart"
+    print(f"\nreconnect storm, {what}: {n} charge points, {args.processes} load processes, "
+          f"{len(addresses)} source address(es)")  # fmt: skip
+    if not args.blip:
+        print(f"  graceful stop (SIGTERM) took     : {stop_s:6.1f} s")
+        print(f"  new station healthy after        : {ready_s:6.1f} s")
+    if back_s is None:
+        print(f"  every charge point booted again  : NOT within {args.timeout:g} s "
+              f"({booted} of {n})")  # fmt: skip
+    else:
+        print(f"  every charge point booted again  : {back_s:6.1f} s after the (re)start")
+    print(f"  handshakes refused (401/429)     : {refused}")
+    print(f"  handshakes timed out (client)    : {timeouts}")
+    print(f"  baseline: {n} scrypt checks on {os.cpu_count()} cores : {floor:6.1f} s")
+    if back_s is not None:
+        print(f"  storm / scrypt baseline          : {back_s / floor:6.2f}")
+    if n >= GOAL_CHARGE_POINTS:
+        met = back_s is not None and back_s <= GOAL_S
+        verdict = "met" if met else "NOT met"
+        print(f"  goal ({GOAL_CHARGE_POINTS} within {GOAL_S:g} s)       : {verdict}")
+    return 0 if back_s is not None and refused == 0 else 1
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["--fleet"]:
+        port, first, count, password, addresses = sys.argv[2:7]
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(fleet(int(port), int(first), int(count), password, addresses.split(",")))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--charge-points", type=int, default=500)
+    parser.add_argument("--processes", type=int, default=2, help="load-generator processes")
+    parser.add_argument("--source-addresses", type=int, default=1, help="127.0.0.1 … 127.0.0.K")
+    parser.add_argument("--backoff-max", type=float, default=16.0, help="charge point back-off cap")
+    parser.add_argument("--timeout", type=float, default=600.0, help="give up after (s)")
+    parser.add_argument("--blip", action="store_true", help="drop the links, keep the station")
+    return asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
