@@ -2,9 +2,11 @@ import base64
 import stat
 from pathlib import Path
 
+import platformdirs
+import pytest
 from typer.testing import CliRunner
 
-from vehicle.cli import agent_app
+from vehicle.cli import DEFAULT_SPEND_RECORD, agent_app
 from vehicle.signing import load_private_key, public_key_b64
 
 runner = CliRunner()
@@ -33,15 +35,33 @@ def test_keygen_will_not_overwrite_a_key_unless_forced(tmp_path: Path) -> None:
     assert forced.exit_code == 0
 
 
-def _charge(tmp_path: Path, *extra: str) -> list[str]:
+def _charge(tmp_path: Path, *extra: str, limits: bool = True) -> list[str]:
     key_file = tmp_path / "agent.pem"
     if not key_file.exists():
         runner.invoke(agent_app, ["keygen", "--out", str(key_file)])
     return [
         "charge", "--station", "http://127.0.0.1:9", "--charge-point", "CP-1",
         "--energy", "30", "--agent-id", "agt_x", "--key", str(key_file),
-        "--spend-record", str(tmp_path / "spend.json"), *extra,
+        "--spend-record", str(tmp_path / "spend.json"),
+        *(["--limit-session", "40", "--limit-day", "100"] if limits else []), *extra,
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("given", [[], ["--limit-session", "40"], ["--limit-day", "100"]])
+def test_charge_wants_both_spend_limits_explicitly(tmp_path: Path, given: list[str]) -> None:
+    result = runner.invoke(
+        agent_app,
+        _charge(tmp_path, "--budget", "20", "--payment-method", "pm_x", *given, limits=False),
+    )
+
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and "is required" in result.stderr
+    missing = "--limit-day" if given == ["--limit-session", "40"] else "--limit-session"
+    assert missing in result.stderr
+
+
+def test_the_spend_record_lives_in_the_platform_state_directory() -> None:
+    assert platformdirs.user_state_path("chargepay-agent") / "spend.json" == DEFAULT_SPEND_RECORD
 
 
 def test_charge_wants_exactly_one_payment_instrument(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -26,6 +26,7 @@ from vehicle.errors import (
     AgentError,
     AgentSuspended,
     NegotiationClosed,
+    NoAnswer,
     NoDeal,
     NotSettled,
     OfferExpired,
@@ -43,6 +44,7 @@ from vehicle.payer import ExpectedPayment, authorization, parse_challenge
 from vehicle.receipt import AgreedSession, Verdict, verify_receipt
 from vehicle.signing import AgentSigner
 from vehicle.strategy import Accept, Counter, Strategy, WalkAway
+from vehicle.terms import parse_time
 from vehicle.wallet import Clock, Wallet, utc_now
 
 _log = get_logger(__name__)
@@ -173,7 +175,12 @@ class VehicleAgent:
             raise SpendLimitExceeded(f"goal in {goal.currency}, wallet in {self.wallet.currency}")
         allowance = self.wallet.allowance()
         if allowance.amount <= 0:
-            raise SpendLimitExceeded("the wallet's daily limit is spent")
+            limit = self.wallet.limits.per_day
+            raise SpendLimitExceeded(
+                f"the daily limit of {limit.to_wire()} {limit.currency} is spent "
+                f"({self.wallet.spent_today().to_wire()} held or spent today, "
+                f"recorded in {self.wallet.ledger}); it resets at midnight ({self.wallet.tz})"
+            )
         return replace(goal, budget=goal.budget.min(allowance))
 
     async def negotiate(self, goal: Goal, target: StationTarget) -> Deal:
@@ -250,11 +257,15 @@ class VehicleAgent:
     async def pay(self, deal: Deal) -> SessionView:
         """Accept the deal and pay its 402 challenge; the authorised session.
 
-        The hold is recorded in the wallet before the credential is sent and
-        dropped again when the station refuses it (4xx); on a 5xx, a network
-        failure or a garbled answer it stays counted (the station may have
-        placed it). A declined card raises `PaymentDeclined` (with the
-        station's fresh challenge): never retried blindly.
+        The cap is checked against the wallet and reserved while the credential
+        is in flight; it is recorded as spent only once the station answers 201
+        (the hold is placed). Any other answer — a refusal (4xx) or a failure the
+        station reports (5xx) — releases it: the station placed no hold. When no
+        answer comes at all (`NoAnswer`), the outcome is unknown and the
+        reservation keeps counting until the challenge expires, the last moment
+        the station could have placed the hold. A declined card raises
+        `PaymentDeclined` (with the station's fresh challenge): never retried
+        blindly.
         """
         client = self.client(deal.target)
         cap, offer_id = deal.accept.cap, deal.offer_id
@@ -269,16 +280,22 @@ class VehicleAgent:
             "challenge", deal.target, amount=challenge.request.get("amount"),
             currency=challenge.request.get("currency"), expires=challenge.expires,
         )  # fmt: skip
+        now = self.clock()
         credential = authorization(
-            challenge, ExpectedPayment(cap, offer_id), self.wallet.instrument, self.clock()
+            challenge, ExpectedPayment(cap, offer_id), self.wallet.instrument, now
         )
-        self.wallet.hold(offer_id, cap)
+        # `authorization` refuses a challenge without a readable expiry.
+        until = parse_time(challenge.expires or "", "expires") + timedelta(seconds=self.timeout_s)
+        self.wallet.reserve(offer_id, cap, until)
         try:
             session = await client.accept(deal.negotiation_id, offer_id, cap, credential)
-        except StationError as exc:
-            if 400 <= exc.http_status < 500:  # refused: no hold was placed
-                self.wallet.release(offer_id)
-            raise  # 5xx, no answer: the hold may exist, so it stays counted
+        except NoAnswer:
+            self.log.warning("agent.payment_unanswered", offer_id=offer_id, counted_until=until)
+            raise
+        except StationError:
+            self.wallet.release(offer_id)  # the station answered: no hold stands
+            raise
+        self.wallet.placed(offer_id)
         self._emit(
             "paid", deal.target, session_id=session.session_id, cap=cap.to_wire(),
             reference=session.payment_reference,

@@ -21,6 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
+import platformdirs
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
@@ -37,7 +38,8 @@ from vehicle.wallet import Instrument, JsonFileLedger, SpendLimits, Wallet, utc_
 
 EXIT_FAILED = 1
 EXIT_DISPUTE = 3
-DEFAULT_SPEND_RECORD = Path.home() / ".chargepay" / "spend.json"
+# The platform's state directory (~/.local/state/chargepay-agent on Linux).
+DEFAULT_SPEND_RECORD = platformdirs.user_state_path("chargepay-agent") / "spend.json"
 DEFAULT_KEY = Path("agent.pem")
 Opt = typer.Option
 
@@ -253,9 +255,15 @@ def charge(
     key: Annotated[Path, Opt("--key", help="The agent's private key.")] = DEFAULT_KEY,
     payment_method: Annotated[str | None, Opt("--payment-method", help="pm_… (test).")] = None,
     spt: Annotated[str | None, Opt("--spt", help="A Shared Payment Token spt_….")] = None,
-    limit_session: Annotated[str | None, Opt("--limit-session", help="Default: budget.")] = None,
-    limit_day: Annotated[str | None, Opt("--limit-day", help="Default: budget.")] = None,
-    spend_record: Annotated[Path, Opt("--spend-record")] = DEFAULT_SPEND_RECORD,
+    limit_session: Annotated[
+        str | None, Opt("--limit-session", help="Required: the most one hold may be.")
+    ] = None,
+    limit_day: Annotated[
+        str | None, Opt("--limit-day", help="Required: the most held or spent in a day.")
+    ] = None,
+    spend_record: Annotated[
+        Path, Opt("--spend-record", help="What was spent today (the platform's state directory).")
+    ] = DEFAULT_SPEND_RECORD,
     receipt_key: Annotated[
         str | None, Opt("--receipt-key", help="Pin the station's receipt key (base64).")
     ] = None,
@@ -268,6 +276,12 @@ def charge(
     configure("INFO" if verbose else "WARNING", "text")
     if (payment_method is None) == (spt is None):
         raise _fail("give exactly one of --payment-method pm_… or --spt spt_…")
+    for flag, value, what in (
+        ("--limit-session", limit_session, "the most one hold may be"),
+        ("--limit-day", limit_day, "the most this car may hold or spend in a day"),
+    ):
+        if value is None:
+            raise _fail(f"{flag} is required: {what}, e.g. {flag} 50.00")
     try:
         instrument = Instrument(payment_method or spt or "")
         budget_money = Money(_amount(budget, "budget"), currency).rounded()
@@ -278,10 +292,9 @@ def charge(
             max_power_kw=_amount(max_power, "max-power") if max_power else None,
         )
         limits = SpendLimits(
-            Money(_amount(limit_session, "limit-session"), currency) if limit_session
-            else budget_money,
-            Money(_amount(limit_day, "limit-day"), currency) if limit_day else budget_money,
-        )  # fmt: skip
+            Money(_amount(limit_session or "", "limit-session"), currency),
+            Money(_amount(limit_day or "", "limit-day"), currency),
+        )
     except (ValueError, MoneyError) as exc:
         raise _fail(str(exc)) from exc
     try:

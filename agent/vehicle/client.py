@@ -3,8 +3,9 @@
 Thin: each method is one request, answers are parsed into the agent's wire
 values (`vehicle.terms`, `SessionView`), error answers become the agent's
 exceptions (`vehicle.errors.problem_error`) and network failures become
-`StationUnavailable`. Every request runs under `asyncio.timeout(timeout_s)`;
-every method is safe to cancel (no state is kept between requests).
+`NoAnswer` (a `StationUnavailable` whose outcome is unknown). Every request
+runs under `asyncio.timeout(timeout_s)`; every method is safe to cancel (no state
+is kept between requests).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 
 from vehicle.errors import (
+    NoAnswer,
     ProtocolViolation,
     StationError,
     StationUnavailable,
@@ -196,9 +198,9 @@ class StationClient:
                     auth=self.auth or httpx.USE_CLIENT_DEFAULT,
                 )
         except TimeoutError as exc:
-            raise StationUnavailable(f"{method} {url}: no answer in {self.timeout_s} s") from exc
+            raise NoAnswer(f"{method} {url}: no answer in {self.timeout_s} s") from exc
         except httpx.HTTPError as exc:
-            raise StationUnavailable(f"{method} {url}: {exc.__class__.__name__}: {exc}") from exc
+            raise NoAnswer(f"{method} {url}: {exc.__class__.__name__}: {exc}") from exc
 
     async def open_negotiation(self, goal: Goal, target: StationTarget) -> NegotiationReply:
         response = await self._request(

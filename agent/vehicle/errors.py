@@ -123,6 +123,13 @@ class StationUnavailable(StationError):
     code, status = "station_unavailable", 503
 
 
+class NoAnswer(StationUnavailable):
+    """The request went out and no answer came back (timeout, connection lost): what
+    the station did with it is unknown. `http_status` is 0."""
+
+    status = 0
+
+
 class ProtocolViolation(AgentError):
     """The station answered something PROTOCOL.md does not allow."""
 

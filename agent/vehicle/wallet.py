@@ -5,11 +5,26 @@ Payment Token (`spt_…`); it becomes the MPP credential payload.
 
 The spend policy caps every hold (`per_session`) and the holds and captures
 of one calendar day (`per_day`, in the policy's time zone, UTC by default).
-A hold is recorded *before* the credential leaves the car — under a key of
-the agent's choosing, the offer id — and later narrowed to what was captured
-(`settle`) or dropped (`release`). The record lives in a `SpendLedger`: in
-memory for a library user, or a small JSON file that survives restarts. The
-clock is injected.
+Both limits are the owner's explicit choice; a payment that does not fit is
+refused before the credential leaves the car, saying which limit and how
+much of it is left.
+
+What the record counts (a `SpendLedger`, under a key of the agent's choosing,
+the offer id):
+
+- `reserve` — a payment in flight. It counts against the limits (two agents
+  sharing a record cannot overspend together) but only until its challenge
+  expires: if the station never answers, no hold outlives that.
+- `placed` — the station answered 201: the hold is on the card, counted for
+  the cap.
+- `release` — the station refused (any answer but 201), or the session was
+  cancelled: nothing is counted.
+- `settle` — the session settled: the entry narrows to what was captured;
+  the rest of the hold is released with the settlement.
+
+The record lives in memory for a library user, or in a small JSON file that
+survives restarts (`JsonFileLedger`; the CLI keeps it in the platform's state
+directory). The clock is injected.
 """
 
 from __future__ import annotations
@@ -72,23 +87,35 @@ def check_spend(limits: SpendLimits, spent_today: Money, amount: Money) -> None:
     """Raise `SpendLimitExceeded` unless a hold of `amount` fits the limits (pure)."""
     if amount.currency != limits.per_session.currency:
         raise SpendLimitExceeded(
-            f"{amount.currency} payment against {limits.per_session.currency} limits"
+            f"a {amount.currency} payment against limits in {limits.per_session.currency}"
         )
     if amount > limits.per_session:
         raise SpendLimitExceeded(
-            f"{amount.to_wire()} exceeds the per-session limit {limits.per_session.to_wire()}"
+            f"a hold of {amount.to_wire()} {amount.currency} is above the per-session limit "
+            f"of {limits.per_session.to_wire()} {amount.currency}"
         )
     if spent_today + amount > limits.per_day:
         left = (limits.per_day - spent_today).max(Money.zero(amount.currency))
         raise SpendLimitExceeded(
-            f"{amount.to_wire()} exceeds what is left of the daily limit today ({left.to_wire()})"
+            f"a hold of {amount.to_wire()} {amount.currency} does not fit the daily limit of "
+            f"{limits.per_day.to_wire()} {amount.currency}: {spent_today.to_wire()} already "
+            f"held or spent today, {left.to_wire()} left"
         )
+
+
+PENDING, PLACED, SETTLED = "pending", "placed", "settled"
 
 
 @dataclass(frozen=True, slots=True)
 class SpendEntry:
     day: date
     amount: Money
+    # `pending` until the hold is known to be placed; counted only until `until`.
+    state: str = PLACED
+    until: datetime | None = None
+
+    def counts(self, now: datetime) -> bool:
+        return self.state != PENDING or (self.until is not None and now < self.until)
 
 
 Entries = dict[str, SpendEntry]
@@ -105,8 +132,13 @@ class SpendLedger(Protocol):
 
 @dataclass
 class MemoryLedger:
+    """The spend record in memory (a library user's default; lost with the process)."""
+
     _entries: Entries = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __str__(self) -> str:
+        return "memory"
 
     def entries(self) -> Entries:
         return dict(self._entries)
@@ -120,13 +152,17 @@ class JsonFileLedger:
     """The spend record as a JSON file, changed under an exclusive lock and
     replaced atomically, so several agents (processes) may share one.
 
-    `{"key": {"day": "2026-11-22", "amount": "20.00", "currency": "usd"}}`;
-    entries older than `keep_days` are dropped when the file is written.
+    `{"off_…": {"day": "2026-11-22", "amount": "20.00", "currency": "usd",
+    "state": "placed"}}` (a pending entry also has `until`); entries older than
+    `keep_days` are dropped when the file is written.
     """
 
     def __init__(self, path: Path, keep_days: int = 31) -> None:
         self.path = path
         self.keep_days = keep_days
+
+    def __str__(self) -> str:
+        return str(self.path)
 
     def entries(self) -> Entries:
         try:
@@ -139,7 +175,10 @@ class JsonFileLedger:
         try:
             return {
                 key: SpendEntry(
-                    date.fromisoformat(e["day"]), Money(Decimal(e["amount"]), e["currency"])
+                    date.fromisoformat(e["day"]),
+                    Money(Decimal(e["amount"]), e["currency"]),
+                    e.get("state", PLACED),
+                    datetime.fromisoformat(e["until"]) if e.get("until") else None,
                 )
                 for key, e in doc.items()
             }
@@ -155,15 +194,18 @@ class JsonFileLedger:
 
     def _write(self, entries: Entries) -> None:
         newest = max((e.day for e in entries.values()), default=None)
-        doc = {
-            k: {
+        doc: dict[str, dict[str, str]] = {}
+        for k, e in entries.items():
+            if newest is not None and (newest - e.day).days > self.keep_days:
+                continue
+            doc[k] = {
                 "day": e.day.isoformat(),
                 "amount": str(e.amount.amount),
                 "currency": e.amount.currency,
+                "state": e.state,
             }
-            for k, e in entries.items()
-            if newest is None or (newest - e.day).days <= self.keep_days
-        }
+            if e.until is not None:
+                doc[k]["until"] = e.until.isoformat()
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".spend-")
         with os.fdopen(fd, "w") as out:
             json.dump(doc, out, indent=1, sort_keys=True)
@@ -195,9 +237,10 @@ class Wallet:
         return self.clock().astimezone(self.tz).date()
 
     def _total(self, entries: Entries, day: date) -> Money:
+        now = self.clock()
         total = Money.zero(self.currency)
         for entry in entries.values():
-            if entry.day == day and entry.amount.currency == self.currency:
+            if entry.day == day and entry.amount.currency == self.currency and entry.counts(now):
                 total = total + entry.amount
         return total
 
@@ -216,27 +259,47 @@ class Wallet:
         """Raise `SpendLimitExceeded` unless a hold of `amount` fits today."""
         check_spend(self.limits, self.spent_today(), amount)
 
-    def hold(self, key: str, amount: Money) -> None:
-        """Check and record a hold of `amount` under `key`, before paying it (atomic).
-
-        A second hold under the same key replaces the first (a retried payment).
-        """
+    def _record(self, key: str, amount: Money, state: str, until: datetime | None) -> None:
         day = self.today()
 
         def change(entries: Entries) -> Entries:
             others = {k: e for k, e in entries.items() if k != key}
             check_spend(self.limits, self._total(others, day), amount)
-            return {**others, key: SpendEntry(day, amount)}
+            return {**others, key: SpendEntry(day, amount, state, until)}
 
         self.ledger.update(change)
 
-    def settle(self, key: str, captured: Money) -> None:
-        """Narrow a hold to what was captured (it stays on the day of the hold)."""
-        today = self.today()
+    def reserve(self, key: str, amount: Money, until: datetime) -> None:
+        """Check `amount` against the limits and count it while the payment is in flight,
+        until `until` at the latest (atomic). A second reservation under the same key
+        replaces the first (a retried payment)."""
+        self._record(key, amount, PENDING, until)
+
+    def placed(self, key: str) -> None:
+        """The station placed the hold reserved under `key`: it counts until settled."""
 
         def change(entries: Entries) -> Entries:
             entry = entries.get(key)
-            return {**entries, key: SpendEntry(entry.day if entry else today, captured)}
+            if entry is None or entry.state != PENDING:
+                return entries
+            return {**entries, key: SpendEntry(entry.day, entry.amount, PLACED)}
+
+        self.ledger.update(change)
+
+    def hold(self, key: str, amount: Money) -> None:
+        """Check and record a hold already placed (`reserve` + `placed` in one)."""
+        self._record(key, amount, PLACED, None)
+
+    def settle(self, key: str, captured: Money) -> None:
+        """Narrow a hold to what was captured; the rest is released (it stays on the day
+        of the hold). Nothing captured: the entry goes."""
+        today = self.today()
+
+        def change(entries: Entries) -> Entries:
+            if captured.amount <= 0:
+                return {k: e for k, e in entries.items() if k != key}
+            entry = entries.get(key)
+            return {**entries, key: SpendEntry(entry.day if entry else today, captured, SETTLED)}
 
         self.ledger.update(change)
 

@@ -270,6 +270,7 @@ async def test_the_cli_charges_and_prints_a_json_summary(world: World, tmp_path:
         "charge", "--station", world.base_url, "--charge-point", "CP-1", "--evse", "1",
         "--energy", "5", "--budget", "10", "--agent-id", doc["agent_id"], "--key", str(key_file),
         "--payment-method", "pm_card_visa", "--spend-record", str(tmp_path / "spend.json"),
+        "--limit-session", "50", "--limit-day", "100",
         "--json",
     ]  # fmt: skip
 
@@ -386,6 +387,7 @@ async def test_the_cli_disputes_a_receipt_that_fails_the_pinned_key(
         "charge", "--station", world.base_url, "--charge-point", "CP-1", "--energy", "5",
         "--budget", "10", "--agent-id", doc["agent_id"], "--key", str(key_file),
         "--payment-method", "pm_card_visa", "--spend-record", str(tmp_path / "spend.json"),
+        "--limit-session", "50", "--limit-day", "100",
         "--receipt-key", wrong_key,
     ]  # fmt: skip
 
