@@ -16,6 +16,9 @@
     ├── PaymentRequired                                       402
     │   ├── PaymentDeclined             payment_declined
     │   └── InvalidCredential           invalid_credential
+    │       ├── MalformedCredential
+    │       ├── ChallengeExpired
+    │       └── VerificationFailed
     ├── RateLimited                     rate_limited          429
     ├── StationUnavailable              station_unavailable   503  GenericError
     │   ├── ChargePointNotConnected
@@ -30,6 +33,10 @@ A `TransactionNotStored` is not answered with a CALLERROR: OCPP lets a charge
 point discard a transaction message the central system answered with one.
 The connection is closed instead (1013, try again later), and the charge point
 sends the message again once reconnected (`station.ocpp.connection`).
+
+A class may also name its problem `type`: the payment errors use the URIs
+the MPP core spec defines (`https://paymentauth.org/problems/…`), with the
+stable `code` beside them; the others are `https://chargepay.dev/problems/…`.
 
 Business refusals (a Rejected authorisation, an Invalid id token) are
 statuses in replies, not exceptions. One renderer per protocol turns these
@@ -49,6 +56,8 @@ class ChargepayError(Exception):
     title: ClassVar[str] = "Internal error"
     # OCPP 2.x spelling; 1.6 spells FormatViolation as FormationViolation.
     ocpp_error: ClassVar[str] = "InternalError"
+    # The problem document's `type`, when a spec defines one (else chargepay's, from `code`).
+    problem_type: ClassVar[str | None] = None
 
     def __init__(self, detail: str = "", **extra: Any) -> None:
         super().__init__(detail or self.title)
@@ -113,16 +122,38 @@ class NotSettled(Conflict):
     code, title = "not_settled", "Session not settled"
 
 
+PAYMENTAUTH = "https://paymentauth.org/problems/"
+
+
 class PaymentRequired(ChargepayError):
     code, status, title = "payment_required", 402, "Payment required"
+    problem_type = PAYMENTAUTH + "payment-required"
 
 
 class PaymentDeclined(PaymentRequired):
     code, title = "payment_declined", "Payment declined"
+    problem_type = None  # the core spec has no type for a declined card
 
 
 class InvalidCredential(PaymentRequired):
+    """Challenge unknown, already used or not issued here (MPP: invalid-challenge)."""
+
     code, title = "invalid_credential", "Invalid payment credential"
+    problem_type = PAYMENTAUTH + "invalid-challenge"
+
+
+class MalformedCredential(InvalidCredential):
+    problem_type = PAYMENTAUTH + "malformed-credential"
+
+
+class ChallengeExpired(InvalidCredential):
+    problem_type = PAYMENTAUTH + "payment-expired"
+
+
+class VerificationFailed(InvalidCredential):
+    """The credential does not match the challenge's request (offer, cap, externalId)."""
+
+    problem_type = PAYMENTAUTH + "verification-failed"
 
 
 class RateLimited(ChargepayError):

@@ -115,6 +115,19 @@ class Settings(BaseSettings):
     # Payments and negotiation
     stripe_timeout_s: float = Field(default=20.0, gt=0, description="seconds, more than 0")
     challenge_ttl_s: int = Field(default=300, gt=0, description="whole seconds, more than 0")
+    # MPP stripe method (draft-stripe-authorize): the station's Stripe Business Network
+    # profile, which an agent's Shared Payment Token is scoped to, and the payment method
+    # types it takes. The default is a sandbox placeholder; set your own profile in production.
+    mpp_network_id: str = Field(
+        default="profile_chargepay_sandbox",
+        min_length=1,
+        max_length=255,
+        pattern=r"^\S+$",
+        description="a Stripe Business Network profile id, e.g. profile_1Mq…",
+    )
+    mpp_payment_method_types: list[str] = Field(
+        default=["card"], min_length=1, description='a JSON list, e.g. ["card", "link"]'
+    )
     offer_ttl_s: int = Field(default=300, gt=0, description="whole seconds, more than 0")
     negotiation_max_rounds: int = Field(
         default=5, ge=1, le=50, description="a whole number from 1 to 50"

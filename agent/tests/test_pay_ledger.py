@@ -23,6 +23,7 @@ from vehicle.agent import Deal, VehicleAgent
 from vehicle.client import StationTarget
 from vehicle.errors import NoAnswer, PaymentDeclined, StationUnavailable
 from vehicle.money import Money
+from vehicle.signing import AgentSigner
 from vehicle.strategy import Accept
 from vehicle.terms import Offer
 from vehicle.wallet import Instrument, JsonFileLedger, SpendLimits, Wallet
@@ -179,3 +180,47 @@ def test_settling_releases_the_rest_of_the_hold(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "spend.json").read_text())["off_1"]["state"] == "settled"
     wallet.settle("off_1", Money.zero("usd"))
     assert wallet.spent_today() == Money.zero("usd")
+
+
+def _nonce(request: httpx.Request) -> str:
+    inputs = request.headers["signature-input"]
+    return inputs.split('nonce="', 1)[1].split('"', 1)[0]
+
+
+async def test_the_paid_retry_of_the_accept_is_signed_afresh(tmp_path: Path) -> None:
+    """The credential goes out on a new request with a new RFC 9421 nonce: a station that
+    refuses replayed nonces takes it (pympp's retry copied the first request's headers)."""
+    clock = Clock()
+    wallet = make_wallet(clock, tmp_path)
+    seen: list[httpx.Request] = []
+
+    def paid(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json=session_doc())
+
+    agent = VehicleAgent("agt_1", Ed25519PrivateKey.generate(), wallet, clock=clock)
+    transport = station(clock, paid)
+
+    async def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return transport.handle_request(request)
+
+    agent.http = httpx.AsyncClient(
+        transport=httpx.MockTransport(record), auth=agent.signer("agt_1")
+    )
+    async with agent:
+        await agent.pay(deal())
+
+    unpaid, retried = seen[0], seen[-1]
+    assert "authorization" not in unpaid.headers and "authorization" in retried.headers
+    assert _nonce(unpaid) != _nonce(retried)
+
+
+def test_a_request_resent_with_its_old_headers_is_signed_with_a_fresh_nonce() -> None:
+    signer = AgentSigner("agt_1", Ed25519PrivateKey.generate())
+    first = signer.sign(httpx.Request("POST", f"{BASE}/v1/x", content=b"{}"))
+
+    again = signer.sign(httpx.Request("POST", f"{BASE}/v1/x", content=b"{}", headers=first.headers))
+
+    assert again.headers["signature-input"].count("nonce=") == 1
+    assert _nonce(again) != _nonce(first)

@@ -37,16 +37,22 @@ def test_the_agreed_challenge_is_paid_with_the_payment_method_echoing_it() -> No
     header = authorization(issued, EXPECTED, Instrument("pm_card_visa"), NOW)
 
     credential = Credential.from_authorization(header)
-    assert credential.payload == {"payment_method": "pm_card_visa"}
+    assert credential.payload == {"payment_method": "pm_card_visa", "externalId": "off_1"}
     assert credential.challenge.id == issued.id
     assert credential.challenge.request == issued.request_b64
     assert issued.verify("station-secret", "127.0.0.1")
 
 
-def test_a_shared_payment_token_is_sent_as_spt() -> None:
-    header = authorization(challenge(), EXPECTED, Instrument("spt_abc"), NOW)
+def test_a_shared_payment_token_is_the_drafts_payload_spt_and_external_id() -> None:
+    """draft-stripe-authorize-00, Credential Schema: {spt, externalId}."""
+    issued = challenge(methodDetails={"networkId": "profile_x", "paymentMethodTypes": ["card"]})
 
-    assert Credential.from_authorization(header).payload == {"spt": "spt_abc"}
+    header = authorization(issued, EXPECTED, Instrument("spt_abc"), NOW)
+
+    assert Credential.from_authorization(header).payload == {
+        "spt": "spt_abc",
+        "externalId": "off_1",
+    }
 
 
 @pytest.mark.parametrize(

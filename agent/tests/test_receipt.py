@@ -186,3 +186,35 @@ def test_a_receipt_signed_by_another_key_is_disputed() -> None:
     verdict = verify_receipt(doc, header(), AGREED, public_key_b64(Ed25519PrivateKey.generate()))
 
     assert any("signature" in r for r in verdict.reasons)
+
+
+def capture_header(**over: Any) -> str:
+    """A capture receipt as draft-stripe-authorize-00 spells it (14.54 captured)."""
+    fields = {"intent": "authorize", "capturedAmount": "1454", "delta": "1454",
+              "externalId": "off_1"} | over  # fmt: skip
+    return header(**fields)
+
+
+AGREED_OFFER = AgreedSession("ses_1", AGREED.tariff, AGREED.cap, "pi_123", offer_id="off_1")
+
+
+def test_a_capture_receipt_that_matches_the_body_and_the_challenge_is_accepted() -> None:
+    verdict = verify_receipt(receipt_doc(), capture_header(), AGREED_OFFER)
+
+    assert verdict.accepted, verdict.reasons
+    assert verdict.header is not None and verdict.header.external_id == "off_1"
+
+
+@pytest.mark.parametrize(
+    ("over", "reason"),
+    [
+        ({"capturedAmount": "1455"}, "capturedAmount"),
+        ({"delta": "1453"}, "delta"),
+        ({"externalId": "ses_1"}, "externalId"),
+        ({"intent": "charge"}, "intent"),
+    ],
+)
+def test_a_capture_receipt_that_disagrees_is_disputed(over: dict[str, str], reason: str) -> None:
+    verdict = verify_receipt(receipt_doc(), capture_header(**over), AGREED_OFFER)
+
+    assert any(reason in r for r in verdict.reasons), verdict.reasons

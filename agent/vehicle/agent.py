@@ -371,6 +371,7 @@ class VehicleAgent:
             tariff=deal.accept.offer.tariff,
             cap=deal.accept.cap,
             payment_reference=authorized.payment_reference or "",
+            offer_id=offer_id,
         )
         key = deal.target.receipt_key
         if key is None:

@@ -4,8 +4,9 @@ The agent pays only the challenge it agreed to (PROTOCOL §3): method
 `stripe`, intent `authorize`, `request.amount` = the cap in minor units,
 `request.currency` = the cap's currency, `request.externalId` = the offer id,
 and not expired. Anything else raises `ChallengeMismatch` with every reason;
-nothing is paid. The credential echoes the challenge (pympp) with the
-wallet's instrument as payload.
+nothing is paid. The credential echoes the challenge (pympp); its payload is
+the wallet's instrument (`{"spt": "spt_…"}`, or chargepay's test-mode
+`{"payment_method": "pm_…"}`) with the challenge's `externalId`.
 """
 
 from __future__ import annotations
@@ -75,6 +76,6 @@ def authorization(
     reasons = mismatches(challenge, expected, now)
     if reasons:
         raise ChallengeMismatch(reasons)
-    return Credential(
-        challenge=challenge.to_echo(), payload=instrument.payload()
-    ).to_authorization()
+    # The draft's payload: the token and the challenge's externalId, echoed.
+    payload = {**instrument.payload(), "externalId": expected.offer_id}
+    return Credential(challenge=challenge.to_echo(), payload=payload).to_authorization()

@@ -5,7 +5,9 @@ Pure. The agent checks the receipt body and its `Payment-Receipt` header
 the payment reference it saw at authorisation:
 
 - the header parses (pympp), says method `stripe`, and its `reference` is the
-  session's payment reference;
+  session's payment reference; a capture receipt (draft-stripe-authorize-00)
+  says intent `authorize`, echoes the challenge's `externalId` (the offer id)
+  and its `capturedAmount` and `delta` are what the body says was captured;
 - the body is for this session, in the agreed currency, under the agreed tariff;
 - `meter_stop_wh − meter_start_wh` is the billed energy;
 - every cost line is at the agreed tariff's unit price for its kind and is
@@ -113,6 +115,8 @@ class AgreedSession:
     tariff: Tariff
     cap: Money
     payment_reference: str
+    # The challenge's externalId (the offer id), echoed by the capture receipt.
+    offer_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +163,27 @@ def _check_header(header: str | None, agreed: AgreedSession) -> tuple[list[str],
             f"Payment-Receipt reference {receipt.reference!r} is not the session's payment "
             f"{agreed.payment_reference!r}"
         )
+    if agreed.offer_id is not None and receipt.external_id != agreed.offer_id:
+        reasons.append(
+            f"Payment-Receipt externalId {receipt.external_id!r}, expected the challenge's "
+            f"{agreed.offer_id!r}"
+        )
+    intent = (receipt.extensions or {}).get("intent")
+    if intent not in (None, "authorize"):
+        reasons.append(f"Payment-Receipt intent {intent!r}, expected 'authorize'")
     return reasons, receipt
+
+
+def _check_captured_header(receipt: Receipt | None, body: ReceiptBody) -> list[str]:
+    """The capture receipt's `capturedAmount` and `delta` (minor units) against the body."""
+    if receipt is None or not receipt.extensions:
+        return []
+    want = str(Money(body.captured, body.currency).rounded().to_minor_units())
+    return [
+        f"Payment-Receipt {name} {receipt.extensions[name]!r}, the receipt captured {want}"
+        for name in ("capturedAmount", "delta")
+        if name in receipt.extensions and receipt.extensions[name] != want
+    ]
 
 
 def _check_line(line: CostLine, body: ReceiptBody, agreed: AgreedSession) -> list[str]:
@@ -286,6 +310,7 @@ def verify_receipt(
         )
     reasons += _check_lines(body, agreed)
     reasons += _check_amounts(body, agreed)
+    reasons += _check_captured_header(receipt, body)
     notes: tuple[str, ...] = ()
     if receipt_key_b64 is None:
         notes = (SIGNATURE_GAP,)

@@ -41,10 +41,11 @@ def problem(
     title: str,
     detail: str,
     headers: dict[str, str] | None = None,
+    problem_type: str | None = None,
     **extra: Any,
 ) -> JSONResponse:
     body = {
-        "type": f"https://chargepay.dev/problems/{code.replace('_', '-')}",
+        "type": problem_type or f"https://chargepay.dev/problems/{code.replace('_', '-')}",
         "title": title,
         "status": status,
         "detail": detail,
@@ -55,7 +56,9 @@ def problem(
 
 
 def render_error(exc: ChargepayError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return problem(exc.status, exc.code, exc.title, exc.detail, headers, **exc.extra)
+    return problem(
+        exc.status, exc.code, exc.title, exc.detail, headers, exc.problem_type, **exc.extra
+    )
 
 
 async def _on_chargepay_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -18,6 +18,7 @@ from station.api.rate_limits import Slots, refuse
 from station.api.schemas import ReceiptDoc, ReceiptKeyDoc, SessionDoc
 from station.domain.session import SessionStatus
 from station.logs import get_logger
+from station.payments.receipts import RECEIPT_CACHE_CONTROL
 
 _log = get_logger(__name__)
 router = APIRouter(tags=["sessions"])
@@ -43,7 +44,9 @@ async def stop_session(session_id: str, agent: Agent, request: Request) -> JSONR
 )
 async def receipt(session_id: str, agent: Agent, request: Request) -> JSONResponse:
     body, header = await station_of(request).payments.sessions.receipt(agent.agent_id, session_id)
-    return JSONResponse(body, headers={"Payment-Receipt": header})
+    return JSONResponse(
+        body, headers={"Payment-Receipt": header, "Cache-Control": RECEIPT_CACHE_CONTROL}
+    )
 
 
 @router.get("/v1/receipt-key", tags=["receipts"], response_model=ReceiptKeyDoc)
@@ -108,7 +111,8 @@ async def session_events(session_id: str, agent: Agent, request: Request) -> Str
         release=release,
         send_timeout_s=station.settings.event_stream_send_timeout_s,
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-store"},
+        # The `settled` event carries the Payment-Receipt: private, as MPP asks, and never stored.
+        headers={"Cache-Control": f"{RECEIPT_CACHE_CONTROL}, no-store"},
     )
 
 

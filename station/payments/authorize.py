@@ -1,13 +1,25 @@
 """MPP's ``authorize`` intent on method ``stripe``: the 402 challenge and its credential.
 
-pympp ships only a ``charge`` intent; this builds ``authorize`` on its
-primitives. A challenge's request is
+As the drafts specify it (draft-payment-intent-authorize-00 and
+draft-stripe-authorize-00, mpp-specs): pympp ships only a ``charge`` intent,
+so this builds ``authorize`` on its primitives. A challenge's request is
 ``{"amount": "<cap, minor units>", "currency", "externalId": "<offer_id>",
-"methodDetails": {"captureMethod": "manual", …}}``; its id is HMAC-SHA256
-(`mpp.generate_challenge_id`) over realm, method, intent, request, expiry and
-an opaque nonce, so a payer can change none of them. `verify` checks a
-credential's echo against the secret, the route's own request and the clock;
-the caller then consumes the challenge id in the database (one use).
+"methodDetails": {"networkId": "<the station's Stripe profile>",
+"paymentMethodTypes": ["card", …]}}`` (no ``captureMethod``: the intent is
+manual capture); its id is HMAC-SHA256 (`mpp.generate_challenge_id`) over
+realm, method, intent, request, expiry and an opaque nonce, so a payer can
+change none of them. `verify` checks a credential's echo against the secret,
+the route's own request and the clock; the caller then consumes the challenge
+id in the database (one use).
+
+The credential payload is the draft's ``{"spt": "spt_…", "externalId"?}``.
+chargepay also takes ``{"payment_method": "pm_…"}`` (a Stripe test-mode
+PaymentMethod; an extension, documented in docs/protocol.md) so the sandbox
+and the demo can pay without an SPT issuer.
+
+Refusals carry the problem ``type`` the core spec defines
+(``https://paymentauth.org/problems/…``) and chargepay's stable ``code``
+(``invalid_credential``).
 """
 
 from __future__ import annotations
@@ -25,7 +37,12 @@ from typing import Any, TypeGuard
 import mpp
 from mpp._parsing import ParseError
 
-from station.errors import InvalidCredential
+from station.errors import (
+    ChallengeExpired,
+    InvalidCredential,
+    MalformedCredential,
+    VerificationFailed,
+)
 from station.services.gateway import PaymentSource
 
 METHOD = "stripe"
@@ -37,12 +54,26 @@ MAX_SOURCE_CHARS = 200
 _STRIPE_ID = re.compile(r"[A-Za-z0-9_]+")
 
 
-def authorize_request(*, amount_minor: int, currency: str, offer_id: str) -> dict[str, Any]:
+DEFAULT_NETWORK_ID = "profile_chargepay_sandbox"
+
+
+def authorize_request(
+    *,
+    amount_minor: int,
+    currency: str,
+    offer_id: str,
+    network_id: str = DEFAULT_NETWORK_ID,
+    payment_method_types: tuple[str, ...] = ("card",),
+) -> dict[str, Any]:
+    """The challenge's ``request`` (draft-stripe-authorize-00, Request Schema)."""
     return {
         "amount": str(amount_minor),
         "currency": currency,
         "externalId": offer_id,
-        "methodDetails": {"captureMethod": "manual", "paymentMethodTypes": ["card"]},
+        "methodDetails": {
+            "networkId": network_id,
+            "paymentMethodTypes": list(payment_method_types),
+        },
     }
 
 
@@ -57,9 +88,9 @@ def _decode(b64: str) -> dict[str, Any]:
     try:
         doc = json.loads(base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)))
     except (ValueError, binascii.Error) as exc:
-        raise InvalidCredential("challenge echo is not base64url JSON") from exc
+        raise MalformedCredential("challenge echo is not base64url JSON") from exc
     if not isinstance(doc, dict):
-        raise InvalidCredential("challenge echo is not a JSON object")
+        raise MalformedCredential("challenge echo is not a JSON object")
     return doc
 
 
@@ -68,10 +99,30 @@ def _iso(moment: datetime) -> str:
 
 
 class Authorizer:
-    def __init__(self, *, secret_key: str, realm: str, ttl_s: int) -> None:
+    def __init__(
+        self,
+        *,
+        secret_key: str,
+        realm: str,
+        ttl_s: int,
+        network_id: str = DEFAULT_NETWORK_ID,
+        payment_method_types: tuple[str, ...] = ("card",),
+    ) -> None:
         self._secret = secret_key
         self.realm = realm
         self._ttl = timedelta(seconds=ttl_s)
+        self.network_id = network_id
+        self.payment_method_types = payment_method_types
+
+    def request(self, *, amount_minor: int, currency: str, offer_id: str) -> dict[str, Any]:
+        """The challenge request for a hold of `amount_minor` for offer `offer_id`."""
+        return authorize_request(
+            amount_minor=amount_minor,
+            currency=currency,
+            offer_id=offer_id,
+            network_id=self.network_id,
+            payment_method_types=self.payment_method_types,
+        )
 
     def challenge(self, request: dict[str, Any], now: datetime) -> mpp.Challenge:
         """A fresh challenge (unique id: an opaque nonce is bound into the HMAC)."""
@@ -102,11 +153,11 @@ class Authorizer:
             None,
         )
         if scheme is None:
-            raise InvalidCredential("no Payment credential in Authorization")
+            raise MalformedCredential("no Payment credential in Authorization")
         try:
             credential = mpp.Credential.from_authorization(scheme)
         except (ParseError, ValueError, TypeError) as exc:
-            raise InvalidCredential("malformed credential") from exc
+            raise MalformedCredential("malformed credential") from exc
         echo = credential.challenge
         request = _decode(echo.request)
         opaque = _decode(echo.opaque) if echo.opaque else None
@@ -123,34 +174,34 @@ class Authorizer:
                 header=echo.header,
             )
         except Exception as exc:  # non-canonical JSON and the like
-            raise InvalidCredential("challenge echo cannot be canonicalised") from exc
+            raise MalformedCredential("challenge echo cannot be canonicalised") from exc
         if not hmac.compare_digest(expected_id.encode(), echo.id.encode()):
             raise InvalidCredential("challenge was not issued by this station")
         if (echo.realm, echo.method, echo.intent) != (self.realm, METHOD, INTENT):
             raise InvalidCredential("credential is for another realm, method or intent")
         if request != expected_request:
-            raise InvalidCredential("credential does not match this offer and cap")
+            raise VerificationFailed("credential does not match this offer and cap")
         try:
             expires = datetime.fromisoformat((echo.expires or "").replace("Z", "+00:00"))
         except ValueError as exc:
-            raise InvalidCredential("challenge has no valid expiry") from exc
+            raise MalformedCredential("challenge has no valid expiry") from exc
         if expires.tzinfo is None or expires <= now:
-            raise InvalidCredential("challenge expired")
+            raise ChallengeExpired("challenge expired")
         return VerifiedCredential(echo.id, _source(credential.payload, request), credential.source)
 
 
 def _source(payload: Any, request: dict[str, Any]) -> PaymentSource:
     if not isinstance(payload, dict):
-        raise InvalidCredential("credential payload is not an object")
+        raise MalformedCredential("credential payload is not an object")
     external = payload.get("externalId")
     if external is not None and external != request.get("externalId"):
-        raise InvalidCredential("credential externalId does not match the offer")
+        raise VerificationFailed("credential externalId does not match the offer")
     spt, method = payload.get("spt"), payload.get("payment_method")
     if _is_stripe_id(spt, "spt_") and method is None:
         return PaymentSource("spt", spt)
     if _is_stripe_id(method, "pm_") and spt is None:
         return PaymentSource("payment_method", method)
-    raise InvalidCredential(
+    raise MalformedCredential(
         'payload must be {"spt": "spt_…"} or {"payment_method": "pm_…"}'
         f" (letters, digits and underscores, at most {MAX_SOURCE_CHARS} characters)"
     )

@@ -55,9 +55,31 @@ def verify_receipt_body(body: dict[str, Any], public_key_b64: str) -> bool:
     return True
 
 
-def payment_receipt(reference: str, settled_at: datetime, session_id: str) -> str:
-    """The ``Payment-Receipt`` header value: status, method, timestamp, reference."""
-    receipt = mpp.Receipt.success(
-        reference=reference, timestamp=settled_at, method="stripe", external_id=session_id
+def payment_receipt(
+    reference: str, settled_at: datetime, external_id: str, captured_minor: int
+) -> str:
+    """The ``Payment-Receipt`` header value of a capture (draft-stripe-authorize-00,
+    Receipt Generation): ``status``, ``method``, ``intent``, ``reference`` (the
+    PaymentIntent), ``capturedAmount`` (cumulative, minor units), ``delta`` (what this
+    capture took: the station captures once, so the same), ``timestamp`` and the
+    challenge's ``externalId`` (the offer id).
+
+    Any response carrying it must also carry ``Cache-Control: private``
+    (`RECEIPT_CACHE_CONTROL`)."""
+    receipt = mpp.Receipt(
+        status="success",
+        timestamp=settled_at,
+        reference=reference,
+        method="stripe",
+        external_id=external_id,
+        extensions={
+            "intent": "authorize",
+            "capturedAmount": str(captured_minor),
+            "delta": str(captured_minor),
+        },
     )
     return receipt.to_payment_receipt()
+
+
+# MPP core: a response with a Payment-Receipt must not be stored by shared caches.
+RECEIPT_CACHE_CONTROL = "private"

@@ -66,7 +66,7 @@ from station.errors import (
     ValidationError,
 )
 from station.logs import get_logger
-from station.payments.authorize import Authorizer, VerifiedCredential, authorize_request
+from station.payments.authorize import Authorizer, VerifiedCredential
 from station.services import limits
 from station.services.gateway import PaymentGateway, PaymentIntentState
 from station.services.kill_switch import STOP_REASON as AGENT_SUSPENDED
@@ -211,7 +211,7 @@ class AuthorisationService:
                 f"cap must be at least {tariff.minimum.to_wire()} {neg.currency}",
                 minimum=tariff.minimum.to_wire(),
             )
-        request = authorize_request(
+        request = self.authorizer.request(
             amount_minor=cap.to_minor_units(), currency=neg.currency, offer_id=offer_id
         )
         if authorization is None or not has_credential:

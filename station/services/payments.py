@@ -61,7 +61,13 @@ class Payments:
             )
         self.gateway = gateway
         realm = settings.public_url or "chargepay"
-        self.authorizer = Authorizer(secret_key=secret, realm=realm, ttl_s=settings.challenge_ttl_s)
+        self.authorizer = Authorizer(
+            secret_key=secret,
+            realm=realm,
+            ttl_s=settings.challenge_ttl_s,
+            network_id=settings.mpp_network_id,
+            payment_method_types=tuple(settings.mpp_payment_method_types),
+        )
         self.signer = ReceiptSigner(secret)
         self.events = SessionEvents()
         self.settlement = SettlementService(db, settings, gateway, self.events, clock, commands)

@@ -142,7 +142,9 @@ class SessionService:
             "payment_reference": row.payment_reference,
         }
         settled_at = settlement.completed_at or row.updated_at
-        header = payment_receipt(row.payment_reference, settled_at, row.session_id)
+        header = payment_receipt(
+            row.payment_reference, settled_at, row.offer_id, captured.rounded().to_minor_units()
+        )
         return self._signer.sign(body), header
 
 

@@ -56,6 +56,13 @@ async def test_a_plain_session_captures_the_cost_of_the_metered_energy(
     mpp_receipt = mpp.Receipt.from_payment_receipt(receipt_response.headers["payment-receipt"])
     assert mpp_receipt.reference == session["payment"]["reference"]
     assert mpp_receipt.method == "stripe" and mpp_receipt.status == "success"
+    # The capture receipt of draft-stripe-authorize-00, private to the agent (MPP core).
+    captured_minor = str(int(Decimal(receipt["captured"]) * 100))
+    assert mpp_receipt.external_id == negotiation["offer"]["offer_id"]
+    assert mpp_receipt.extensions == {
+        "intent": "authorize", "capturedAmount": captured_minor, "delta": captured_minor,
+    }  # fmt: skip
+    assert receipt_response.headers["cache-control"] == "private"
     assert lines["energy"] == cents(kwh * price)
     assert sum(lines.values()) == Decimal(receipt["total"]) == Decimal(receipt["captured"])
     assert in_stripe == {

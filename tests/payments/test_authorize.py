@@ -137,3 +137,31 @@ def test_malformed_credential_documents_are_invalid_credentials(doc: dict[str, o
 
     with pytest.raises(InvalidCredential):
         AUTH.verify(f"Payment {encoded}", REQUEST, NOW)
+
+
+def test_an_expired_challenge_is_the_payment_expired_problem() -> None:
+    from station.errors import ChallengeExpired
+
+    challenge = AUTH.challenge(REQUEST, NOW)
+
+    with pytest.raises(ChallengeExpired) as refused:
+        AUTH.verify(credential_for(challenge), REQUEST, NOW + timedelta(minutes=6))
+
+    assert refused.value.code == "invalid_credential"
+    assert refused.value.problem_type == "https://paymentauth.org/problems/payment-expired"
+
+
+def test_the_request_names_the_network_and_payment_method_types_and_no_capture_method() -> None:
+    """draft-stripe-authorize-00: methodDetails.networkId and paymentMethodTypes, REQUIRED."""
+    auth = Authorizer(
+        secret_key="k" * 32, realm="r", ttl_s=60, network_id="profile_123",
+        payment_method_types=("card", "link"),
+    )  # fmt: skip
+
+    request = auth.request(amount_minor=100, currency="usd", offer_id="off_1")
+
+    assert request["methodDetails"] == {
+        "networkId": "profile_123",
+        "paymentMethodTypes": ["card", "link"],
+    }
+    assert "captureMethod" not in request["methodDetails"]
