@@ -125,8 +125,10 @@ class Settings(BaseSettings):
         pattern=r"^\S+$",
         description="a Stripe Business Network profile id, e.g. profile_1Mq…",
     )
-    mpp_payment_method_types: list[str] = Field(
-        default=["card"], min_length=1, description='a JSON list, e.g. ["card", "link"]'
+    mpp_payment_method_types: str = Field(
+        default="card",
+        pattern=r"^[a-z_]+(,[a-z_]+)*$",
+        description="Stripe payment method types, comma-separated, e.g. card,link",
     )
     offer_ttl_s: int = Field(default=300, gt=0, description="whole seconds, more than 0")
     negotiation_max_rounds: int = Field(

@@ -66,7 +66,7 @@ class Payments:
             realm=realm,
             ttl_s=settings.challenge_ttl_s,
             network_id=settings.mpp_network_id,
-            payment_method_types=tuple(settings.mpp_payment_method_types),
+            payment_method_types=tuple(settings.mpp_payment_method_types.split(",")),
         )
         self.signer = ReceiptSigner(secret)
         self.events = SessionEvents()

@@ -204,6 +204,8 @@ BAD_BY_NAME = {
     "log_level": "LOUD",
     "log_format": "xml",
     "negotiation_max_rounds": "51",
+    "mpp_network_id": "profile one",
+    "mpp_payment_method_types": "card;link",
 }
 
 
