@@ -191,6 +191,7 @@ def _call(kind: int, unique_id: str, message: list[Any], text: str) -> Call | Se
         log = Logged(kind, unique_id, log_action, storable(payload))
         details = {"path": path, "constraint": "Storable"}
         return Refused(unique_id, "PropertyConstraintViolation", f"{path}: {reason}", details, log)
+    assert isinstance(action, str)  # shape_ok
     log = Logged(kind, unique_id, action, payload, text)
     if kind == 6:
         return Send(unique_id, action, payload, log)
