@@ -23,8 +23,8 @@ a string no database column can take — a lone surrogate (``"\\ud800"``, which
 no UTF-8 encoder takes) or NUL (which PostgreSQL text refuses) — or an
 integer in a field stored as an integer column (``connectorId``, ``evseId``,
 ``id``, ``seqNo``, ``remoteStartId``) outside the 32-bit range OCPP gives its
-integers. A message id must be a string of at most 36 characters (all three
-versions). The frame log's copy of a refused frame has such strings escaped
+integers, or a 1.6 ``meterStart`` / ``meterStop`` past 10^15 Wh. A message
+id must be a string of at most 36 characters (all three versions). The frame log's copy of a refused frame has such strings escaped
 (`storable`), so its row is stored like any other.
 
 A frame from a websocket is valid UTF-8, so a surrogate or NUL can only come
@@ -45,6 +45,13 @@ MAX_ID_LENGTH = 36
 MAX_DESCRIPTION = 255  # errorDescription is string[255] in 2.x (1.6 sets no bound)
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 INTEGER_KEYS = frozenset({"connectorId", "evseId", "id", "seqNo", "remoteStartId"})
+# 1.6 meter registers (Wh) go to NUMERIC(20, 3); past 10^15 Wh no meter reads (metering's bound).
+REGISTER_KEYS = frozenset({"meterStart", "meterStop"})
+REGISTER_MAX = 10**15 - 1
+_BOUNDS = {
+    **{key: (INT32_MIN, INT32_MAX) for key in INTEGER_KEYS},
+    **{key: (-REGISTER_MAX, REGISTER_MAX) for key in REGISTER_KEYS},
+}
 _MESSAGE_TYPES = {
     OcppVersion.V16: frozenset({2, 3, 4}),
     OcppVersion.V201: frozenset({2, 3, 4}),
@@ -263,13 +270,14 @@ def unstorable(value: Any) -> tuple[str, str] | None:
                 where = f"{path}/{storable_text(key)}" if path else storable_text(key)
                 if not is_storable(key):
                     return where, "a key with a lone surrogate or NUL"
+                bounds = _BOUNDS.get(key)
                 if (
-                    key in INTEGER_KEYS
+                    bounds is not None
                     and isinstance(child, int | float)
                     and not isinstance(child, bool)
-                    and not INT32_MIN <= child <= INT32_MAX
+                    and not bounds[0] <= child <= bounds[1]
                 ):
-                    return where, f"outside the 32-bit integer range [{INT32_MIN}, {INT32_MAX}]"
+                    return where, f"outside [{bounds[0]}, {bounds[1]}], what it is stored in"
                 stack.append((where, child))
         elif isinstance(item, list):
             stack.extend((f"{path}/{i}" if path else str(i), child) for i, child in enumerate(item))

@@ -45,6 +45,9 @@ def refusals(station: Station) -> float:
         pytest.param("ocpp2.0.1", [2, "b1", "StatusNotification", {"timestamp":
                      "2026-01-01T00:00:00Z", "connectorStatus": "Available", "evseId": -(2**31)
                      - 1, "connectorId": 1}], id="2.0.1-evse-below-32-bits"),
+        pytest.param("ocpp1.6", [2, "b1", "StartTransaction", {"connectorId": 1, "idTag": "T",
+                     "meterStart": 10**20, "timestamp": "2026-01-01T00:00:00Z"}],
+                     id="1.6-meter-start-past-its-column"),
         pytest.param("ocpp1.6", [2, "b1", "DataTransfer", {"vendorId": "v", "data": "x",
                      "\ud800": 1}], id="1.6-surrogate-in-a-key"),
     ],
