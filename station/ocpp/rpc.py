@@ -24,8 +24,9 @@ no UTF-8 encoder takes) or NUL (which PostgreSQL text refuses) — or an
 integer in a field stored as an integer column (``connectorId``, ``evseId``,
 ``id``, ``seqNo``, ``remoteStartId``) outside the 32-bit range OCPP gives its
 integers, or a 1.6 ``meterStart`` / ``meterStop`` past 10^15 Wh. A message
-id must be a string of at most 36 characters (all three versions). The frame log's copy of a refused frame has such strings escaped
-(`storable`), so its row is stored like any other.
+id must be a string of at most 36 characters (all three versions). The frame
+log's copy of a refused frame has such strings escaped (`storable`), so its
+row is stored like any other.
 
 A frame from a websocket is valid UTF-8, so a surrogate or NUL can only come
 from a ``\\u`` escape and a 32-bit overflow needs ten digits or an exponent:
