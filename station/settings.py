@@ -85,8 +85,11 @@ class Settings(BaseSettings):
     )
     ocpp_max_frame_bytes: int = Field(default=1_048_576, gt=0)
     ocpp_call_timeout_s: float = Field(default=30.0, gt=0)
-    # From TCP accept to the end of the WebSocket handshake (TLS included).
+    # From TCP accept to the complete HTTP request of the handshake (TLS included);
+    # then the handshake may wait this much more for its password check (a queue in
+    # a reconnect storm).
     ocpp_open_timeout_s: float = Field(default=10.0, gt=0)
+    ocpp_auth_wait_s: float = Field(default=50.0, gt=0)
     # Connections yet to send their HTTP request: at most this many (and at most a
     # quarter of the open-file limit); past it the oldest is closed.
     ocpp_max_pending_handshakes: int = Field(default=1000, gt=0)

@@ -1,6 +1,10 @@
 """Opening handshakes on the OCPP port: a bound on half-open ones, and accept errors counted.
 
-Every handshake has a deadline (``ocpp_open_timeout_s``, TLS included). On
+A connection must send its HTTP request within ``ocpp_open_timeout_s`` of
+the accept (TLS included), or it is closed (swept every second). Once the
+request is in, the handshake may wait ``ocpp_auth_wait_s`` more for its
+password check: in a reconnect storm the checks queue, and cutting a charge
+point off there would only send it into its back-off to queue again. On
 top of that, `HandshakeGuard` keeps the connections that have not yet sent a
 complete HTTP request (half-open, slowloris) under a bound: a quarter of the
 process's open-file limit, at most ``ocpp_max_pending_handshakes`` (over TLS,
@@ -35,6 +39,7 @@ _log = get_logger(__name__)
 _ACCEPT_EXHAUSTED = "socket.accept() out of system resource"
 # A connection silent for less than this is never shed: its request may be unread yet.
 GRACE_S = 1.0
+_SWEEP_S = 1.0
 
 
 def pending_bound(configured: int) -> int:
@@ -48,8 +53,9 @@ def pending_bound(configured: int) -> int:
 class HandshakeGuard:
     """Tracks half-open connections and the listener's accept errors (one per listener)."""
 
-    def __init__(self, max_pending: int, log_interval_s: float) -> None:
+    def __init__(self, max_pending: int, log_interval_s: float, request_timeout_s: float) -> None:
         self.max_pending = max_pending
+        self.request_timeout_s = request_timeout_s
         self.log_interval_s = log_interval_s
         self.shed = 0
         self.accept_errors = 0
@@ -57,6 +63,7 @@ class HandshakeGuard:
         self._unlogged = 0
         self._reason: str | None = None
         self._flush: asyncio.TimerHandle | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
         self._sockets: set[int] = set()
 
     # --- half-open connections ---------------------------------------------------------
@@ -68,6 +75,10 @@ class HandshakeGuard:
 
     def closed(self, connection: ServerConnection) -> None:
         self._pending.pop(connection, None)
+
+    def sweep(self) -> None:
+        """Close every connection that has not sent its request within the deadline."""
+        self._shed(len(self._pending), older_than=self.request_timeout_s)
 
     def _half_open(self, older_than: float) -> Iterator[ServerConnection]:
         horizon = time.monotonic() - older_than
@@ -123,10 +134,17 @@ class HandshakeGuard:
             else:
                 loop.default_exception_handler(context)
 
+        def tick() -> None:
+            self.sweep()
+            self._sweeper = loop.call_later(_SWEEP_S, tick)
+
         loop.set_exception_handler(handler)
+        self._sweeper = loop.call_later(_SWEEP_S, tick)
         try:
             yield
         finally:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
             if loop.get_exception_handler() is handler:
                 loop.set_exception_handler(previous)
             if self._flush is not None:

@@ -80,6 +80,7 @@ class CentralSystem:
         self.handshakes = HandshakeGuard(
             pending_bound(settings.ocpp_max_pending_handshakes),
             settings.ocpp_accept_log_interval_s,
+            settings.ocpp_open_timeout_s,
         )
         self._connections: dict[str, OcppConnection] = {}
         self._limits: dict[tuple[str, int], Decimal] = {}
@@ -116,21 +117,26 @@ class CentralSystem:
             self.auth.close()
 
     async def _serve(self, listening: asyncio.Event | None) -> None:
+        context = self.ssl_context()
+        tls: dict[str, Any] = {}
+        if context is not None:
+            tls = {"ssl": context, "ssl_handshake_timeout": self.settings.ocpp_open_timeout_s}
         async with serve(
             self._handler,
             self.settings.ocpp_host,
             self.settings.ocpp_port,
-            ssl=self.ssl_context(),
             subprotocols=SUBPROTOCOLS,
             select_subprotocol=self._select_subprotocol,
             process_request=self._process_request,
             max_size=self.settings.ocpp_max_frame_bytes,
             compression="deflate",
-            open_timeout=self.settings.ocpp_open_timeout_s,
+            # The request's own deadline is the guard's; this one bounds the whole handshake.
+            open_timeout=self.settings.ocpp_open_timeout_s + self.settings.ocpp_auth_wait_s,
             ping_interval=self.settings.ocpp_ping_interval_s,
             ping_timeout=self.settings.ocpp_ping_timeout_s,
             create_connection=self.handshakes.connection_class(),
             server_header=None,
+            **tls,
         ) as server:
             with self.handshakes.watching(list(server.sockets)):
                 await self._listen(server, listening)

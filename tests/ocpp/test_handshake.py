@@ -185,3 +185,40 @@ async def test_an_unknown_id_costs_the_same_time_as_a_wrong_password(database_ur
         ratio = unknown / statistics.median(samples[kind])
         # An unknown id that skipped the hash check answered 3-10x faster.
         assert 0.6 < ratio < 1.6, (kind, ratio, samples)
+
+
+@sqlite_only
+async def test_a_handshake_queued_for_its_password_check_outlives_the_request_deadline(
+    database_url: str,
+) -> None:
+    ids = [f"CP-Q{n}" for n in range(40)]
+    await registered(database_url, ids)
+    # One thread, 40 checks of 10+ ms each: the last waits far past the 0.3 s deadline.
+    settings = settings_for(database_url, ocpp_open_timeout_s=0.3, ocpp_auth_threads=1)
+
+    async with running_station(settings) as station:
+        url = f"ws://127.0.0.1:{station.ocpp_port}/ocpp"
+        started = time.perf_counter()
+        statuses = await asyncio.gather(*(handshake_status(url, cp, PASSWORD) for cp in ids))
+        elapsed = time.perf_counter() - started
+
+    assert elapsed > 0.3
+    assert statuses == [101] * len(ids)
+
+
+@sqlite_only
+async def test_a_connection_that_sends_no_request_is_closed_after_the_deadline(
+    database_url: str,
+) -> None:
+    await registered(database_url)
+    settings = settings_for(database_url, ocpp_open_timeout_s=0.5)
+
+    async with running_station(settings) as station:
+        reader, writer = await asyncio.open_connection("127.0.0.1", station.ocpp_port)
+        started = time.perf_counter()
+        left = await asyncio.wait_for(reader.read(), 10)
+        elapsed = time.perf_counter() - started
+        writer.close()
+
+    assert left == b""
+    assert 0.5 <= elapsed < 3
