@@ -109,7 +109,7 @@ async def login(request: Request) -> Response:
         auth.issue_cookie(admin_token),
         max_age=auth.SESSION_S,
         path=auth.COOKIE_PATH,
-        secure=request.url.scheme == "https",
+        secure=auth.secure_cookie(request),
         httponly=True,
         samesite="strict",
     )

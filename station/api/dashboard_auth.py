@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import time
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 from pydantic import SecretStr
@@ -80,10 +81,30 @@ def signed_in(request: Request) -> bool:
     return cookie_valid(token, request.cookies.get(COOKIE))
 
 
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def own_origins(request: Request) -> set[str]:
+    """This station's origins: as the request reached it, and ``public_url`` (behind a proxy)."""
+    origins = {f"{request.url.scheme}://{request.headers.get('host')}"}
+    public_url = station_of(request).settings.public_url
+    if public_url:
+        origins.add(_origin_of(public_url))
+    return origins
+
+
+def secure_cookie(request: Request) -> bool:
+    """Mark the cookie ``Secure`` when the browser reaches the station over HTTPS."""
+    public_url = station_of(request).settings.public_url or ""
+    return request.url.scheme == "https" or public_url.startswith("https://")
+
+
 def same_origin(request: Request) -> bool:
     """False when the browser says the request came from another origin."""
     origin = request.headers.get("origin")
-    if origin is not None and origin != f"{request.url.scheme}://{request.headers.get('host')}":
+    if origin is not None and origin not in own_origins(request):
         return False
     return request.headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none")
 

@@ -192,3 +192,25 @@ async def test_an_open_operator_stream_ends_cleanly_when_the_station_stops(
 
     assert lines[0] == ": connected"
     assert "event: stopping" in lines
+
+
+async def test_behind_a_tls_proxy_the_public_url_is_the_pages_origin_and_the_cookie_secure(
+    make_world: Callable[..., Any],
+) -> None:
+    public = "https://pay.example.net"
+
+    async with (
+        make_world(public_url=public) as world,
+        httpx.AsyncClient(base_url=world.http, timeout=15) as browser,
+    ):
+        other = await browser.post(
+            "/dashboard/login",
+            data={"token": ADMIN_TOKEN},
+            headers={"Origin": "https://evil.example"},
+        )
+        proxied = await browser.post(
+            "/dashboard/login", data={"token": ADMIN_TOKEN}, headers={"Origin": public}
+        )
+
+    assert other.status_code == 403
+    assert proxied.status_code == 303 and "Secure" in proxied.headers["set-cookie"]
