@@ -170,6 +170,10 @@ class SimulatedChargePoint:
         self.refused: Exception | None = None  # the last handshake refusal
         self.heartbeat_interval_s: float = 300
         self.errors: list[str] = []
+        # A faulty charge point: the next `ignore_stops` remote stops are answered Accepted
+        # and ignored. `stops_received` counts every remote stop that arrived.
+        self.ignore_stops = 0
+        self.stops_received = 0
         self._online = asyncio.Event()
         self._online.set()
         self._client: Any = None
@@ -219,6 +223,15 @@ class SimulatedChargePoint:
             self._tasks.create_task(self._session(plug))
         self.side_call(self._status_payload(evse_id, "Preparing"))
         return plug
+
+    def unplug(self, evse_id: int = 1) -> None:
+        """An EV that was never started leaves (a started one is stopped with `stop`)."""
+        plug = self.plugs.get(evse_id)
+        if plug is not None and not plug._go.is_set():
+            del self.plugs[evse_id]
+            plug.ended.set()
+            plug._go.set()
+            self.side_call(self._status_payload(evse_id, "Available"))
 
     def stop(self, evse_id: int = 1, reason: str = "Local") -> None:
         plug = self.plugs.get(evse_id)
@@ -412,6 +425,8 @@ class SimulatedChargePoint:
         assert self.clock is not None
         clock = self.clock
         await plug._go.wait()
+        if plug.ended.is_set():  # unplugged before it started
+            return
         evse = plug.evse_id
         if plug.id_token is not None and plug.remote_start_id is None and self.booted.is_set():
             plug.accepted = await self._authorize(plug.id_token)
@@ -662,6 +677,10 @@ class SimulatedChargePoint:
         return False
 
     def remote_stop(self, transaction_id: int | str) -> bool:
+        self.stops_received += 1
+        if self.ignore_stops > 0:
+            self.ignore_stops -= 1
+            return True
         for plug in self.plugs.values():
             if plug.transaction_id == transaction_id and not plug.ended.is_set():
                 plug._stop = "Remote"

@@ -152,6 +152,10 @@ class Settings(BaseSettings):
     )
     # A session authorised but never started is cancelled (its hold released) after this.
     session_start_timeout_s: float = Field(default=600.0, gt=0, description="seconds, more than 0")
+    # A stopping session whose charge point has not ended the transaction this long after
+    # the first stop is ended by the station (settled for what was metered, at most the
+    # cap); what the charge point delivers after that is an ``unbilled_energy`` anomaly.
+    session_stop_timeout_s: float = Field(default=300.0, gt=0, description="seconds, more than 0")
     # Tests only: a named crash point (e.g. "crash_after_capture_intent" → os._exit).
     fault_inject: str | None = Field(default=None, description="tests only: a crash point name")
 

@@ -6,7 +6,11 @@ running cost (2.x CostUpdated; the cap as ``transactionLimit.maxCost`` on
 2.1), streams a ``meter`` event to the agent, and stops the charge point
 *before* the cost passes the cap: when the next sample — projected from the
 current power over the last sample interval — would pass it. When the
-transaction ends the session is queued for settlement. A transaction that ends
+transaction ends the session is queued for settlement. The cap is checked in
+every non-terminal state: a stopping session still delivering past it is
+told to stop again at once (billing never exceeds the cap: capture is
+min(cost, cap)). When a charge point reconnects, every stop its sessions
+are owed is sent again. A transaction that ends
 after its session was settled (the reconciler gave its charge point up as silent)
 with more energy than was billed is recorded as an ``unbilled_energy`` anomaly.
 
@@ -22,6 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from station.domain.cost import session_cost
@@ -32,7 +37,7 @@ from station.domain.tariff import Tariff
 from station.logs import get_logger
 from station.services.ports import Billing, ChargePointCommands, TransactionView
 from station.services.session_events import SessionEvents
-from station.services.settlement import SettlementService, usage_of
+from station.services.settlement import UNBILLED_ENERGY, SettlementService, usage_of
 from station.store.charging import AnomalyRow
 from station.store.db import Database
 from station.store.payments import SessionRow, locked_session, session_by_token
@@ -40,7 +45,6 @@ from station.store.payments import SessionRow, locked_session, session_by_token
 _log = get_logger(__name__)
 DEFAULT_INTERVAL_S = Decimal(60)
 CAP_REACHED = "cap_reached"
-UNBILLED_ENERGY = "unbilled_energy"
 
 
 class BillingListener:
@@ -84,7 +88,12 @@ class BillingListener:
             if status.final:
                 if transaction.ended and transaction.energy_wh > row.energy_wh:
                     _record_unbilled(session, row, transaction)
+                if not transaction.ended:
+                    self._stop_after_end(row, transaction)
                 return Billing(id_token_accepted=False)
+            # A stopping session still reporting a live transaction has not stopped: the
+            # stop is sent again with every such reading.
+            stop = status is SessionStatus.STOPPING and not transaction.ended
             previous_reading = row.last_reading_at
             self._update(row, transaction, now)
             if status is SessionStatus.AUTHORIZED:
@@ -97,11 +106,13 @@ class BillingListener:
             if transaction.ended:
                 status = advance(status, SessionStatus.STOPPING)
                 settle = True
-            elif status is SessionStatus.CHARGING and self._would_pass_cap(
-                tariff, row, transaction, previous_reading, cap, now
-            ):
-                status = advance(status, SessionStatus.STOPPING)
-                row.stop_reason = CAP_REACHED
+            elif self._would_pass_cap(tariff, row, transaction, previous_reading, cap, now):
+                # In every non-terminal state: a stopping session still delivering at its
+                # cap is told to stop again at once (the first stop may not have arrived).
+                if status is not SessionStatus.STOPPING:
+                    status = advance(status, SessionStatus.STOPPING)
+                    row.stop_reason = CAP_REACHED
+                row.stop_requested_at = row.stop_requested_at or now
                 stop = True
             changed = status.value != row.status
             row.status, row.updated_at = status.value, now
@@ -115,7 +126,7 @@ class BillingListener:
         if commands is not None and not transaction.ended:
             commands.post_cost_updated(charge_point_id, transaction.transaction_ref, row.cost)
             if stop:
-                log.info("session.cap_stop", cost=row.cost, cap=row.cap)
+                log.info("session.stop_sent", cost=row.cost, cap=row.cap, reason=row.stop_reason)
                 commands.post_stop_transaction(charge_point_id, transaction.transaction_ref)
         if settle:
             log.info("session.transaction_ended", energy_wh=row.energy_wh)
@@ -124,6 +135,34 @@ class BillingListener:
             commands.ocpp_version(charge_point_id) == OcppVersion.V21.value
         )
         return Billing(total_cost=cost.total.amount, max_cost=row.cap if on_21 else None)
+
+    def _stop_after_end(self, row: SessionRow, tx: TransactionView) -> None:
+        """Delivering for a session that is over (stopped before its start was reported,
+        or ended by the station): the station owns the stop, so it asks again."""
+        commands = self._commands()
+        if commands is not None:
+            _log.warning("session.stop_resent", session_id=row.session_id, on="reading_after_end")
+            commands.post_stop_transaction(row.charge_point_id, tx.transaction_ref)
+
+    async def charge_point_connected(self, charge_point_id: str) -> None:
+        """Resend every stop its sessions are owed: a stop sent while it was away was lost."""
+        commands = self._commands()
+        if commands is None:
+            return
+        async with self._db.reader() as session:
+            owed = (
+                await session.execute(
+                    select(SessionRow.session_id, SessionRow.transaction_ref).where(
+                        SessionRow.charge_point_id == charge_point_id,
+                        SessionRow.status == SessionStatus.STOPPING.value,
+                        SessionRow.transaction_ref.is_not(None),
+                        SessionRow.stopped_at.is_(None),
+                    )
+                )
+            ).all()
+        for session_id, ref in owed:
+            _log.info("session.stop_resent", session_id=session_id, on="reconnect")
+            commands.post_stop_transaction(charge_point_id, ref)
 
     @staticmethod
     def _update(row: SessionRow, tx: TransactionView, now: datetime) -> None:

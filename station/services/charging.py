@@ -190,6 +190,8 @@ class ChargingService:
             "last_seen": utcnow(),
         }
         await self._update_charge_point(charge_point_id, values)
+        if self.listener is not None:
+            await self.listener.charge_point_connected(charge_point_id)
 
     async def charge_point_disconnected(self, charge_point_id: str) -> None:
         for key in [k for k in self._open if k[0] == charge_point_id]:

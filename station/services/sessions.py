@@ -81,27 +81,38 @@ class SessionService:
             return session_view(row)
 
     async def stop(self, agent_id: str, session_id: str) -> dict[str, Any]:
-        """Stop charging (RemoteStop / RequestStop) or, before it started, release the hold."""
-        settle_now = False
+        """Stop charging (RemoteStop / RequestStop) or, before it started, release the hold.
+
+        A session already stopping whose transaction has not ended is asked to stop
+        again (the first stop may never have reached the charge point); one that cannot
+        be reached now raises ChargePointNotConnected (503) and the station keeps the
+        stop: it is sent again on reconnect and on every reconciler pass.
+        """
+        now = self._now()
         async with self._db.session() as session:
             row = await locked_session(session, session_id)
             if row is None or row.agent_id != agent_id:
                 raise NotFound(f"no session {session_id}")
             status = SessionStatus(row.status)
-            if status.final or status is SessionStatus.STOPPING:
+            if status.final:
                 return session_view(row)
-            row.status = advance(status, SessionStatus.STOPPING).value
-            row.stop_reason = row.stop_reason or AGENT_STOP
-            row.updated_at = self._now()
+            moved = status is not SessionStatus.STOPPING
+            if moved:
+                row.status = advance(status, SessionStatus.STOPPING).value
+                row.stop_reason = row.stop_reason or AGENT_STOP
+                row.updated_at = now
             ref, charge_point_id = row.transaction_ref, row.charge_point_id
             settle_now = ref is None or row.stopped_at is not None
+            if not settle_now and row.stop_requested_at is None:
+                row.stop_requested_at = now
             view = session_view(row)
-        self.events.publish(session_id, "status", {"status": view["status"]})
+        if moved:
+            self.events.publish(session_id, "status", {"status": view["status"]})
         commands = self._commands()
         if settle_now:
             await self._settlement.settle(session_id, reason=AGENT_STOP)
         elif commands is not None and ref is not None:
-            _log.info("session.stop_requested", session_id=session_id)
+            _log.info("session.stop_requested", session_id=session_id, again=not moved)
             await commands.stop_transaction(charge_point_id, ref)
         return view
 

@@ -17,8 +17,10 @@ while no worker was there to settle them, and settles for what was metered a
 session whose charge point has been silent for 6 × ``session_start_timeout_s``
 — silent meaning neither connected to this node nor seen (a heartbeat) by any
 node for that long; a connected charge point that sends no meter values is
-left charging, and one that does not end a transaction it was told to stop is
-told again. It releases the hold of any session that ended with it still open, and
+left charging. A stopping session whose transaction has not ended is told to
+stop again on every pass, and ended by the station (settled, with an
+``unbilled_energy`` anomaly) once its stop is ``session_stop_timeout_s`` old.
+It releases the hold of any session that ended with it still open, and
 resolves a hold request whose outcome was never recorded by looking
 (`_recover_hold`: find the PaymentIntent by the session's metadata, cancel it
 if open), never by sending the request again.
@@ -55,7 +57,7 @@ from station.services.ports import ChargePointCommands
 from station.services.session_events import SessionEvents
 from station.settings import Settings
 from station.store import audit
-from station.store.charging import ChargePointRow
+from station.store.charging import AnomalyRow, ChargePointRow
 from station.store.db import Database
 from station.store.payments import SessionRow, SettlementRow, locked_session
 
@@ -70,6 +72,8 @@ HOLD_OPEN = "requires_capture"
 HOLD_UNKNOWN = "unknown"
 HOLD_LOOKBACK = timedelta(minutes=5)  # clock skew allowance when listing PaymentIntents
 CHARGE_POINT_SILENT = "charge_point_silent"  # the stop reason of a silence settlement
+STOP_IGNORED = "stop_ignored"  # the stop reason of a session the station ended itself
+UNBILLED_ENERGY = "unbilled_energy"
 
 
 def hold_request(row: SessionRow) -> dict[str, Any]:
@@ -91,6 +95,10 @@ def hold_request(row: SessionRow) -> dict[str, Any]:
 def void_key(row: SessionRow) -> str:
     """The idempotency key of releasing a session's unused hold (a cancel has no body)."""
     return f"hold_{row.challenge_id}_void"
+
+
+def _never_started(row: SessionRow) -> bool:
+    return row.status == SessionStatus.AUTHORIZED.value and row.transaction_ref is None
 
 
 def usage_of(row: SessionRow, now: datetime) -> Usage:
@@ -174,8 +182,18 @@ class SettlementService:
         except Exception:
             _log.exception("settlement.failed", session_id=session_id)
 
-    async def settle(self, session_id: str, *, reason: str | None = None) -> None:
-        """Settle a session whose charging is over (or never began). Idempotent."""
+    async def settle(
+        self,
+        session_id: str,
+        *,
+        reason: str | None = None,
+        still: Callable[[SessionRow], bool] | None = None,
+    ) -> None:
+        """Settle a session whose charging is over (or never began). Idempotent.
+
+        `still` is the reconciler's reason checked again under the session's lock (what
+        it read may have changed since: a start reported, a silent charge point back).
+        """
         now = self._now()
         log = _log.bind(session_id=session_id)
         waiting = moved = False
@@ -183,6 +201,8 @@ class SettlementService:
         async with self._db.session() as session:
             row = await locked_session(session, session_id)
             if row is None or SessionStatus(row.status).final:
+                return
+            if still is not None and not still(row):
                 return
             if await session.get(SettlementRow, session_id) is not None:
                 return  # someone else's settlement is in flight or done
@@ -401,6 +421,20 @@ class SettlementService:
                     )
                 )
             ).all()
+            unstopped = (
+                await session.execute(
+                    select(
+                        SessionRow.session_id,
+                        SessionRow.charge_point_id,
+                        SessionRow.transaction_ref,
+                        SessionRow.stop_requested_at,
+                    ).where(
+                        SessionRow.status == SessionStatus.STOPPING.value,
+                        SessionRow.transaction_ref.is_not(None),
+                        SessionRow.stopped_at.is_(None),
+                    )
+                )
+            ).all()
             orphaned = (
                 await session.scalars(
                     select(SessionRow.session_id).where(
@@ -424,30 +458,28 @@ class SettlementService:
             await self._repair(settlement)
         for session_id in never_started:
             _log.info("reconcile.start_timeout", session_id=session_id)
-            await self.settle(session_id, reason="start_timeout")
+            await self.settle(session_id, reason="start_timeout", still=_never_started)
         for session_id in ended:
             await self.settle(session_id)
         silent = [
             q.session_id for q in quiet if self._is_silent(q.charge_point_id, q.last_seen, now)
         ]
-        for q in quiet:  # heard from, but a stop it was sent has not ended the transaction
-            if (
-                q.session_id not in silent
-                and q.status == SessionStatus.STOPPING.value
-                and q.transaction_ref is not None
-                and q.stopped_at is None
-            ):
-                await self._stop_again(q.session_id, q.charge_point_id, q.transaction_ref)
+        ignored = await self._stop_again([u for u in unstopped if u.session_id not in silent], now)
         for session_id in set(silent) - set(ended):
             _log.warning("reconcile.charge_point_silent", session_id=session_id)
-            await self.settle(session_id, reason=CHARGE_POINT_SILENT)
+            await self.settle(
+                session_id,
+                reason=CHARGE_POINT_SILENT,
+                still=lambda row: row.updated_at < now - self._silence,
+            )
         for session_id in unpaid:
             await self._recover_hold(session_id)
         for session_id in orphaned:
             _log.warning("reconcile.open_hold_on_ended_session", session_id=session_id)
             await self.release_hold(session_id)
         acted = (
-            len(stale)
+            len(ignored)
+            + len(stale)
             + len(never_started)
             + len(set(ended) | set(silent))
             + len(unpaid)
@@ -467,23 +499,64 @@ class SettlementService:
             return False
         return last_seen is None or last_seen < now - self._silence
 
-    async def _stop_again(self, session_id: str, charge_point_id: str, ref: str) -> None:
-        """A stopping session whose connected charge point has not ended it: ask again, and
-        wait another silence period before the next ask."""
+    async def _stop_again(self, unstopped: list[Any], now: datetime) -> list[str]:
+        """Stopping sessions whose transaction has not ended: the station owns the stop.
+
+        Each pass sends the stop again to a charge point connected here (however
+        recently it sent meter values). One that has ignored stops for
+        ``session_stop_timeout_s`` has its session ended by the station: settled for
+        what was metered (at most the cap), with an ``unbilled_energy`` anomaly for
+        whatever it delivers after. Returns the sessions so ended.
+        """
         commands = self._commands()
-        if commands is None or not commands.is_connected(charge_point_id):
-            return
-        _log.warning("reconcile.stop_repeated", session_id=session_id)
-        commands.post_stop_transaction(charge_point_id, ref)
+        deadline = now - timedelta(seconds=self._settings.session_stop_timeout_s)
+        ended: list[str] = []
+        for u in unstopped:
+            if u.stop_requested_at is None:  # asked before the time was kept: count from now
+                await self._note_stop_requested(u.session_id, now)
+            elif u.stop_requested_at < deadline:
+                await self._end_ignored(u.session_id, u.stop_requested_at, now)
+                ended.append(u.session_id)
+                continue
+            if commands is not None and commands.is_connected(u.charge_point_id):
+                _log.warning("reconcile.stop_repeated", session_id=u.session_id)
+                commands.post_stop_transaction(u.charge_point_id, u.transaction_ref)
+        return ended
+
+    async def _note_stop_requested(self, session_id: str, now: datetime) -> None:
         async with self._db.session() as session:
             await session.execute(
                 update(SessionRow)
-                .where(
-                    SessionRow.session_id == session_id,
-                    SessionRow.status == SessionStatus.STOPPING.value,
-                )
-                .values(updated_at=self._now())
+                .where(SessionRow.session_id == session_id, SessionRow.stop_requested_at.is_(None))
+                .values(stop_requested_at=now)
             )
+
+    async def _end_ignored(self, session_id: str, asked_at: datetime, now: datetime) -> None:
+        """End a session whose charge point ignored its stops; the rest is unbilled."""
+        async with self._db.session() as session:
+            row = await session.get(SessionRow, session_id)
+            if row is None or row.status != SessionStatus.STOPPING.value or row.stopped_at:
+                return
+            _log.warning(
+                "reconcile.stop_ignored",
+                session_id=session_id,
+                charge_point_id=row.charge_point_id,
+                energy_wh=row.energy_wh,
+            )
+            session.add(
+                AnomalyRow(
+                    charge_point_id=row.charge_point_id,
+                    transaction_id=row.transaction_id,
+                    kind=UNBILLED_ENERGY,
+                    detail=(
+                        f"session {row.session_id}: the charge point ignored stops from"
+                        f" {asked_at.isoformat()}; the station ended it at {row.energy_wh} Wh"
+                        " (at most the cap is captured); energy delivered after is not billed"
+                    ),
+                    timestamp=now,
+                )
+            )
+        await self.settle(session_id, reason=STOP_IGNORED, still=lambda row: row.stopped_at is None)
 
     async def release_hold(self, session_id: str) -> None:
         """Release the hold of a session that has ended but whose hold is still open.

@@ -121,6 +121,8 @@ class SessionRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     stop_reason: Mapped[str | None] = mapped_column(String(64))
+    # When the station first asked the charge point to stop (agent, cap, suspension).
+    stop_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     last_reading_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     last_active_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     payment_reference: Mapped[str | None] = mapped_column(String(64))

@@ -36,6 +36,9 @@ class PricePerKwh:
             return False
         return True if id_token.startswith("SES") else None
 
+    async def charge_point_connected(self, charge_point_id: str) -> None:
+        pass
+
     async def transaction_updated(self, transaction: TransactionView) -> Billing:
         self.seen.append(transaction)
         cost = transaction.energy_wh / 1000 * Decimal("0.5")

@@ -25,6 +25,9 @@ class RefusesBad:
     async def id_token_accepted(self, charge_point_id: str, id_token: str) -> bool | None:
         return False if id_token.startswith("BAD") else None
 
+    async def charge_point_connected(self, charge_point_id: str) -> None:
+        pass
+
     async def transaction_updated(self, transaction: TransactionView) -> Billing:
         return Billing()
 

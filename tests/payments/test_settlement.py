@@ -338,7 +338,12 @@ async def test_a_connected_charge_point_that_does_not_end_a_stopped_session_is_t
     db: Database,
 ) -> None:
     gateway, clock, ocpp = FakeGateway(), Clock(), ConnectedChargePoints("CP-1")
-    settings = Settings(database_url=db.url, node_id="node-a", session_start_timeout_s=60)
+    settings = Settings(
+        database_url=db.url,
+        node_id="node-a",
+        session_start_timeout_s=60,
+        session_stop_timeout_s=300,
+    )
     settlement = SettlementService(
         db,
         settings,
@@ -352,13 +357,19 @@ async def test_a_connected_charge_point_that_does_not_end_a_stopped_session_is_t
         row = await session.get(SessionRow, session_id)
         assert row is not None
         row.stopped_at = None  # told to stop; the charge point has not ended it yet
+        row.stop_requested_at = T0
 
-    clock.now += timedelta(seconds=361)
     await settlement.reconcile()
-    await settlement.reconcile()  # waits another silence period before asking again
-    clock.now += timedelta(seconds=361)
+    clock.now += timedelta(seconds=1)  # however recently it sent meter values
+    await settlement.reconcile()
+    clock.now += timedelta(seconds=298)
+    await settlement.reconcile()
+    during, _ = await stored(db, session_id)
+    clock.now += timedelta(seconds=2)  # past session_stop_timeout_s: the station ends it
     await settlement.reconcile()
 
     row, settlement_row = await stored(db, session_id)
-    assert ocpp.stops == [("CP-1", "tx-1"), ("CP-1", "tx-1")]
-    assert (row.status, settlement_row) == ("stopping", None)
+    assert ocpp.stops == [("CP-1", "tx-1")] * 3
+    assert during.status == "stopping"
+    assert (row.status, row.stop_reason) == ("settled", "stop_ignored")
+    assert settlement_row is not None and settlement_row.action == "capture"
