@@ -32,6 +32,10 @@ async def final(world: World, session_id: str, timeout_s: float = 20) -> dict[st
     return dict(await until(terminal, timeout_s))
 
 
+async def charging(world: World, session_id: str) -> bool:
+    return (await session_doc(world, session_id))["status"] == "charging"
+
+
 async def disconnected(world: World, cp_id: str) -> bool:
     return not world.station.central_system.is_connected(cp_id)
 
@@ -92,6 +96,7 @@ async def test_a_stopping_session_that_passes_its_cap_is_stopped_again_at_once(
             response = await world.pay(negotiation, "3.00")
             assert response.status_code == 201, response.text
             sid = response.json()["session_id"]
+            await until(lambda: charging(world, sid))
             cp.ignore_stops = 1
             stop = await world.agent.post(f"/v1/sessions/{sid}/stop")  # lost: it charges on
             ended = await final(world, sid, timeout_s=30)

@@ -11,7 +11,7 @@ from station.settings import Settings
 from station.store import payments as store
 from station.store.db import Database
 
-SETTINGS = Settings(database_url="sqlite://", negotiation_max_rounds=4)
+SETTINGS = Settings(database_url="sqlite+aiosqlite:///unused.db", negotiation_max_rounds=4)
 DEFAULT = Tariff("usd", Decimal("0.5000"), session_fee=Decimal("1.00"), tariff_id="std")
 CP_TARIFF = Tariff("usd", Decimal("0.6100"), max_cost=Decimal("60.00"), tariff_id="fast")
 POLICY = PricingPolicy(
