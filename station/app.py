@@ -38,6 +38,7 @@ from station.ocpp.frame_log import FrameLog
 from station.ocpp.server import CentralSystem
 from station.services import kill_switch
 from station.services.charging import ChargingService
+from station.services.missing_ends import MissingEnds
 from station.services.payments import Payments
 from station.settings import Settings
 from station.store.db import Database
@@ -59,6 +60,12 @@ class Station:
         self.writer = GroupCommitWriter(self.db, metrics=self.metrics)
         self.charging = ChargingService(
             self.db, self.writer, node_id=settings.node_id, free_vend=settings.ocpp_free_vend
+        )
+        self.missing_ends = MissingEnds(
+            self.charging,
+            lambda: self.central_system,
+            after_s=settings.ocpp_missing_end_after_s,
+            interval_s=min(10.0, settings.ocpp_missing_end_after_s / 2),
         )
         self.central_system = CentralSystem(
             settings, self.db, self.charging, FrameLog(self.writer, self.metrics)
@@ -116,6 +123,7 @@ class Station:
                 background = [
                     tasks.create_task(self.payments.run(), name="payments"),
                     tasks.create_task(kill_switch.watch(self, until=background_stop), name="watch"),
+                    tasks.create_task(self.missing_ends.run(until=background_stop), name="ends"),
                     tasks.create_task(
                         self.session_history.follow(self.payments.events, until=background_stop),
                         name="history",

@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     # Let charge points start on id tokens no session claims (their own RFID
     # cards, a private depot): such charging is neither priced nor paid.
     ocpp_free_vend: bool = Field(default=False, description="true or false")
+    # An end of transaction the station could not store (database outage) is asked
+    # for again once its charge point has been back this long without resending it.
+    ocpp_missing_end_after_s: float = Field(default=60.0, gt=0, description="seconds, more than 0")
 
     # Payments and negotiation
     stripe_timeout_s: float = Field(default=20.0, gt=0, description="seconds, more than 0")

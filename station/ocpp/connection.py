@@ -62,7 +62,7 @@ from station.errors import (
 from station.logs import BoundLogger, get_logger
 from station.ocpp import rpc, wire
 from station.ocpp.frame_log import FrameLog
-from station.ocpp.ports import ChargingEvents
+from station.ocpp.ports import ChargingEvents, TransactionStatus
 
 _SCHEMAS = Path(ocpp.__file__).parent
 
@@ -448,6 +448,10 @@ class OcppConnection:
 
     def post_cost_updated(self, transaction_ref: str, total_cost: Any) -> None:
         """CostUpdated (2.x); 1.6 has no such message."""
+
+    async def transaction_status(self, transaction_ref: str) -> TransactionStatus | None:
+        """GetTransactionStatus (2.x); None on 1.6, which has no such message."""
+        return None
 
     async def trigger(self, requested_message: str, evse_id: int | None = None) -> bool:
         raise NotImplementedError  # pragma: no cover

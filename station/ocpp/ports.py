@@ -33,6 +33,16 @@ class TransactionReply:
     max_cost: Decimal | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TransactionStatus:
+    """A charge point's answer to GetTransactionStatus (2.x)."""
+
+    # Whether the transaction is still going on (None: the charge point does not know it).
+    ongoing: bool | None
+    # Whether messages of the transaction still wait in the charge point's queue.
+    messages_in_queue: bool
+
+
 class ChargingEvents(Protocol):
     async def charge_point_connected(self, charge_point_id: str, ocpp_version: str) -> None: ...
 

@@ -44,7 +44,7 @@ from station.ocpp.auth import Authenticator, Outcome
 from station.ocpp.connection import OcppConnection
 from station.ocpp.frame_log import FrameLog
 from station.ocpp.handshakes import HandshakeGuard, pending_bound
-from station.ocpp.ports import ChargingEvents
+from station.ocpp.ports import ChargingEvents, TransactionStatus
 from station.ocpp.v16 import V16Connection
 from station.ocpp.v21 import V21Connection
 from station.ocpp.v201 import V201Connection
@@ -299,6 +299,12 @@ class CentralSystem:
         connection = self._connections.get(charge_point_id)
         if connection is not None:
             connection.post_cost_updated(transaction_ref, total_cost)
+
+    async def transaction_status(
+        self, charge_point_id: str, transaction_ref: str
+    ) -> TransactionStatus | None:
+        """GetTransactionStatus on 2.x; None on 1.6 (no such message)."""
+        return await self._connection(charge_point_id).transaction_status(transaction_ref)
 
     async def trigger_message(
         self, charge_point_id: str, requested_message: str, evse_id: int | None = None

@@ -18,7 +18,7 @@ from station.domain.events import (
     TransactionStarted,
 )
 from station.ocpp.connection import CallErrorReply, OcppConnection, now_iso, parse_time
-from station.ocpp.ports import TransactionReply
+from station.ocpp.ports import TransactionReply, TransactionStatus
 from station.ocpp.readings import readings_2x, wire_cost
 
 Payload = dict[str, Any]
@@ -227,6 +227,14 @@ class V201Connection(OcppConnection, v201.ChargePoint):
             self._call_module.CostUpdated(
                 total_cost=wire_cost(total_cost), transaction_id=transaction_ref
             )
+        )
+
+    async def transaction_status(self, transaction_ref: str) -> TransactionStatus:
+        result = await self.request(
+            self._call_module.GetTransactionStatus(transaction_id=transaction_ref)
+        )
+        return TransactionStatus(
+            ongoing=result.ongoing_indicator, messages_in_queue=bool(result.messages_in_queue)
         )
 
     async def trigger(self, requested_message: str, evse_id: int | None = None) -> bool:

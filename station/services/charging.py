@@ -76,19 +76,22 @@ _ANOMALIES: Table = AnomalyRow.__table__  # type: ignore[assignment]
 _TRANSACTIONS: Table = TransactionRow.__table__  # type: ignore[assignment]
 _CHARGE_POINTS: Table = ChargePointRow.__table__  # type: ignore[assignment]
 _UNBILLED = Billing()
+# The stop reason of a transaction the station ended itself: the charge point's end was
+# not stored during an outage, and the charge point no longer has it (`end_not_received`).
+END_NOT_RECEIVED = "EndNotReceived"
 _Event = TypeVar("_Event", TransactionStarted, MeterValuesReported, TransactionEnded)
 _Reply = TypeVar("_Reply")
 
 
 def _resent_if_not_stored(
-    handler: Callable[[ChargingService, _Event], Awaitable[_Reply]],
-) -> Callable[[ChargingService, _Event], Awaitable[_Reply]]:
+    handler: Callable[..., Awaitable[_Reply]],
+) -> Callable[..., Awaitable[_Reply]]:
     """A transaction message the database could not take raises TransactionNotStored."""
 
     @functools.wraps(handler)
-    async def handle(service: ChargingService, event: _Event) -> _Reply:
+    async def handle(service: ChargingService, event: _Event, **options: Any) -> _Reply:
         try:
-            return await handler(service, event)
+            return await handler(service, event, **options)
         except Exception as exc:
             if not is_outage(exc):  # StoreUnavailable included
                 raise
@@ -383,22 +386,27 @@ class ChargingService:
         )
 
     @_resent_if_not_stored
-    async def transaction_ended(self, event: TransactionEnded) -> TransactionReply:
+    async def transaction_ended(
+        self, event: TransactionEnded, *, anomalies: tuple[Anomaly, ...] = ()
+    ) -> TransactionReply:
+        """End a transaction (``anomalies``: more to record with it, in the same unit)."""
         cp = event.charge_point_id
         opened = await self._find(cp, event.transaction_ref)
         if opened is None:
             await self._orphan_readings(cp, 0, event.readings, event.seq_no, event.transaction_ref)
             return TransactionReply(transaction_id=0, id_token_accepted=True)
-        if opened.ended:  # a repeated end: answer as before, change nothing
+        if opened.ended and opened.stop_reason != END_NOT_RECEIVED:
+            # A repeated end: answer as before, change nothing. (An end the station
+            # made for want of the charge point's own is replaced by it when it comes.)
             self.ends_missing.pop((cp, opened.transaction_ref), None)
             return await self._reply(opened, notify=False)
         result = metering.apply(opened.meter, event.readings, seq_no=event.seq_no)
-        anomalies = list(result.anomalies)
+        found = [*anomalies, *result.anomalies]
         if result.anomalies and result.state is opened.meter and event.seq_no is not None:
             # A duplicate seqNo on the end message still ends the transaction.
             result = metering.apply(opened.meter, event.readings)
         stopped = metering.stop(result.state, event.meter_stop_wh, event.timestamp)
-        anomalies.extend(stopped.anomalies)
+        found.extend(stopped.anomalies)
         meter = stopped.state
         tid = opened.transaction_id
         stop_reason = (event.reason or "")[:64] or None
@@ -418,7 +426,7 @@ class ChargingService:
         def work(conn: Connection, staged: Staged) -> None:
             conn.execute(update(_TRANSACTIONS).where(_TRANSACTIONS.c.id == tid).values(**values))
             _stage(staged, cp, tid, opened.evse_id, event.readings, event.seq_no)
-            _stage_anomalies(staged, cp, tid, anomalies)
+            _stage_anomalies(staged, cp, tid, found)
 
         await self.writer.submit(work)
         ended = replace(
@@ -439,6 +447,35 @@ class ChargingService:
             reason=event.reason,
         )
         return await self._reply(ended)
+
+    async def end_not_received(self, charge_point_id: str, transaction_ref: str) -> bool:
+        """End a transaction whose end the charge point sent but the station could not store.
+
+        For when the charge point says it has dropped that end (`MissingEnds`):
+        the transaction ends at its last stored reading, with the stop reason
+        ``EndNotReceived`` and an ``end_not_received`` anomaly, so billing
+        settles what was metered. Should the charge point's own end come after
+        all, it replaces this one. False if the transaction is unknown or ended.
+        """
+        opened = await self._find(charge_point_id, transaction_ref)
+        if opened is None or opened.ended:
+            self.ends_missing.pop((charge_point_id, transaction_ref), None)
+            return False
+        at = opened.meter.last_at or opened.started_at
+        anomaly = Anomaly(
+            "end_not_received",
+            "its end was not stored and the charge point no longer has it:"
+            " ended at the last stored reading",
+            at,
+        )
+        event = TransactionEnded(
+            charge_point_id=charge_point_id,
+            transaction_ref=transaction_ref,
+            timestamp=at,
+            reason=END_NOT_RECEIVED,
+        )
+        await self.transaction_ended(event, anomalies=(anomaly,))
+        return True
 
     # --- helpers -----------------------------------------------------------------------
 

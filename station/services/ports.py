@@ -14,6 +14,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from station.ocpp.ports import TransactionStatus
+
 
 class ChargePointCommands(Protocol):
     def is_connected(self, charge_point_id: str) -> bool: ...
@@ -37,6 +39,15 @@ class ChargePointCommands(Protocol):
 
     async def stop_transaction(self, charge_point_id: str, transaction_ref: str) -> bool:
         """RemoteStopTransaction (1.6) / RequestStopTransaction (2.x); True if Accepted."""
+        ...
+
+    async def transaction_status(
+        self, charge_point_id: str, transaction_ref: str
+    ) -> TransactionStatus | None:
+        """GetTransactionStatus (2.x); None on 1.6, which has no such message.
+
+        Raises ChargePointNotConnected, ChargePointTimeout or StationUnavailable.
+        """
         ...
 
     def post_stop_transaction(self, charge_point_id: str, transaction_ref: str) -> None:
