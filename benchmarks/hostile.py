@@ -722,26 +722,36 @@ async def exhaust_event_streams(
             continue
         sockets.append(sock)
         report.requests_sent += 1
-    await asyncio.sleep(1)
+    sent_at = time.monotonic()
+    measuring = asyncio.create_task(measure_during(station, case, hold_s, "CP-REAL"))
     statuses: Counter[str] = Counter()
-    for sock in sockets:  # a peek at the status line (never reading the stream itself)
-        try:
-            head_bytes = sock.recv(12, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-            status = head_bytes[9:12].decode() or "closed"
-        except BlockingIOError:
-            status = "no answer"
-        except OSError:
-            status = "reset"
-        statuses[status] += 1
+    while True:  # a peek at each status line (never reading the stream itself)
+        statuses = Counter(_status_line(sock) for sock in sockets)
+        if "no answer" not in statuses or time.monotonic() - sent_at > 30:
+            break
+        await asyncio.sleep(0.25)
+    answered_s = time.monotonic() - sent_at
+    for status, n in statuses.items():
         if status.isdigit():
-            report.statuses[int(status)] += 1
+            report.statuses[int(status)] += n
     try:
-        await measure_during(station, case, hold_s, "CP-REAL")
+        await measuring
     finally:
-        case.note = ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items()))
+        answers = ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items()))
+        case.note = f"{answers} (all answered {answered_s:.1f} s after sending)"
         for sock in sockets:
             sock.close()
     return case
+
+
+def _status_line(sock: socket.socket) -> str:
+    try:
+        head = sock.recv(12, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return "no answer"
+    except OSError:
+        return "reset"
+    return head[9:12].decode(errors="replace") if len(head) >= 12 else "closed"
 
 
 # -- set-up and the whole run --------------------------------------------------------
