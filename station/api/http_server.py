@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -83,7 +84,7 @@ def protocol_class(header_timeout_s: float) -> type[H11Protocol]:
     return StationH11Protocol
 
 
-def abort(scope: dict[str, Any]) -> bool:
+def abort(scope: MutableMapping[str, Any]) -> bool:
     """Cut the connection a request came on at once (unsent data dropped)."""
     protocol = _LIVE.get((_address(scope.get("server")), _address(scope.get("client"))))
     if protocol is None:
