@@ -73,10 +73,11 @@ def print_rows(
         return
     from rich.table import Table
 
-    table = Table(*columns, title=title or None)
+    table = Table(*(c.replace("_", " ") for c in columns), title=title or None)
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
-    Console().print(table)
+    # Piped output is not cut to 80 columns: a row stays one line for grep.
+    Console(width=max(Console().width, 200) if not Console().is_terminal else None).print(table)
 
 
 def _cell(value: Any) -> str:

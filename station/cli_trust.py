@@ -5,16 +5,15 @@ directly, so they work with the station stopped. Suspending here refuses the
 agent's next request on every node at once; each running station node's kill
 switch watcher then stops the agent's sessions within seconds.
 
-    chargepay agents keygen agent.pem        a key pair for an agent (prints the public key)
+    chargepay keygen --out agent.pem         a key pair for an agent (prints the public key)
     chargepay agents add --name car-7 --public-key … --limit-per-session 50 …
-    chargepay agents list | suspend ID --reason … | resume ID
+    chargepay agents list [--status active] [--json] | suspend ID --reason … | resume ID
     chargepay audit verify [--head HASH]     exit 1 naming the first broken row
     chargepay audit export [--output FILE]   JSON lines
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from station.cli_common import fail as _fail
-from station.cli_common import with_database
+from station.cli_common import print_rows, with_database
 from station.domain.money import Money
 from station.store.db import Database
 
@@ -52,21 +51,6 @@ def _agent_line(agent: Any) -> dict[str, Any]:
         "allowed_charge_points": agent.allowed_charge_points,
         "suspended_reason": agent.suspended_reason,
     }
-
-
-@agents_app.command("keygen")
-def keygen(
-    path: Annotated[Path, typer.Argument(help="Where to write the private key (PEM, 0600).")],
-    force: bool = typer.Option(False, help="Overwrite an existing file."),
-) -> None:
-    """Make an Ed25519 key pair for an agent; print the public key to register."""
-    from vehicle.signing import generate_keypair, public_key_b64, save_private_key
-
-    if path.exists() and not force:
-        _fail(f"{path} exists (use --force to overwrite)")
-    key, _ = generate_keypair()
-    save_private_key(key, path)
-    typer.echo(public_key_b64(key))
 
 
 @agents_app.command("add")
@@ -104,17 +88,36 @@ def add(
     typer.echo(_with_db(work))
 
 
+AGENT_STATUSES = ("active", "suspended")
+AGENT_COLUMNS = (
+    "agent_id",
+    "name",
+    "status",
+    "currency",
+    "limit_per_session",
+    "limit_per_window",
+    "window_hours",
+    "allowed_charge_points",
+    "suspended_reason",
+)
+
+
 @agents_app.command("list")
-def list_agents(status: str | None = typer.Option(None, help="active or suspended")) -> None:
-    """The registered agents, one JSON object per line."""
+def list_agents(
+    status: str | None = typer.Option(None, help="active or suspended"),
+    as_json: bool = typer.Option(False, "--json", help="A JSON array, for machines."),
+) -> None:
+    """The registered agents: a table, or JSON with --json."""
     from station.services import agents
+
+    if status is not None and status not in AGENT_STATUSES:
+        _fail(f"--status {status!r} is not a status; use one of {', '.join(AGENT_STATUSES)}")
 
     async def work(db: Database) -> list[dict[str, Any]]:
         async with db.reader() as session:
             return [_agent_line(a) for a in await agents.list_all(session, status=status)]
 
-    for line in _with_db(work):
-        typer.echo(json.dumps(line))
+    print_rows(_with_db(work), AGENT_COLUMNS, as_json=as_json, title="agents")
 
 
 @agents_app.command("suspend")

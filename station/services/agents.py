@@ -84,6 +84,12 @@ def _checked(new: NewAgent) -> dict[str, Any]:
         )
     except (MoneyError, LimitsError) as exc:
         raise ValidationError(str(exc)) from exc
+    if limits.limit_per_session > limits.limit_per_window:
+        raise ValidationError(
+            f"limit_per_session ({limits.limit_per_session}) is above limit_per_window "
+            f"({limits.limit_per_window}): no session could ever hold it; "
+            "lower the first or raise the second"
+        )
     if new.window_hours > MAX_WINDOW_HOURS:
         raise ValidationError(f"window_hours must be at most {MAX_WINDOW_HOURS}")
     allowed = list(new.allowed_charge_points) if new.allowed_charge_points is not None else None

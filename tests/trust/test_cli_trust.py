@@ -7,14 +7,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from station.cli_trust import agents_app, audit_app
-
-cli = typer.Typer()
-cli.add_typer(agents_app, name="agents")
-cli.add_typer(audit_app, name="audit")
+from station.cli import app as cli
 
 
 @pytest.fixture
@@ -31,7 +26,7 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 def test_an_agent_is_added_listed_suspended_and_resumed(env: Path, tmp_path: Path) -> None:
-    code, public_key, _ = run("agents", "keygen", str(tmp_path / "agent.pem"))
+    code, public_key, _ = run("keygen", "--out", str(tmp_path / "agent.pem"))
     assert code == 0
     code, agent_id, err = run(
         "agents", "add", "--name", "car-7", "--public-key", public_key.strip(),
@@ -41,11 +36,11 @@ def test_an_agent_is_added_listed_suspended_and_resumed(env: Path, tmp_path: Pat
     agent_id = agent_id.strip()
 
     assert run("agents", "suspend", agent_id, "--reason", "lost key")[0] == 0
-    _, listed, _ = run("agents", "list")
-    assert json.loads(listed)["status"] == "suspended"
+    _, listed, _ = run("agents", "list", "--json")
+    assert json.loads(listed)[0]["status"] == "suspended"
     assert run("agents", "resume", agent_id)[0] == 0
-    _, listed, _ = run("agents", "list", "--status", "active")
-    line = json.loads(listed)
+    _, listed, _ = run("agents", "list", "--status", "active", "--json")
+    [line] = json.loads(listed)
     assert line["agent_id"] == agent_id
     assert line["limit_per_session"] == "50.00"
     assert line["allowed_charge_points"] == ["CP-1"]
@@ -64,7 +59,7 @@ def test_bad_input_is_one_line_and_exit_2(env: Path) -> None:
 
 
 def test_audit_verify_names_the_broken_row(env: Path, tmp_path: Path) -> None:
-    _, public_key, _ = run("agents", "keygen", str(tmp_path / "agent.pem"))
+    _, public_key, _ = run("keygen", "--out", str(tmp_path / "agent.pem"))
     for _ in range(3):
         run(
             "agents", "add", "--name", "car", "--public-key", public_key.strip(),
@@ -83,7 +78,7 @@ def test_audit_verify_names_the_broken_row(env: Path, tmp_path: Path) -> None:
 
 
 def test_audit_export_writes_json_lines(env: Path, tmp_path: Path) -> None:
-    _, public_key, _ = run("agents", "keygen", str(tmp_path / "agent.pem"))
+    _, public_key, _ = run("keygen", "--out", str(tmp_path / "agent.pem"))
     run(
         "agents", "add", "--name", "car", "--public-key", public_key.strip(),
         "--limit-per-session", "1", "--limit-per-window", "1",
@@ -95,3 +90,42 @@ def test_audit_export_writes_json_lines(env: Path, tmp_path: Path) -> None:
     assert code == 0
     assert [r["action"] for r in rows] == ["agent.registered"]
     assert rows[0]["actor"] == "cli"
+
+
+def test_agents_list_refuses_an_unknown_status_in_one_line(env: Path) -> None:
+    code, out, err = run("agents", "list", "--status", "bogus")
+
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert "'bogus'" in err and "active, suspended" in err
+
+
+def test_agents_add_refuses_a_session_limit_above_the_window_limit(
+    env: Path, tmp_path: Path
+) -> None:
+    _, public_key, _ = run("keygen", "--out", str(tmp_path / "agent.pem"))
+
+    code, out, err = run(
+        "agents", "add", "--name", "car", "--public-key", public_key.strip(),
+        "--limit-per-session", "300", "--limit-per-window", "200",
+    )  # fmt: skip
+
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert "limit_per_session (300) is above limit_per_window (200)" in err
+
+
+def test_agents_list_prints_a_table_without_json(env: Path, tmp_path: Path) -> None:
+    _, public_key, _ = run("keygen", "--out", str(tmp_path / "agent.pem"))
+    run(
+        "agents", "add", "--name", "car-9", "--public-key", public_key.strip(),
+        "--limit-per-session", "5", "--limit-per-window", "20",
+    )  # fmt: skip
+
+    code, out, _ = run("agents", "list")
+
+    assert code == 0
+    assert "car-9" in out and "agent id" in out
+    assert not out.lstrip().startswith(("{", "["))
