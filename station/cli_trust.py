@@ -88,7 +88,7 @@ def add(
     typer.echo(_with_db(work))
 
 
-AGENT_STATUSES = ("active", "suspended")
+AGENT_STATUSES = ("active", "suspended", "removed")
 AGENT_COLUMNS = (
     "agent_id",
     "name",
@@ -150,6 +150,22 @@ def resume(
 
     _with_db(work)
     typer.echo(f"{agent_id} active")
+
+
+@agents_app.command("remove")
+def remove(
+    agent_id: str = typer.Argument(...),
+    reason: str = typer.Option(..., help="Why (kept in the audit log)."),
+) -> None:
+    """Remove an agent (its history stays; audited); refused while one of its sessions is live."""
+    from station.services import agents
+
+    async def work(db: Database) -> None:
+        async with db.session() as session:
+            await agents.remove(session, agent_id, reason=reason, actor=ACTOR)
+
+    _with_db(work)
+    typer.echo(f"{agent_id} removed")
 
 
 @audit_app.command("verify")

@@ -211,7 +211,7 @@ async def register_agent(body: AgentIn, actor: Operator, request: Request) -> di
 async def list_agents(
     _actor: Operator,
     request: Request,
-    status: Annotated[str | None, Query(pattern="^(active|suspended)$")] = None,
+    status: Annotated[str | None, Query(pattern="^(active|suspended|removed)$")] = None,
 ) -> list[dict[str, Any]]:
     async with station_of(request).db.reader() as session:
         return [_agent_out(a) for a in await agent_registry.list_all(session, status=status)]
@@ -235,6 +235,17 @@ async def update_agent(
             session, agent_id, body.model_dump(exclude_unset=True), actor=actor
         )
         return _agent_out(agent, await remaining(session, agent))
+
+
+@router.post("/agents/{agent_id}/remove", response_model=AgentOut)
+async def remove_agent(
+    agent_id: AgentId, body: Reason, actor: Operator, request: Request
+) -> dict[str, Any]:
+    """Soft removal, audited: every request of the agent is refused from now on; its
+    history stays. 409 while one of its sessions is live (stop it first)."""
+    async with station_of(request).db.session() as session:
+        agent = await agent_registry.remove(session, agent_id, reason=body.reason, actor=actor)
+        return _agent_out(agent)
 
 
 @router.post("/agents/{agent_id}/suspend", response_model=SuspendOut)

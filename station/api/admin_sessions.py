@@ -3,8 +3,8 @@
 ``GET /v1/admin/sessions?agent_id=&charge_point_id=&status=&since=&until=``
 lists sessions (newest first; ``since``/``until`` bound their creation time).
 ``GET /v1/admin/sessions/{id}`` is the session of §4 plus its agent, its meter
-samples and the anomalies metering found. Read-only over the payments and
-charging tables.
+samples and the anomalies metering found; ``…/receipt`` its signed receipt
+once settled; ``POST …/stop`` stops it as the operator (audited).
 """
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from station.api.admin import NO_NUL, Operator
 from station.api.app import station_of
 from station.errors import NotFound, ValidationError
-from station.services.sessions import session_view
+from station.services.sessions import OPERATOR_STOP, session_view
+from station.store import audit
 from station.store.charging import AnomalyRow, MeterSampleRow
 from station.store.payments import SessionRow
 
@@ -66,6 +69,31 @@ async def list_sessions(
         query = query.where(SessionRow.created_at < end)
     async with station_of(request).db.reader() as session:
         return [_listed(row) for row in (await session.scalars(query)).all()]
+
+
+_SessionId = Annotated[str, Path(max_length=64, pattern=NO_NUL)]
+
+
+@router.post("/sessions/{session_id}/stop", status_code=202)
+async def stop_session(session_id: _SessionId, actor: Operator, request: Request) -> JSONResponse:
+    """Stop a session as the operator (its charge point stops; it settles for what was
+    delivered); audited. A session already stopping or ended is answered as it is."""
+    station = station_of(request)
+    view = await station.payments.sessions.stop(None, session_id, reason=OPERATOR_STOP)
+    async with station.db.session() as session:
+        await audit.record(
+            session, actor=actor, action="session.stopped", subject=session_id, data={}
+        )
+    return JSONResponse(jsonable_encoder(view), status_code=202)
+
+
+@router.get("/sessions/{session_id}/receipt")
+async def session_receipt(
+    session_id: _SessionId, _actor: Operator, request: Request
+) -> JSONResponse:
+    """The settled session's signed receipt (§4) and its Payment-Receipt header; 409 before."""
+    body, header = await station_of(request).payments.sessions.receipt(None, session_id)
+    return JSONResponse(body, headers={"Payment-Receipt": header})
 
 
 @router.get("/sessions/{session_id}")

@@ -20,10 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from station.domain.limits import LimitsError, SpendingLimits
 from station.domain.money import MoneyError, minor_unit_exponent, parse_decimal
-from station.errors import NotFound, ValidationError
+from station.domain.session import SessionStatus
+from station.errors import Conflict, NotFound, ValidationError
 from station.logs import get_logger
 from station.store import audit
 from station.store.base import utcnow
+from station.store.payments import SessionRow
 from station.store.trust import AgentRow
 
 _log = get_logger(__name__)
@@ -211,6 +213,8 @@ async def suspend(session: AsyncSession, agent_id: str, *, reason: str, actor: s
 
 async def resume(session: AsyncSession, agent_id: str, *, actor: str, reason: str = "") -> AgentRow:
     agent = await get(session, agent_id, lock=True)
+    if agent.status == REMOVED:
+        raise Conflict(f"agent {agent_id} was removed; register its key again as a new agent")
     was = agent.status
     agent.status, agent.suspended_reason = "active", None
     await audit.record(
@@ -221,4 +225,39 @@ async def resume(session: AsyncSession, agent_id: str, *, actor: str, reason: st
         data={"reason": reason, "previous_status": was},
     )
     _log.info("agent.resumed", agent_id=agent_id, actor=actor)
+    return agent
+
+
+REMOVED = "removed"
+_LIVE = tuple(s.value for s in SessionStatus if not s.final)
+
+
+async def remove(session: AsyncSession, agent_id: str, *, reason: str, actor: str) -> AgentRow:
+    """Soft removal: the row and its history stay, every request is refused from now on.
+
+    Refused (409) while one of the agent's sessions is live: stop it first, so no
+    hold is left without anyone to settle it with.
+    """
+    agent = await get(session, agent_id, lock=True)
+    if agent.status == REMOVED:
+        return agent
+    live = (
+        await session.scalars(
+            select(SessionRow.session_id)
+            .where(SessionRow.agent_id == agent_id, SessionRow.status.in_(_LIVE))
+            .limit(1)
+        )
+    ).first()
+    if live is not None:
+        raise Conflict(f"agent {agent_id} has a live session {live}; stop it first")
+    was = agent.status
+    agent.status, agent.suspended_reason = REMOVED, reason
+    await audit.record(
+        session,
+        actor=actor,
+        action="agent.removed",
+        subject=agent_id,
+        data={"reason": reason, "previous_status": was},
+    )
+    _log.warning("agent.removed", agent_id=agent_id, actor=actor, reason=reason)
     return agent

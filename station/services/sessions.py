@@ -21,6 +21,7 @@ from station.store.payments import SessionRow, SettlementRow, locked_session
 
 _log = get_logger(__name__)
 AGENT_STOP = "agent_requested"
+OPERATOR_STOP = "operator_requested"
 
 
 def _when(moment: datetime | None) -> str | None:
@@ -80,18 +81,21 @@ class SessionService:
                 raise NotFound(f"no session {session_id}")
             return session_view(row)
 
-    async def stop(self, agent_id: str, session_id: str) -> dict[str, Any]:
+    async def stop(
+        self, agent_id: str | None, session_id: str, *, reason: str = AGENT_STOP
+    ) -> dict[str, Any]:
         """Stop charging (RemoteStop / RequestStop) or, before it started, release the hold.
 
-        A session already stopping whose transaction has not ended is asked to stop
-        again (the first stop may never have reached the charge point); one that cannot
-        be reached now raises ChargePointNotConnected (503) and the station keeps the
-        stop: it is sent again on reconnect and on every reconciler pass.
+        ``agent_id`` None: the operator, who may stop any session. A session already
+        stopping whose transaction has not ended is asked to stop again (the first stop
+        may never have reached the charge point); one that cannot be reached now raises
+        ChargePointNotConnected (503) and the station keeps the stop: it is sent again on
+        reconnect and on every reconciler pass.
         """
         now = self._now()
         async with self._db.session() as session:
             row = await locked_session(session, session_id)
-            if row is None or row.agent_id != agent_id:
+            if row is None or (agent_id is not None and row.agent_id != agent_id):
                 raise NotFound(f"no session {session_id}")
             status = SessionStatus(row.status)
             if status.final:
@@ -99,7 +103,7 @@ class SessionService:
             moved = status is not SessionStatus.STOPPING
             if moved:
                 row.status = advance(status, SessionStatus.STOPPING).value
-                row.stop_reason = row.stop_reason or AGENT_STOP
+                row.stop_reason = row.stop_reason or reason
                 row.updated_at = now
             ref, charge_point_id = row.transaction_ref, row.charge_point_id
             settle_now = ref is None or row.stopped_at is not None
@@ -110,7 +114,7 @@ class SessionService:
             self.events.publish(session_id, "status", {"status": view["status"]})
         commands = self._commands()
         if settle_now:
-            await self._settlement.settle(session_id, reason=AGENT_STOP)
+            await self._settlement.settle(session_id, reason=reason)
         elif commands is not None and ref is not None:
             _log.info("session.stop_requested", session_id=session_id, again=not moved)
             await commands.stop_transaction(charge_point_id, ref)
