@@ -289,6 +289,7 @@ def _demo_table(report: Any, *, final: bool) -> Any:
 
 def _mount_subcommands() -> None:
     from station.cli_operator import sessions_app, tariffs_app
+    from station.cli_simulate import simulate
     from station.cli_trust import agents_app, audit_app
     from vehicle.cli import agent_app
     from vehicle.cli import keygen as agent_keygen
@@ -297,6 +298,7 @@ def _mount_subcommands() -> None:
     app.add_typer(audit_app, name="audit")
     app.add_typer(sessions_app, name="sessions")
     app.add_typer(tariffs_app, name="tariffs")
+    app.command("simulate")(simulate)
     app.add_typer(agent_app, name="agent")
     # One keygen for everyone: the agent's (`chargepay agent keygen` is the same command).
     app.command("keygen")(agent_keygen)
