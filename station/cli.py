@@ -22,7 +22,7 @@ import json
 import signal
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import SecretStr
@@ -216,6 +216,31 @@ def chargepoints_list(as_json: bool = typer.Option(False, "--json")) -> None:
             f"{p.last_seen:%Y-%m-%d %H:%M:%S}" if p.last_seen else "-",
         )
     Console().print(table)
+
+
+@chargepoints_app.command("wait")
+def chargepoints_wait(
+    charge_point_ids: Annotated[list[str], typer.Argument(help="One or more ids.")],
+    timeout: Annotated[float, typer.Option(help="Seconds before giving up (exit 1).")] = 60,
+) -> None:
+    """Wait until the charge points are connected to a station (scripts, the README)."""
+    import time
+
+    from station.store.charging import list_charge_points
+
+    deadline = time.monotonic() + timeout
+    while True:
+        points = {p.charge_point_id: p for p in with_database(list_charge_points)}
+        unknown = [cp for cp in charge_point_ids if cp not in points]
+        if unknown:
+            fail(f"{unknown[0]} is not registered; add it with chargepay chargepoints add")
+        waiting = [cp for cp in charge_point_ids if not points[cp].connected]
+        if not waiting:
+            err.print(f"connected: {', '.join(charge_point_ids)}", highlight=False)
+            return
+        if time.monotonic() > deadline:
+            fail(f"{', '.join(waiting)} not connected after {timeout:g} s", code=1)
+        time.sleep(0.5)
 
 
 @app.command()

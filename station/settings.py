@@ -196,8 +196,6 @@ class Settings(BaseSettings):
         backend = url.get_backend_name()
         if backend not in DATABASE_BACKENDS:
             raise ValueError(f"unsupported database {backend!r}")
-        if backend == "sqlite" and not url.database:
-            raise ValueError("a SQLite URL needs a file path")
         return value
 
     @field_validator("default_currency")
