@@ -44,28 +44,32 @@ from dataclasses import dataclass
 
 from websockets.datastructures import Headers
 
+from station.logs import get_logger
 from station.settings import Settings
 from station.store import charging as store
 from station.store.db import Database
 
+_log = get_logger(__name__)
 # Failures of one (address, id) pair are counted over this window.
 PAIR_WINDOW_S = 600.0
 # The per-address ceiling counts failures over this window.
 ADDRESS_WINDOW_S = 60.0
 # Ids longer than this are invalid anyway; keys keep no more of them.
 _KEY_ID_CHARS = 49
+_LOOKUPS = 3
 
 
 class Outcome(enum.Enum):
     ADMITTED = "admitted"
     UNAUTHORIZED = "unauthorized"  # 401 (unknown id, wrong or missing password)
     THROTTLED = "throttled"  # 429: the address is past its ceiling
+    UNAVAILABLE = "unavailable"  # 503: the charge point registry could not be read
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     outcome: Outcome
-    # THROTTLED: seconds until the address's window ends (Retry-After).
+    # THROTTLED, UNAVAILABLE: seconds to wait before trying again (Retry-After).
     retry_after_s: float = 0.0
 
 
@@ -169,7 +173,7 @@ class FailureThrottle:
         failures = self.pairs.add((address, charge_point_id[:_KEY_ID_CHARS]))
         if failures <= self.free:
             return 0.0
-        return min(self.max_delay_s, self.base_delay_s * 2 ** (failures - self.free - 1))
+        return min(self.max_delay_s, self.base_delay_s * 2.0 ** (failures - self.free - 1))
 
 
 def basic_credentials(headers: Headers) -> tuple[str, str] | None:
@@ -203,6 +207,9 @@ class Authenticator:
         # Unknown ids are checked against this, at the cost of a real hash.
         self._dummy_hash = store.hash_password(secrets.token_urlsafe(24))
         self._threads = settings.ocpp_auth_threads or os.cpu_count() or 1
+        # Registry look-ups at once: a reconnect storm queues here, in arrival order,
+        # not in the database pool that the writer and the API need too.
+        self._lookups = asyncio.Semaphore(_LOOKUPS)
         self._pool: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
@@ -224,7 +231,12 @@ class Authenticator:
         password = credentials[1] if credentials and credentials[0] == charge_point_id else None
         stored = None
         if password is not None and store.is_valid_charge_point_id(charge_point_id):
-            stored = await store.password_hash_of(self.db, charge_point_id)
+            try:
+                async with self._lookups:
+                    stored = await store.password_hash_of(self.db, charge_point_id)
+            except Exception:
+                _log.exception("ocpp.auth_lookup_failed", charge_point_id=charge_point_id)
+                return Verdict(Outcome.UNAVAILABLE, 5.0)
             if stored is not None and self._cached(charge_point_id, stored, password):
                 return Verdict(Outcome.ADMITTED)
         retry_after = self.throttle.over_ceiling(address)

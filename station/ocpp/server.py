@@ -180,6 +180,10 @@ class CentralSystem:
             )
             response.headers["Retry-After"] = str(max(1, math.ceil(verdict.retry_after_s)))
             return response
+        if verdict.outcome is Outcome.UNAVAILABLE:
+            response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Try again later\n")
+            response.headers["Retry-After"] = str(max(1, math.ceil(verdict.retry_after_s)))
+            return response
         if verdict.outcome is Outcome.UNAUTHORIZED:
             log.warning("ocpp.auth_failed", displaces=cp_id in self._connections)
             response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import statistics
 import time
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -222,3 +224,47 @@ async def test_a_connection_that_sends_no_request_is_closed_after_the_deadline(
 
     assert left == b""
     assert 0.5 <= elapsed < 3
+
+
+@sqlite_only
+async def test_a_burst_of_handshakes_queues_before_the_database_pool(database_url: str) -> None:
+    ids = [f"CP-B{n}" for n in range(40)]
+    await registered(database_url, ids)
+    in_use, most = 0, 0
+
+    def checkout(*_: object) -> None:
+        nonlocal in_use, most
+        in_use += 1
+        most = max(most, in_use)
+
+    def checkin(*_: object) -> None:
+        nonlocal in_use
+        in_use -= 1
+
+    async with running_station(settings_for(database_url)) as station:
+        pool = station.db.engine.sync_engine.pool
+        event.listen(pool, "checkout", checkout)
+        event.listen(pool, "checkin", checkin)
+        url = f"ws://127.0.0.1:{station.ocpp_port}/ocpp"
+        statuses = await asyncio.gather(*(handshake_status(url, cp, PASSWORD) for cp in ids))
+
+    assert statuses == [101] * len(ids)
+    # The handshakes' look-ups take at most 3 (the connect events take one each).
+    assert most <= 5, most
+
+
+@sqlite_only
+async def test_a_registry_that_cannot_be_read_is_a_503_not_a_500(database_url: str) -> None:
+    await registered(database_url)
+    path = database_url.split("///", 1)[1]
+
+    async with running_station(settings_for(database_url)) as station:
+        url = f"ws://127.0.0.1:{station.ocpp_port}/ocpp"
+        with sqlite3.connect(path) as raw:
+            raw.execute("ALTER TABLE charge_points RENAME TO charge_points_away")
+        unreadable = await handshake_status(url, "CP-1", PASSWORD)
+        with sqlite3.connect(path) as raw:
+            raw.execute("ALTER TABLE charge_points_away RENAME TO charge_points")
+        readable = await handshake_status(url, "CP-1", PASSWORD)
+
+    assert (unreadable, readable) == (503, 101)
