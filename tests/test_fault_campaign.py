@@ -1,0 +1,42 @@
+"""A short run of the fault campaign (benchmarks/faults.py) on each database: station
+SIGKILLs at random and at each Stripe step, Stripe outages through the idempotency-
+enforcing proxy (and database outages on PostgreSQL), then every invariant is zero."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from benchmarks.faults import PG_DSN, run_campaign
+
+
+async def _postgres_or_skip() -> None:
+    try:
+        await (await asyncpg.connect(PG_DSN, timeout=5)).close()
+    except (OSError, asyncpg.PostgresError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required under CI: {exc}")
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_a_short_fault_campaign_breaks_no_invariant(database: str, tmp_path: Path) -> None:
+    if database == "postgres":
+        await _postgres_or_skip()
+    out = io.StringIO()
+
+    verdict, tally = await run_campaign(
+        sessions=14, minutes=0.75, database=database, charge_points=3,
+        kills=6, outages=5, seed=7, settle_timeout_s=90,
+        workdir=tmp_path, out=out,
+    )  # fmt: skip
+
+    assert tally.accepted >= 5, out.getvalue()
+    assert sum(tally.kills.values()) >= 2, out.getvalue()
+    assert verdict.rows and all(count == 0 for _, count in verdict.rows), out.getvalue()
