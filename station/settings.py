@@ -180,6 +180,8 @@ class Settings(BaseSettings):
     event_stream_send_timeout_s: float = Field(default=30.0, gt=0)
     # HTTP: a request's head (request line and headers) must arrive within this.
     http_header_timeout_s: float = Field(default=10.0, gt=0)
+    # HTTP: a request body must be complete within this of the route's first read (else 408).
+    http_body_timeout_s: float = Field(default=30.0, gt=0)
     # HTTP: an idle keep-alive connection is closed after this.
     http_keep_alive_s: int = Field(default=5, gt=0)
 

@@ -50,7 +50,11 @@ def _include_trust(app: FastAPI, station: Station) -> None:
     app.include_router(admin_sessions.router)
     app.include_router(admin_tariffs.router)
     app.include_router(metrics.router)
-    app.add_middleware(BodyLimit, max_bytes=station.settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=station.settings.max_body_bytes,
+        timeout_s=station.settings.http_body_timeout_s,
+    )
     # Wrong bearer tokens (operator API, /metrics) per client address.
     app.state.bearer_failures = FailureWindow(station.settings.admin_auth_failures_per_minute)
     bind_engine(station.db.engine, station.metrics)

@@ -3,10 +3,13 @@
 A declared ``Content-Length`` above the cap is refused before the body is
 read; a chunked body is counted as it arrives and refused when it passes the
 cap (the route sees a 413 HTTPException from ``receive``, which the problem
-renderer turns into the same document).
+renderer turns into the same document). A body still incomplete
+``timeout_s`` after the route first asked for it is a 408.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,9 +18,12 @@ from station.api.problems import problem
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # The whole body must arrive within this of the first read (a slow body is
+        # slowloris past the head): 408, and the connection is not kept.
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -32,11 +38,27 @@ class BodyLimit:
             await self._too_large()(scope, receive, send)
             return
         seen = 0
+        deadline: float | None = None
+        body_done = False
 
         async def counting_receive() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, deadline, body_done
+            if self.timeout_s is None or body_done:  # e.g. waiting for a disconnect
+                message = await receive()
+            else:
+                loop = asyncio.get_running_loop()
+                deadline = deadline or loop.time() + self.timeout_s
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
+                except TimeoutError:
+                    raise HTTPException(
+                        408,
+                        f"request body not received within {self.timeout_s:g} s",
+                        headers={"Connection": "close"},
+                    ) from None
             if message["type"] == "http.request":
+                body_done = not message.get("more_body", False)
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
                     raise HTTPException(413, self._detail())

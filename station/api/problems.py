@@ -28,6 +28,7 @@ _HTTP_CODES = {
     401: "unauthenticated",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "validation_error",
     415: "validation_error",
     422: "validation_error",

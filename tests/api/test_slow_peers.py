@@ -95,3 +95,38 @@ async def test_a_connection_that_sends_nothing_or_half_a_head_is_closed(tmp_path
 
     assert first.startswith(b"HTTP/1.1 200")
     assert results == [True, True, True]
+
+
+async def test_a_body_that_trickles_in_is_a_408_and_the_connection_is_closed(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'station.db'}",
+        http_port=0,
+        ocpp_port=0,
+        log_level="WARNING",
+        admin_token="slow-body-admin-token-0123456789",  # type: ignore[arg-type]
+        http_body_timeout_s=0.5,
+    )
+    async with running_station(settings) as station:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket()
+        sock.setblocking(False)
+        await loop.sock_connect(sock, ("127.0.0.1", station.http_port))
+        head = (
+            "POST /v1/admin/agents HTTP/1.1\r\nHost: x\r\n"
+            "Authorization: Bearer slow-body-admin-token-0123456789\r\n"
+            "Content-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+        )
+        await loop.sock_sendall(sock, head.encode() + b'{"name": ')
+        received, closed = b"", False
+        with contextlib.suppress(TimeoutError):
+            while chunk := await asyncio.wait_for(loop.sock_recv(sock, 65536), 5):
+                received += chunk
+            closed = True
+        sock.close()
+
+    assert received.startswith(b"HTTP/1.1 408"), received[:200]
+    assert closed
+    assert b"application/problem+json" in received
+    assert b'"code":"request_timeout"' in received
