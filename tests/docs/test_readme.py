@@ -77,6 +77,8 @@ SMOKE = {
     "benchmarks.ocpp_throughput": "--charge-points 3 --duration 0.5 --warmup 0.2 --rounds 1 "
     "--idle 20 --heartbeat 0.5 --hold 1",
     "benchmarks.payments": "--sessions 2",
+    # The test suite's own short campaign is tests/test_hostile.py; this only shows it runs.
+    "benchmarks.hostile": "--database sqlite --scale 0.01 --nofile 256 --hold 1",
 }
 
 
