@@ -1,13 +1,15 @@
 """`chargepay demo`: the whole system on the embedded defaults, in one command.
 
-Starts the Stripe sandbox (localstripe), a station on a temporary SQLite
-file, six simulated charge points (two of each OCPP version) and six vehicle
-agents with their own goals, budgets and urgency. They bargain, pay the 402
-challenge, charge (simulated time runs fast) and settle; each agent checks its
-receipt. A live table follows them; the run ends with a table per session and
-totals (or JSON with ``--json``). Every driver has an expected ending — a
-verified settlement, or walking away when no deal fits its budget — and the
-command exits non-zero if any session ends otherwise.
+Starts the Stripe sandbox (localstripe, behind the SPT layer of
+`simulators.spt_sandbox`), a station on a temporary SQLite file, six
+simulated charge points (two of each OCPP version) and six vehicle agents
+with their own goals, budgets and urgency. They bargain, pay the 402
+challenge with a Shared Payment Token issued for it, charge (simulated time
+runs fast) and settle; each agent checks its receipt. A live table follows
+them; the run ends with a table per session and totals (or JSON with
+``--json``). Every driver has an expected ending — a verified settlement, or
+walking away when no deal fits its budget — and the command exits non-zero if
+any session ends otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pydantic import SecretStr
 
 from simulators.battery import Battery
 from simulators.charge_point import SimulatedChargePoint
+from simulators.spt_sandbox import SptSandbox
 from simulators.stripe_sandbox import SANDBOX_API_KEY, stripe_sandbox
 from station.app import Station, running_station
 from station.settings import Settings
@@ -38,6 +41,7 @@ from vehicle.errors import NoDeal
 from vehicle.goal import Goal
 from vehicle.money import Money
 from vehicle.signing import generate_keypair, public_key_b64
+from vehicle.spt import StripeTokenIssuer
 from vehicle.wallet import Instrument, MemoryLedger, SpendLimits, Wallet
 
 CHARGE_POINTS = {
@@ -215,10 +219,15 @@ async def _drive(
     refresh: Callable[[], None],
 ) -> None:
     base_url = f"http://127.0.0.1:{station.http_port}"
+    # Each payment is a token issued for its challenge (spt_…), as production agents pay.
+    issuer = StripeTokenIssuer(
+        SANDBOX_API_KEY, "pm_card_visa", api_base=str(station.settings.stripe_api_base)
+    )
     wallet = Wallet(
         Instrument("pm_card_visa"),
         SpendLimits(Money.parse("40.00", "usd"), Money.parse("100.00", "usd")),
         MemoryLedger(),
+        issuer=issuer,
     )
     goal = Goal(
         energy_kwh=driver.energy_kwh,
@@ -250,9 +259,11 @@ async def run_demo(
     password = secrets.token_urlsafe(18)[:24]
     admin_token = secrets.token_urlsafe(24)
     keys = {d.name: generate_keypair()[0] for d in DRIVERS}
-    with contextlib.ExitStack() as stack:
+    async with contextlib.AsyncExitStack() as stack:
         tmp = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         stripe_url = stack.enter_context(stripe_sandbox())
+        # The cars pay with Shared Payment Tokens, issued by the sandbox's SPT layer.
+        tokens = await stack.enter_async_context(SptSandbox(stripe_url).running())
         settings = Settings(
             database_url=f"sqlite+aiosqlite:///{tmp / 'demo.db'}",
             http_port=0,
@@ -260,7 +271,7 @@ async def run_demo(
             admin_token=SecretStr(admin_token),
             secret_key=SecretStr(secrets.token_urlsafe(32)),
             stripe_api_key=SecretStr(SANDBOX_API_KEY),
-            stripe_api_base=stripe_url,
+            stripe_api_base=tokens.url,
             log_level="WARNING",
         )
         async with running_station(settings) as station, contextlib.AsyncExitStack() as sims:

@@ -224,3 +224,34 @@ def test_a_request_resent_with_its_old_headers_is_signed_with_a_fresh_nonce() ->
 
     assert again.headers["signature-input"].count("nonce=") == 1
     assert _nonce(again) != _nonce(first)
+
+
+async def test_with_an_issuer_each_payment_uses_a_token_scoped_to_its_challenge(
+    tmp_path: Path,
+) -> None:
+    from mpp import Credential
+
+    from vehicle.spt import TokenRequest
+
+    clock = Clock()
+    asked: list[TokenRequest] = []
+
+    class Issuer:
+        async def issue(self, request: TokenRequest) -> str:
+            asked.append(request)
+            return "spt_for_this_challenge"
+
+    wallet = make_wallet(clock, tmp_path)
+    wallet.issuer = Issuer()
+    payloads: list[object] = []
+
+    def paid(request: httpx.Request) -> httpx.Response:
+        payloads.append(Credential.from_authorization(request.headers["authorization"]).payload)
+        return httpx.Response(201, json=session_doc())
+
+    await pay(wallet, clock, paid)
+
+    (token_request,) = asked
+    assert (token_request.amount_minor, token_request.currency) == (2200, "usd")
+    assert token_request.expires_at > clock.now
+    assert payloads == [{"spt": "spt_for_this_challenge", "externalId": "off_1"}]

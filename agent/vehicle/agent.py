@@ -25,6 +25,7 @@ from vehicle.client import ReceiptDocument, SessionView, StationClient, StationT
 from vehicle.errors import (
     AgentError,
     AgentSuspended,
+    ChallengeMismatch,
     NegotiationClosed,
     NoAnswer,
     NoDeal,
@@ -40,12 +41,13 @@ from vehicle.follower import SessionUpdate, follow_session
 from vehicle.goal import Goal
 from vehicle.logs import get_logger
 from vehicle.money import Money
-from vehicle.payer import ExpectedPayment, authorization, parse_challenge
+from vehicle.payer import ExpectedPayment, authorization, mismatches, parse_challenge
 from vehicle.receipt import AgreedSession, Verdict, verify_receipt
 from vehicle.signing import AgentSigner
+from vehicle.spt import TokenRequest
 from vehicle.strategy import Accept, Counter, Strategy, WalkAway
 from vehicle.terms import parse_time
-from vehicle.wallet import Clock, Wallet, utc_now
+from vehicle.wallet import Clock, Instrument, Wallet, utc_now
 
 _log = get_logger(__name__)
 
@@ -281,11 +283,26 @@ class VehicleAgent:
             currency=challenge.request.get("currency"), expires=challenge.expires,
         )  # fmt: skip
         now = self.clock()
-        credential = authorization(
-            challenge, ExpectedPayment(cap, offer_id), self.wallet.instrument, now
-        )
-        # `authorization` refuses a challenge without a readable expiry.
-        until = parse_time(challenge.expires or "", "expires") + timedelta(seconds=self.timeout_s)
+        expected = ExpectedPayment(cap, offer_id)
+        reasons = mismatches(challenge, expected, now)
+        if reasons:
+            raise ChallengeMismatch(reasons)
+        expires = parse_time(challenge.expires or "", "expires")  # checked by `mismatches`
+        instrument = self.wallet.instrument
+        if self.wallet.issuer is not None:  # a token for this challenge alone
+            details = challenge.request.get("methodDetails")
+            network = details.get("networkId") if isinstance(details, dict) else None
+            token = await self.wallet.issuer.issue(
+                TokenRequest(
+                    cap.rounded().to_minor_units(),
+                    cap.currency,
+                    expires,
+                    network if isinstance(network, str) else None,
+                )
+            )
+            instrument = Instrument(token)
+        credential = authorization(challenge, expected, instrument, now)
+        until = expires + timedelta(seconds=self.timeout_s)
         self.wallet.reserve(offer_id, cap, until)
         try:
             session = await client.accept(deal.negotiation_id, offer_id, cap, credential)

@@ -39,10 +39,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vehicle.errors import SpendLimitExceeded
 from vehicle.money import Money
+
+if TYPE_CHECKING:
+    from vehicle.spt import TokenIssuer
 
 Clock = Callable[[], datetime]
 
@@ -213,7 +216,12 @@ class JsonFileLedger:
 
 
 class Wallet:
-    """An instrument plus the limits it is spent under."""
+    """An instrument plus the limits it is spent under.
+
+    With an `issuer` (`vehicle.spt.TokenIssuer`) each payment is made with a
+    Shared Payment Token issued for its challenge, never with the instrument
+    itself.
+    """
 
     def __init__(
         self,
@@ -222,8 +230,10 @@ class Wallet:
         ledger: SpendLedger | None = None,
         clock: Clock = utc_now,
         tz: tzinfo = UTC,
+        issuer: TokenIssuer | None = None,
     ) -> None:
         self.instrument = instrument
+        self.issuer = issuer
         self.limits = limits
         self.ledger: SpendLedger = ledger if ledger is not None else MemoryLedger()
         self.clock = clock
