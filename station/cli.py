@@ -250,13 +250,12 @@ def demo(
 ) -> None:
     """The whole system on the embedded defaults: station, Stripe sandbox, charge points, cars."""
     from rich.live import Live
-    from rich.markup import escape
 
     from simulators.demo import Report, run_demo
     from simulators.stripe_sandbox import MISSING, sandbox_installed
 
     if not sandbox_installed():
-        fail(escape(MISSING))
+        fail(MISSING)
     configure_logging("ERROR", "text")
     out = Console(width=max(Console().width, 110))
     if as_json:
