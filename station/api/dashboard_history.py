@@ -16,7 +16,10 @@ import contextlib
 from collections import OrderedDict, deque
 from typing import Any
 
+from station.logs import get_logger
 from station.services.session_events import SessionEvent, SessionEvents
+
+_log = get_logger(__name__)
 
 POINT_FIELDS = ("at", "power_kw", "energy_kwh", "cost", "cap", "currency")
 
@@ -39,6 +42,13 @@ class SessionHistory:
             self._points.move_to_end(session_id)
         points.append({name: event.data.get(name) for name in POINT_FIELDS})
 
+    def _record_safely(self, session_id: str, event: SessionEvent) -> None:
+        """A point the chart cannot keep is logged and skipped: never the station's problem."""
+        try:
+            self.record(session_id, event)
+        except Exception:
+            _log.exception("dashboard.history_record_failed", session_id=session_id)
+
     def points(self, session_id: str) -> list[dict[str, Any]]:
         return list(self._points.get(session_id, ()))
 
@@ -53,9 +63,9 @@ class SessionHistory:
                     await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
                     if not get.done():
                         return
-                    self.record(*get.result())
+                    self._record_safely(*get.result())
                     while not queue.empty():
-                        self.record(*queue.get_nowait())
+                        self._record_safely(*queue.get_nowait())
         finally:
             for waiter in (stop, get):
                 if waiter is not None and not waiter.done():

@@ -49,3 +49,17 @@ async def test_follow_records_what_is_published_until_told_to_stop() -> None:
     events.publish("ses_a", "meter", meter(3).data)
 
     assert [p["cost"] for p in history.points("ses_a")] == ["1.00", "2.00"]
+
+
+async def test_an_event_the_history_cannot_keep_is_skipped_and_following_goes_on() -> None:
+    events, history, stop = SessionEvents(), SessionHistory(), asyncio.Event()
+    follower = asyncio.create_task(history.follow(events, until=stop))
+    await asyncio.sleep(0)
+
+    events.publish("ses_a", "meter", None)  # type: ignore[arg-type]
+    events.publish("ses_a", "meter", meter(2).data)
+    await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(follower, 1)
+
+    assert [p["cost"] for p in history.points("ses_a")] == ["2.00"]
