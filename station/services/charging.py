@@ -173,6 +173,8 @@ class ChargingService:
         self._open: dict[tuple[str, str], _Open] = {}
         # (charge point, transaction ref) -> when its end could not be stored (monotonic).
         self.ends_missing: dict[tuple[str, str], float] = {}
+        # Ended transactions whose end billing could not record (told again on a resend).
+        self._unbilled_ends: set[tuple[str, str]] = set()
 
     # --- charge points -----------------------------------------------------------------
 
@@ -398,8 +400,9 @@ class ChargingService:
         if opened.ended and opened.stop_reason != END_NOT_RECEIVED:
             # A repeated end: answer as before, change nothing. (An end the station
             # made for want of the charge point's own is replaced by it when it comes.)
-            self.ends_missing.pop((cp, opened.transaction_ref), None)
-            return await self._reply(opened, notify=False)
+            key = (cp, opened.transaction_ref)
+            self.ends_missing.pop(key, None)
+            return await self._reply(opened, notify=key in self._unbilled_ends)
         result = metering.apply(opened.meter, event.readings, seq_no=event.seq_no)
         found = [*anomalies, *result.anomalies]
         if result.anomalies and result.state is opened.meter and event.seq_no is not None:
@@ -458,6 +461,12 @@ class ChargingService:
         all, it replaces this one. False if the transaction is unknown or ended.
         """
         opened = await self._find(charge_point_id, transaction_ref)
+        if opened is not None and opened.ended and opened.stop_reason != END_NOT_RECEIVED:
+            key = (charge_point_id, transaction_ref)
+            if key in self._unbilled_ends:  # stored, but billing has not heard of it
+                await self._reply(opened)
+            self.ends_missing.pop(key, None)
+            return False
         if opened is None or opened.ended:
             self.ends_missing.pop((charge_point_id, transaction_ref), None)
             return False
@@ -588,14 +597,22 @@ class ChargingService:
     async def _reply(self, opened: _Open, *, notify: bool = True) -> TransactionReply:
         billing = _UNBILLED
         if self.listener is not None and notify and opened.billed:
+            key = (opened.charge_point_id, opened.transaction_ref)
             try:
                 billing = await self.listener.transaction_updated(opened.view())
-            except Exception:  # billing must never lose a reading: the commit happened
+            except Exception as exc:  # billing must never lose a reading: the commit happened
+                if opened.ended and is_outage(exc):
+                    # Billing did not hear of the end (its session would stay charging, the
+                    # hold open): unanswered, the end is sent again and billing told again.
+                    self._unbilled_ends.add(key)
+                    raise
                 _log.exception(
                     "charging.listener_failed",
                     charge_point_id=opened.charge_point_id,
                     transaction_id=opened.transaction_id,
                 )
+            else:
+                self._unbilled_ends.discard(key)
         return TransactionReply(
             transaction_id=opened.transaction_id,
             id_token_accepted=opened.id_token_accepted and billing.id_token_accepted,

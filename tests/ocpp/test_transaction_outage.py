@@ -19,6 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from station.app import Station, running_station
+from station.services.ports import Billing, TransactionView
 from station.store.charging import TransactionRow
 from tests.ocpp.conftest import PASSWORD, basic, registered, settings_for
 from tests.outage import database_outage
@@ -126,3 +127,46 @@ async def test_a_2_0_1_ended_during_an_outage_is_unanswered_and_stored_when_rese
     assert answered[0] == 3
     assert row.ended and row.energy_wh == 800
     assert missing == {}
+
+
+class BillingDownOnce:
+    """Billing whose database is unreachable the first time it hears of an end."""
+
+    def __init__(self) -> None:
+        self.ends: list[TransactionView] = []
+        self.failed = False
+
+    async def id_token_accepted(self, charge_point_id: str, id_token: str) -> bool | None:
+        return True
+
+    async def charge_point_connected(self, charge_point_id: str) -> None:
+        pass
+
+    async def transaction_updated(self, transaction: TransactionView) -> Billing:
+        if transaction.ended and not self.failed:
+            self.failed = True
+            raise ConnectionRefusedError(111, "Connect call failed")
+        if transaction.ended:
+            self.ends.append(transaction)
+        return Billing()
+
+
+async def test_an_end_billing_could_not_record_is_unanswered_and_billed_when_resent(
+    database_url: str,
+) -> None:
+    await registered(database_url)
+    billing = BillingDownOnce()
+    async with running_station(settings_for(database_url)) as station:
+        station.charging.listener = billing
+        async with connect_as(station, "ocpp1.6") as ws:
+            start = {"connectorId": 1, "idTag": "TAG", "meterStart": 1000,
+                     "timestamp": "2026-01-01T00:00:00Z"}  # fmt: skip
+            started = await call(ws, "s1", "StartTransaction", start)
+            stop = {**END_16, "transactionId": started[2]["transactionId"]}
+            code = await unanswered_then_closed(ws, "t1", "StopTransaction", stop)
+        async with connect_as(station, "ocpp1.6") as ws:
+            stopped = await call(ws, "t1", "StopTransaction", stop)
+
+    assert code == 1013
+    assert stopped[0] == 3
+    assert [(t.ended, t.energy_wh) for t in billing.ends] == [(True, 500)]
