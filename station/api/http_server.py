@@ -59,6 +59,11 @@ def protocol_class(header_timeout_s: float) -> type[H11Protocol]:
                 return
             self._cancel_head_timer()
 
+        def handle_websocket_upgrade(self, event: Any) -> None:
+            # The connection becomes uvicorn's WebSocket protocol's: no head to wait for.
+            self._cancel_head_timer()
+            super().handle_websocket_upgrade(event)
+
         def on_response_complete(self) -> None:
             super().on_response_complete()
             if not self.transport.is_closing():
