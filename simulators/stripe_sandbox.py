@@ -94,22 +94,39 @@ def stripe_sandbox(start_timeout_s: float = 20.0, *, persist: bool = False) -> I
     """
     if not sandbox_installed():
         raise SandboxUnavailable(MISSING)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        _command(port, persist), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    process, url = _start(start_timeout_s, persist)
     try:
-        deadline = time.monotonic() + start_timeout_s
-        while not _answers(url):
-            if process.poll() is not None:
-                raise RuntimeError(f"localstripe exited with {process.returncode}")
-            if time.monotonic() > deadline:
-                raise TimeoutError("localstripe did not answer in time")
-            time.sleep(0.05)
         yield url
     finally:
         _stop(process)
+
+
+# localstripe binds the wildcard address; a port free on 127.0.0.1 may still be taken
+# there by another process (a busy machine), and then it exits at once. Pick again.
+_START_ATTEMPTS = 5
+
+
+def _start(start_timeout_s: float, persist: bool) -> tuple[subprocess.Popen[bytes], str]:
+    deadline = time.monotonic() + start_timeout_s
+    for _attempt in range(_START_ATTEMPTS):
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        process = subprocess.Popen(
+            _command(port, persist), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            while not _answers(url):
+                if process.poll() is not None:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError("localstripe did not answer in time")
+                time.sleep(0.05)
+            else:
+                return process, url
+        except BaseException:
+            _stop(process)
+            raise
+    raise RuntimeError(f"localstripe exited with {process.returncode}")
 
 
 @contextlib.asynccontextmanager

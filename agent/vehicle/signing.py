@@ -153,3 +153,25 @@ class AgentSigner(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         yield self.sign(request)
+
+
+class SigningTransport(httpx.AsyncBaseTransport):
+    """A transport that signs every request it sends, each with a fresh nonce.
+
+    For HTTP clients that resend a request below the `httpx.Auth` layer — pympp's
+    `PaymentTransport` retries a 402 with the first request's headers, which would
+    replay its signature and nonce (the station answers `401`). Put this under it::
+
+        PaymentTransport(methods=[...], inner=SigningTransport(AgentSigner(...)))
+    """
+
+    def __init__(self, signer: AgentSigner, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        self.signer = signer
+        self._inner = inner or httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        return await self._inner.handle_async_request(self.signer.sign(request))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
