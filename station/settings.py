@@ -84,6 +84,9 @@ class Settings(BaseSettings):
         default=None, description="the path of an existing PEM file of client CA certificates"
     )
     ocpp_max_frame_bytes: int = Field(default=1_048_576, gt=0)
+    # RFC 7692 permessage-deflate when a charge point offers it (OCPP 2.x requires
+    # support); each such connection holds zlib state (tens of KiB).
+    ocpp_compression: bool = True
     ocpp_call_timeout_s: float = Field(default=30.0, gt=0)
     # From TCP accept to the complete HTTP request of the handshake (TLS included);
     # then the handshake may wait this much more for its password check (a queue in

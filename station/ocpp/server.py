@@ -54,6 +54,8 @@ from station.store.db import Database
 _log = get_logger(__name__)
 PREFIX = "/ocpp/"
 SUBPROTOCOLS = [Subprotocol(v.value) for v in (OcppVersion.V21, OcppVersion.V201, OcppVersion.V16)]
+# Connections recorded (charge_point_connected) at once.
+_ADMISSIONS = 3
 _ADAPTERS: dict[str, type[OcppConnection]] = {
     OcppVersion.V16: V16Connection,
     OcppVersion.V201: V201Connection,
@@ -83,6 +85,7 @@ class CentralSystem:
             settings.ocpp_open_timeout_s,
         )
         self._connections: dict[str, OcppConnection] = {}
+        self._admissions = asyncio.Semaphore(_ADMISSIONS)
         self._limits: dict[tuple[str, int], Decimal] = {}
         self._stopping = asyncio.Event()
 
@@ -129,7 +132,7 @@ class CentralSystem:
             select_subprotocol=self._select_subprotocol,
             process_request=self._process_request,
             max_size=self.settings.ocpp_max_frame_bytes,
-            compression="deflate",
+            compression="deflate" if self.settings.ocpp_compression else None,
             # The request's own deadline is the guard's; this one bounds the whole handshake.
             open_timeout=self.settings.ocpp_open_timeout_s + self.settings.ocpp_auth_wait_s,
             ping_interval=self.settings.ocpp_ping_interval_s,
@@ -227,7 +230,9 @@ class CentralSystem:
             await previous.websocket.close(1000, "replaced by a new authenticated connection")
         log.info("ocpp.connected", ocpp_version=version, peer=str(websocket.remote_address))
         try:
-            await self.events.charge_point_connected(cp_id, version)
+            # In a reconnect storm the connects queue here, not in the database pool.
+            async with self._admissions:
+                await self.events.charge_point_connected(cp_id, version)
             await connection.serve()
         finally:
             if self._connections.get(cp_id) is connection:

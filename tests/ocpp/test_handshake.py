@@ -170,6 +170,25 @@ async def test_permessage_deflate_is_negotiated_and_the_limit_is_on_the_inflated
 
 
 @sqlite_only
+async def test_compression_can_be_turned_off(database_url: str) -> None:
+    await registered(database_url)
+    settings = settings_for(database_url, ocpp_compression=False)
+
+    async with (
+        running_station(settings) as station,
+        connect(
+            f"ws://127.0.0.1:{station.ocpp_port}/ocpp/CP-1",
+            subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
+            additional_headers=basic("CP-1", PASSWORD),
+            compression="deflate",
+        ) as ws,
+    ):
+        extensions = list(ws.protocol.extensions)
+
+    assert extensions == []
+
+
+@sqlite_only
 async def test_an_unknown_id_costs_the_same_time_as_a_wrong_password(database_url: str) -> None:
     await registered(database_url)
     settings = settings_for(database_url, ocpp_auth_free_failures=10_000)
@@ -270,3 +289,29 @@ async def test_a_registry_that_cannot_be_read_is_a_503_not_a_500(database_url: s
         readable = await handshake_status(url, "CP-1", PASSWORD)
 
     assert (unreadable, readable) == (503, 101)
+
+
+@sqlite_only
+async def test_a_burst_of_connections_is_recorded_a_few_at_a_time(database_url: str) -> None:
+    ids = [f"CP-C{n}" for n in range(40)]
+    await registered(database_url, ids)
+    recording, most = 0, 0
+
+    async with running_station(settings_for(database_url)) as station:
+        record = station.charging.charge_point_connected
+
+        async def counted(charge_point_id: str, ocpp_version: str) -> None:
+            nonlocal recording, most
+            recording += 1
+            most = max(most, recording)
+            try:
+                await record(charge_point_id, ocpp_version)
+            finally:
+                recording -= 1
+
+        station.charging.charge_point_connected = counted  # type: ignore[method-assign]
+        url = f"ws://127.0.0.1:{station.ocpp_port}/ocpp"
+        statuses = await asyncio.gather(*(handshake_status(url, cp, PASSWORD) for cp in ids))
+
+    assert statuses == [101] * len(ids)
+    assert 1 <= most <= 3, most  # the database pool (5 + 10) is not drained by a storm
