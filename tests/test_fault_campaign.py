@@ -37,6 +37,6 @@ async def test_a_short_fault_campaign_breaks_no_invariant(database: str, tmp_pat
         workdir=tmp_path, out=out,
     )  # fmt: skip
 
-    assert tally.accepted >= 5, out.getvalue()
+    assert tally.sessions_started >= 3, out.getvalue()
     assert sum(tally.kills.values()) >= 2, out.getvalue()
     assert verdict.rows and all(count == 0 for _, count in verdict.rows), out.getvalue()

@@ -380,8 +380,10 @@ class SettlementService:
                 if (startup and s.node_id == node) or s.created_at < now - self._lease
             ]
             never_started = (
-                await session.scalars(
-                    select(SessionRow.session_id).where(
+                await session.execute(
+                    select(
+                        SessionRow.session_id, SessionRow.charge_point_id, SessionRow.created_at
+                    ).where(
                         SessionRow.status == SessionStatus.AUTHORIZED.value,
                         SessionRow.transaction_ref.is_(None),
                         SessionRow.payment_reference.is_not(None),
@@ -456,9 +458,17 @@ class SettlementService:
             session.expunge_all()  # keep the rows loaded past the reader's rollback
         for settlement in stale:
             await self._repair(settlement)
-        for session_id in never_started:
+        commands = self._commands()
+        timed_out = 0
+        for session_id, charge_point_id, created_at in never_started:
+            # A charge point away from this node may have started offline and not told us
+            # yet (its queue is delivered on reconnect): wait for it, up to the silence.
+            away = commands is not None and not commands.is_connected(charge_point_id)
+            if away and created_at >= now - self._silence:
+                continue
             _log.info("reconcile.start_timeout", session_id=session_id)
             await self.settle(session_id, reason="start_timeout", still=_never_started)
+            timed_out += 1
         for session_id in ended:
             await self.settle(session_id)
         silent = [
@@ -480,7 +490,7 @@ class SettlementService:
         acted = (
             len(ignored)
             + len(stale)
-            + len(never_started)
+            + timed_out
             + len(set(ended) | set(silent))
             + len(unpaid)
             + len(orphaned)

@@ -373,3 +373,30 @@ async def test_a_connected_charge_point_that_does_not_end_a_stopped_session_is_t
     assert during.status == "stopping"
     assert (row.status, row.stop_reason) == ("settled", "stop_ignored")
     assert settlement_row is not None and settlement_row.action == "capture"
+
+
+async def test_a_start_not_yet_reported_by_a_charge_point_away_is_waited_for(
+    db: Database,
+) -> None:
+    gateway, clock, ocpp = FakeGateway(), Clock(), ConnectedChargePoints()  # CP-1 is away
+    settings = Settings(database_url=db.url, node_id="node-a", session_start_timeout_s=60)
+    settlement = SettlementService(
+        db,
+        settings,
+        gateway,
+        SessionEvents(),
+        clock,
+        lambda: ocpp,  # type: ignore[arg-type,return-value]
+    )
+    session_id = await new_session(db, gateway, energy_wh="0", started=False, status="authorized")
+
+    clock.now += timedelta(seconds=61)  # past the start timeout: it may be charging offline
+    early = await settlement.reconcile()
+    during, _ = await stored(db, session_id)
+    clock.now += timedelta(seconds=300)  # past the silence: given up on
+    late = await settlement.reconcile()
+
+    row, _ = await stored(db, session_id)
+    assert (early, during.status) == (0, "authorized")
+    assert late == 1
+    assert (row.status, row.stop_reason) == ("cancelled", "start_timeout")
