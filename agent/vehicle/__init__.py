@@ -24,13 +24,14 @@ Modules:
     strategy    pure negotiation: reservation price, concession, counter, walk away
     wallet      the payment instrument and the spend policy (per session, per day)
     payer       MPP: check a 402 challenge against the deal, build the credential
+    spt         Shared Payment Tokens issued for each challenge (`StripeTokenIssuer`)
     receipt     recompute a settled session's receipt; accept or dispute
     errors      the agent's exception tree (problem+json codes mapped to classes)
     client      the signed HTTP client for one station (PROTOCOL §2–§4)
     follower    follow a session: Server-Sent Events, falling back to polling
     agent       `VehicleAgent.charge(goal, stations)`: the façade
     cli         the `chargepay-agent` command (`chargepay agent` in the station's CLI)
-    signing     RFC 9421 request signing and agent keys
+    signing     RFC 9421 request signing (an httpx Auth, or `SigningTransport`), agent keys
 """
 
 from vehicle.agent import AgentEvent, ChargeOutcome, Deal, VehicleAgent
