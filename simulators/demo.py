@@ -94,6 +94,9 @@ class Row:
     verdict: str = "-"
     detail: str = ""
     rounds: int = 0
+    energy_cost: str = "-"
+    fees: str = "-"
+    above_cap: str = "-"  # what the cap took off the cost (0 or negative)
 
     @property
     def ended_as_expected(self) -> bool:
@@ -109,6 +112,9 @@ class Row:
             "price_per_kwh": self.price_per_kwh,
             "rounds": self.rounds,
             "energy_kwh": str(self.energy_kwh),
+            "energy_cost": self.energy_cost,
+            "fees": self.fees,
+            "above_cap": self.above_cap,
             "cap": self.cap,
             "captured": self.captured,
             "released": self.released,
@@ -151,10 +157,46 @@ class Report:
         }
 
 
+def _step(kind: str, data: dict[str, Any]) -> str:
+    """What the agent is doing, in plain words."""
+    price = data.get("price_per_kwh")
+    if kind == "offer":
+        return f"offered {price}/kWh (round {data.get('round')} of {data.get('max_rounds')})"
+    if kind == "counter":
+        return f"asks for {price}/kWh"
+    if kind == "deal":
+        return f"agreed on {price}/kWh, cap {data.get('cap')}"
+    if kind == "walk_away":
+        return "walks away: " + str(data.get("reason", "no deal within budget"))
+    if kind == "challenge":
+        return "asked to pay: a card hold of the cap"
+    if kind == "paid":
+        return "card hold placed"
+    if kind == "chosen":
+        return "charging starts"
+    if kind == "meter":
+        return "charging"
+    if kind == "receipt":
+        verdict = "adds up" if data.get("verdict") == "accepted" else "disputed"
+        return f"receipt checked: {verdict}"
+    if kind == "status" and isinstance(data.get("status"), str):
+        return {"stopping": "stopping", "settled": "settled", "charging": "charging"}.get(
+            data["status"], data["status"]
+        )
+    if kind == "settled":
+        return "settled"
+    return kind.replace("_", " ")
+
+
 def _on_event(row: Row, refresh: Callable[[], None]) -> Callable[[AgentEvent], None]:
     def handle(event: AgentEvent) -> None:
-        row.step = event.kind
         data = event.data
+        row.step = _step(event.kind, data)
+        if event.kind == "offer" and isinstance(data.get("round"), int):
+            row.rounds = data["round"]
+        if event.kind == "deal":
+            row.price_per_kwh = str(data.get("price_per_kwh", "-"))
+            row.cap = str(data.get("cap", "-"))
         if "energy_kwh" in data:
             with contextlib.suppress(ArithmeticError, TypeError, ValueError):
                 row.energy_kwh = Decimal(str(data["energy_kwh"]))
@@ -174,9 +216,18 @@ def _record(row: Row, outcome: ChargeOutcome) -> None:
     row.energy_kwh = session.energy_kwh
     row.step = "done"
     if verdict is not None and verdict.body is not None:
-        row.energy_kwh = verdict.body.energy_kwh
-        row.captured = str(verdict.body.captured)
-        row.released = str(verdict.body.released)
+        body = verdict.body
+        row.energy_kwh = body.energy_kwh
+        row.captured = str(body.captured)
+        row.released = str(body.released)
+
+        def total(kinds: set[str], *, inside: bool = True) -> Decimal:
+            lines = [x.amount for x in body.cost_lines if (x.kind in kinds) == inside]
+            return sum(lines, Decimal(0))
+
+        row.energy_cost = str(total({"energy"}))
+        row.fees = str(total({"energy", "cap", "maximum"}, inside=False))
+        row.above_cap = str(total({"cap", "maximum"}))
     if verdict is not None:
         row.verdict = verdict.kind
         row.detail = "; ".join(verdict.reasons)
@@ -242,7 +293,7 @@ async def _drive(
         try:
             outcome = await agent.charge(goal, [target])
         except NoDeal as exc:
-            row.status, row.step, row.detail = "no_deal", "walked away", str(exc)
+            row.status, row.step, row.detail = "no_deal", "walked away: no deal", str(exc)
             return
         except Exception as exc:  # any other ending is shown, and fails the demo
             row.status, row.step, row.detail = "error", "error", f"{type(exc).__name__}: {exc}"
@@ -255,7 +306,14 @@ async def run_demo(
     refresh: Callable[[Report], None], *, time_scale: float = 600, workdir: Path | None = None
 ) -> Report:
     """Run the whole demo; `refresh` is called with the report whenever something moves."""
-    report = Report()
+    report = Report(rows=[Row(d, CHARGE_POINTS[d.charge_point_id]) for d in DRIVERS])
+
+    def phase(step: str) -> None:
+        for row in report.rows:
+            row.step = step
+        refresh(report)
+
+    phase("starting the Stripe sandbox")
     password = secrets.token_urlsafe(18)[:24]
     admin_token = secrets.token_urlsafe(24)
     keys = {d.name: generate_keypair()[0] for d in DRIVERS}
@@ -264,6 +322,7 @@ async def run_demo(
         stripe_url = stack.enter_context(stripe_sandbox())
         # The cars pay with Shared Payment Tokens, issued by the sandbox's SPT layer.
         tokens = await stack.enter_async_context(SptSandbox(stripe_url).running())
+        phase("starting the station")
         settings = Settings(
             database_url=f"sqlite+aiosqlite:///{tmp / 'demo.db'}",
             http_port=0,
@@ -276,7 +335,9 @@ async def run_demo(
         )
         async with running_station(settings) as station, contextlib.AsyncExitStack() as sims:
             base_url = f"http://127.0.0.1:{station.http_port}"
+            phase("registering the charge point and the car")
             agent_ids = await _register(base_url, admin_token, password, keys)
+            phase("charge point connecting")
             simulated: dict[str, SimulatedChargePoint] = {}
             for cp, version in CHARGE_POINTS.items():
                 sim = SimulatedChargePoint(
@@ -289,9 +350,8 @@ async def run_demo(
                     charger_max_kw=150,
                 )
                 simulated[cp] = await sims.enter_async_context(sim)
-            for driver in DRIVERS:
-                row = Row(driver, CHARGE_POINTS[driver.charge_point_id])
-                report.rows.append(row)
+            for driver, row in zip(DRIVERS, report.rows, strict=True):
+                row.step = "car plugged in, bargaining"
                 simulated[driver.charge_point_id].plug_in(
                     1, Battery(capacity_kwh=driver.battery_kwh, soc=driver.soc)
                 )

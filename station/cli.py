@@ -257,7 +257,7 @@ def demo(
     if not sandbox_installed():
         fail(MISSING)
     configure_logging("ERROR", "text")
-    out = Console(width=max(Console().width, 110))
+    out = Console(width=max(Console().width, 150))
     if as_json:
         report = run_async(lambda: run_demo(lambda _report: None, time_scale=time_scale))
         typer.echo(json.dumps(report.as_json(), indent=2))
@@ -283,31 +283,34 @@ def demo(
 
 
 def _demo_table(report: Any, *, final: bool) -> Any:
+    """Live: who is bargaining, at what price and cap, charging how much. Final: the bill,
+    kWh × price = energy, + fees = captured, next to the cap and what was released."""
     from rich.table import Table
 
     table = Table(title="chargepay demo" + ("" if final else " (live)"), min_width=100)
-    for column in ("driver", "station", "OCPP", "per kWh", "kWh", "cap", "captured"):
-        table.add_column(
-            column, justify="right" if column in {"kWh", "cap", "captured"} else "left"
-        )
-    table.add_column("released", justify="right")
-    table.add_column("status" if final else "step")
+    if final:
+        columns = ("driver", "station", "OCPP", "rounds", "kWh", "× per kWh", "= energy",
+                   "+ fees", "− over cap", "= captured", "cap", "released", "ended")  # fmt: skip
+    else:
+        columns = ("driver", "station", "OCPP", "rounds", "per kWh", "cap", "kWh", "now")
+    left = {"driver", "station", "OCPP", "now", "ended"}
+    for column in columns:
+        table.add_column(column, justify="left" if column in left else "right")
     for row in report.rows:
-        status = row.status if final else row.step
+        head = (row.driver.name, row.driver.charge_point_id, row.version.removeprefix("ocpp"))
+        rounds = str(row.rounds or "-")
         if final:
             mark = "[green]✓[/]" if row.ended_as_expected else "[red]✗[/]"
-            status = f"{mark} {row.status}"
-        table.add_row(
-            row.driver.name,
-            row.driver.charge_point_id,
-            row.version.removeprefix("ocpp"),
-            row.price_per_kwh,
-            f"{row.energy_kwh:.3f}",
-            row.cap,
-            row.captured,
-            row.released,
-            status,
-        )
+            ended = "walked away (no deal)" if row.status == "no_deal" else row.status
+            table.add_row(
+                *head, rounds, f"{row.energy_kwh:.3f}", row.price_per_kwh, row.energy_cost,
+                row.fees, row.above_cap.lstrip("-") if row.above_cap not in ("-", "0", "0.00")
+                else "-", row.captured, row.cap, row.released, f"{mark} {ended}",
+            )  # fmt: skip
+        else:
+            table.add_row(
+                *head, rounds, row.price_per_kwh, row.cap, f"{row.energy_kwh:.3f}", row.step
+            )
     return table
 
 
