@@ -33,7 +33,9 @@ async def test_four_accepts_at_once_never_hold_more_than_the_window_allows(
     async with make_world() as world:
         world: World
         patched = await world.admin.patch(
-            f"/v1/admin/agents/{world.agent_id}", json={"limit_per_window": "10.00"}
+            f"/v1/admin/agents/{world.agent_id}",
+            # a session limit may not pass the window limit
+            json={"limit_per_session": "10.00", "limit_per_window": "10.00"},
         )
         assert patched.status_code == 200, patched.text
         cp = await world.charge_point("ocpp2.0.1", evse_count=4)
