@@ -107,6 +107,10 @@ class StationProcess:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+class PortTaken(RuntimeError):
+    """A free port picked for the station was taken by someone else before it bound it."""
+
+
 @contextlib.asynccontextmanager
 async def station_process(
     database_url: str, workdir: Path, *, nofile: int | None = None, **settings: str
@@ -115,7 +119,23 @@ async def station_process(
 
     ``settings`` are extra ``CHARGEPAY_*`` variables (lower-case names without
     the prefix). ``nofile`` lowers the process's open-file limit (soft and hard).
+    A port taken between picking and binding it (other processes on the host)
+    means another try on new ports.
     """
+    for attempt in range(3):
+        try:
+            async with _station_process(database_url, workdir, nofile, settings) as station:
+                yield station
+                return
+        except PortTaken:
+            if attempt == 2:
+                raise
+
+
+@contextlib.asynccontextmanager
+async def _station_process(
+    database_url: str, workdir: Path, nofile: int | None, settings: dict[str, str]
+) -> AsyncIterator[StationProcess]:
     http_port, ocpp_port = free_port(), free_port()
     env = {
         **os.environ,
@@ -163,7 +183,10 @@ async def station_process(
                     if (await client.get(f"{station.http}/healthz")).status_code == 200:
                         break
                 if proc.returncode is not None:
-                    raise RuntimeError(f"the station exited:\n{station.log_text()[-2000:]}")
+                    output = station.log_text()
+                    if "is in use" in output:
+                        raise PortTaken(output[-500:])
+                    raise RuntimeError(f"the station exited:\n{output[-2000:]}")
                 await asyncio.sleep(0.1)
         yield station
     finally:
