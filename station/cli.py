@@ -2,7 +2,7 @@
 
     chargepay serve                 the station (OCPP + HTTP API) on the configured ports
     chargepay db upgrade            migrate the database to the newest schema
-    chargepay chargepoints add/list register charge points
+    chargepay chargepoints add/list/remove  the charge point registry
     chargepay agents …              the agent registry (suspend, resume, …)
     chargepay audit verify|export   the hash-chained audit log
     chargepay agent …               the vehicle agent (charge, keygen)
@@ -29,7 +29,7 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from station import __version__
-from station.cli_common import EXIT_USAGE, fail, load_settings, with_database
+from station.cli_common import EXIT_USAGE, fail, load_settings, print_rows, with_database
 from station.logs import configure as configure_logging
 from station.startup import StartupError, explain
 
@@ -194,28 +194,49 @@ def chargepoints_add(
     err.print(f"[green]registered[/] {charge_point_id}")
 
 
-@chargepoints_app.command("list")
-def chargepoints_list(as_json: bool = typer.Option(False, "--json")) -> None:
-    """The registered charge points, their connection and OCPP version."""
-    from rich.table import Table
+CHARGE_POINT_COLUMNS = (
+    "charge_point_id",
+    "connected",
+    "ocpp_version",
+    "vendor",
+    "model",
+    "firmware_version",
+    "last_seen",
+)
 
+
+@chargepoints_app.command("list")
+def chargepoints_list(
+    as_json: bool = typer.Option(False, "--json", help="A JSON array, for machines."),
+    show_all: bool = typer.Option(False, "--all", help="The removed ones too."),
+) -> None:
+    """The registered charge points, their connection and OCPP version."""
     from station.store.charging import list_charge_points
 
-    points = with_database(list_charge_points)
-    if as_json:
-        typer.echo(json.dumps([dataclasses.asdict(p) for p in points], default=str))
-        return
-    table = Table("charge point", "connected", "OCPP", "vendor", "model", "last seen")
-    for p in points:
-        table.add_row(
-            p.charge_point_id,
-            "yes" if p.connected else "no",
-            p.ocpp_version or "-",
-            p.vendor or "-",
-            p.model or "-",
-            f"{p.last_seen:%Y-%m-%d %H:%M:%S}" if p.last_seen else "-",
-        )
-    Console().print(table)
+    async def work(db: Database) -> list[dict[str, Any]]:
+        points = await list_charge_points(db, removed=show_all)
+        return [dataclasses.asdict(p) for p in points]
+
+    columns = CHARGE_POINT_COLUMNS + (("removed_at",) if show_all else ())
+    print_rows(with_database(work), columns, as_json=as_json, title="charge points")
+
+
+@chargepoints_app.command("remove")
+def chargepoints_remove(
+    charge_point_id: str = typer.Argument(..., help="The charge point's id."),
+    reason: str = typer.Option(..., help="Why (kept in the audit log)."),
+) -> None:
+    """Remove a charge point (it can no longer connect; its history stays; audited).
+
+    Refused while one of its sessions is live. ``chargepoints add`` brings it back.
+    """
+    from station.store.charging import remove_charge_point
+
+    async def work(db: Database) -> None:
+        await remove_charge_point(db, charge_point_id, reason=reason, actor="cli")
+
+    with_database(work)
+    err.print(f"[yellow]removed[/] {charge_point_id}", highlight=False)
 
 
 @chargepoints_app.command("wait")

@@ -9,6 +9,7 @@ everyone.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import re
 from collections.abc import AsyncIterator
@@ -174,6 +175,10 @@ class ChargePointOut(BaseModel):
     model: str | None
     firmware_version: str | None
     last_seen: datetime | None
+    removed_at: datetime | None = None
+
+
+ChargePointId = Annotated[str, Path(max_length=48, pattern=NO_NUL)]
 
 
 def _agent_out(agent: AgentRow, left: Any = None) -> dict[str, Any]:
@@ -327,22 +332,29 @@ async def register_charge_point(
 
 
 @router.get("/charge-points", response_model=list[ChargePointOut])
-async def list_charge_points(_actor: Operator, request: Request) -> list[dict[str, Any]]:
-    """Charge points with their connection status and OCPP version."""
-    points = await charging_store.list_charge_points(station_of(request).db)
-    return [
-        {
-            "charge_point_id": p.charge_point_id,
-            "ocpp_version": p.ocpp_version,
-            "connected": p.connected,
-            "node_id": p.node_id,
-            "vendor": p.vendor,
-            "model": p.model,
-            "firmware_version": p.firmware_version,
-            "last_seen": p.last_seen,
-        }
-        for p in points
-    ]
+async def list_charge_points(
+    _actor: Operator,
+    request: Request,
+    include_removed: Annotated[bool, Query(alias="all")] = False,
+) -> list[dict[str, Any]]:
+    """Charge points with their connection status and OCPP version (``?all=true``:
+    the removed ones too)."""
+    points = await charging_store.list_charge_points(
+        station_of(request).db, removed=include_removed
+    )
+    return [dataclasses.asdict(p) for p in points]
+
+
+@router.post("/charge-points/{charge_point_id}/remove", response_model=ChargePointOut)
+async def remove_charge_point(
+    charge_point_id: ChargePointId, body: Reason, actor: Operator, request: Request
+) -> dict[str, Any]:
+    """Soft removal, audited: the charge point can no longer connect (401, as an unknown
+    id); its history stays. 409 while one of its sessions is live (stop it first)."""
+    point = await charging_store.remove_charge_point(
+        station_of(request).db, charge_point_id, reason=body.reason, actor=actor
+    )
+    return dataclasses.asdict(point)
 
 
 @router.get(

@@ -46,13 +46,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from station.errors import Conflict, ValidationError
+from station.domain.session import SessionStatus
+from station.errors import Conflict, NotFound, ValidationError
+from station.logs import get_logger
+from station.store import audit
 from station.store.base import Base, Energy, UtcDateTime, utcnow
 from station.store.db import Database
+from station.store.payments import SessionRow
 
 # SQLite autoincrements only an INTEGER PRIMARY KEY; PostgreSQL gets 64 bits.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
+_log = get_logger(__name__)
 _ID = re.compile(r"^[A-Za-z0-9._:\-]{1,48}$")
 _SCRYPT = {"n": 2**12, "r": 8, "p": 1}
 
@@ -71,6 +76,8 @@ class ChargePointRow(Base):
     node_id: Mapped[str | None] = mapped_column(String(64))
     last_seen: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    # Soft removal (0007): the row and its history stay, it can no longer connect.
+    removed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class ConnectorRow(Base):
@@ -212,29 +219,34 @@ class ChargePointInfo:
     model: str | None
     firmware_version: str | None
     last_seen: datetime | None
+    removed_at: datetime | None = None
 
 
 async def register_charge_points(
     db: Database, credentials: Iterable[tuple[str, str]], *, replace: bool = False
 ) -> None:
-    """Register charge points (or, with ``replace``, set new passwords) in one unit."""
+    """Register charge points (or, with ``replace``, set new passwords) in one unit.
+
+    A removed charge point's id may be registered again: it gets the new password
+    and can connect again (its history stays).
+    """
     pairs = list(credentials)
     for charge_point_id, password in pairs:
         check_credentials(charge_point_id, password)
     hashes = await asyncio.to_thread(lambda: [hash_password(p) for _, p in pairs])
     async with db.session() as session:
         ids = [cp for cp, _ in pairs]
-        existing = set(
-            (
-                await session.scalars(
-                    select(ChargePointRow.charge_point_id).where(
-                        ChargePointRow.charge_point_id.in_(ids)
-                    )
+        rows = (
+            await session.execute(
+                select(ChargePointRow.charge_point_id, ChargePointRow.removed_at).where(
+                    ChargePointRow.charge_point_id.in_(ids)
                 )
-            ).all()
-        )
-        if existing and not replace:
-            raise Conflict(f"charge point already registered: {sorted(existing)[0]}")
+            )
+        ).all()
+        existing = {cp for cp, _ in rows}
+        current = sorted(cp for cp, removed_at in rows if removed_at is None)
+        if current and not replace:
+            raise Conflict(f"charge point already registered: {current[0]}")
         new = [
             {"charge_point_id": cp, "password_hash": h, "connected": False, "created_at": utcnow()}
             for cp, h in zip(ids, hashes, strict=True)
@@ -247,7 +259,7 @@ async def register_charge_points(
                 await session.execute(
                     update(ChargePointRow)
                     .where(ChargePointRow.charge_point_id == cp)
-                    .values(password_hash=h)
+                    .values(password_hash=h, removed_at=None)
                 )
 
 
@@ -258,9 +270,12 @@ async def register_charge_point(
     await register_charge_points(db, [(charge_point_id, password)], replace=replace)
 
 
-async def list_charge_points(db: Database) -> list[ChargePointInfo]:
+async def list_charge_points(db: Database, *, removed: bool = False) -> list[ChargePointInfo]:
+    """The registered charge points; with ``removed``, the removed ones too."""
     async with db.reader() as session:
         query = select(ChargePointRow).order_by(ChargePointRow.charge_point_id)
+        if not removed:
+            query = query.where(ChargePointRow.removed_at.is_(None))
         rows = await session.scalars(query)
         return [
             ChargePointInfo(
@@ -272,15 +287,69 @@ async def list_charge_points(db: Database) -> list[ChargePointInfo]:
                 r.model,
                 r.firmware_version,
                 r.last_seen,
+                r.removed_at,
             )
             for r in rows
         ]
 
 
+async def remove_charge_point(
+    db: Database, charge_point_id: str, *, reason: str, actor: str
+) -> ChargePointInfo:
+    """Soft removal, audited: the charge point can no longer connect; its history stays.
+
+    NotFound for an unknown id; Conflict (409) while one of its sessions is live
+    (stop it first, so no hold is left without a meter). Removing a removed one
+    changes nothing.
+    """
+    live_statuses = [s.value for s in SessionStatus if not s.final]
+    async with db.session() as session:
+        row = await session.get(ChargePointRow, charge_point_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"charge point {charge_point_id} is not registered")
+        if row.removed_at is None:
+            live = await session.scalar(
+                select(SessionRow.session_id)
+                .where(
+                    SessionRow.charge_point_id == charge_point_id,
+                    SessionRow.status.in_(live_statuses),
+                )
+                .limit(1)
+            )
+            if live is not None:
+                raise Conflict(
+                    f"charge point {charge_point_id} has a live session {live}; stop it first"
+                )
+            row.removed_at = utcnow()
+            await audit.record(
+                session,
+                actor=actor,
+                action="charge_point.removed",
+                subject=charge_point_id,
+                data={"reason": reason},
+            )
+            _log.warning(
+                "charge_point.removed", charge_point_id=charge_point_id, actor=actor, reason=reason
+            )
+        return ChargePointInfo(
+            row.charge_point_id,
+            row.ocpp_version,
+            row.connected,
+            row.node_id,
+            row.vendor,
+            row.model,
+            row.firmware_version,
+            row.last_seen,
+            row.removed_at,
+        )
+
+
 async def password_hash_of(db: Database, charge_point_id: str) -> str | None:
+    """The stored hash; None for an unknown or removed charge point (the same 401)."""
     async with db.reader() as session:
         return await session.scalar(
             select(ChargePointRow.password_hash).where(
-                ChargePointRow.charge_point_id == charge_point_id
+                ChargePointRow.charge_point_id == charge_point_id,
+                ChargePointRow.removed_at.is_(None),
             )
         )

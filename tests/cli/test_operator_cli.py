@@ -180,3 +180,57 @@ async def test_agents_remove_is_refused_while_a_session_is_live_then_done_and_au
     assert resumed.exit_code == 2 and "removed" in resumed.stderr
     audit = (await world.admin.get("/v1/admin/audit")).text
     assert "agent.removed" in audit
+
+
+async def test_chargepoints_remove_is_refused_while_live_then_hides_it_and_refuses_its_login(
+    world: World,
+) -> None:
+    from tests.ocpp.test_security import handshake_status
+
+    run = cli(world)
+    cp = await world.charge_point("ocpp2.0.1")
+    cp_id = cp.charge_point_id
+    path = f"/v1/admin/charge-points/{cp_id}/remove"
+    async with cp:
+        await asyncio.wait_for(cp.booted.wait(), 10)
+        plug = cp.plug_in(1, battery("4"))
+        negotiation = await world.negotiate(cp, "4")
+        response = await world.pay(negotiation, "10.00")
+        sid = response.json()["session_id"]
+
+        refused_cli = await run("chargepoints", "remove", cp_id, "--reason", "decommissioned")
+        refused_api = await world.admin.post(path, json={"reason": "decommissioned"})
+        await asyncio.wait_for(plug.ended.wait(), 20)
+        await wait_for_status(world, sid, "settled")
+    before = await handshake_status(world.ocpp, cp_id, cp.password)
+    removed = await world.admin.post(path, json={"reason": "decommissioned"})
+    listed = await run("chargepoints", "list", "--json")
+    listed_all = await run("chargepoints", "list", "--all", "--json")
+    table_all = await run("chargepoints", "list", "--all")
+    api_listed = await world.admin.get("/v1/admin/charge-points")
+    after = await handshake_status(world.ocpp, cp_id, cp.password)
+    unknown = await run("chargepoints", "remove", "CP-NOPE", "--reason", "typo")
+
+    assert refused_cli.exit_code == 2, refused_cli.output
+    assert f"live session {sid}" in refused_cli.stderr
+    assert len(refused_cli.stderr.strip().splitlines()) == 1
+    assert refused_api.status_code == 409, refused_api.text
+    assert refused_api.headers["content-type"].startswith("application/problem+json")
+    assert (before, after) == (101, 401)
+    assert removed.status_code == 200, removed.text
+    assert removed.json()["removed_at"] is not None
+    assert cp_id not in [p["charge_point_id"] for p in json.loads(listed.stdout)]
+    assert cp_id not in [p["charge_point_id"] for p in api_listed.json()]
+    [shown] = [p for p in json.loads(listed_all.stdout) if p["charge_point_id"] == cp_id]
+    assert shown["removed_at"] is not None
+    assert cp_id in table_all.stdout and "removed" in table_all.stdout
+    assert unknown.exit_code == 2 and "not registered" in unknown.stderr
+    audit = (await world.admin.get("/v1/admin/audit")).text
+    assert '"charge_point.removed"' in audit and "decommissioned" in audit
+
+    # Registering the id again brings it back, with the new password.
+    again = await world.admin.post(
+        "/v1/admin/charge-points", json={"charge_point_id": cp_id, "password": "n" * 20}
+    )
+    assert again.status_code == 201, again.text
+    assert await handshake_status(world.ocpp, cp_id, "n" * 20) == 101
