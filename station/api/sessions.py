@@ -19,6 +19,7 @@ from station.api.schemas import ReceiptDoc, ReceiptKeyDoc, SessionDoc
 from station.domain.session import SessionStatus
 from station.logs import get_logger
 from station.payments.receipts import RECEIPT_CACHE_CONTROL
+from station.services.session_events import SessionEvent
 
 _log = get_logger(__name__)
 router = APIRouter(tags=["sessions"])
@@ -85,21 +86,36 @@ async def session_events(session_id: str, agent: Agent, request: Request) -> Str
         station.metrics.event_streams.dec()
 
     async def stream() -> AsyncIterator[str]:
-        async with payments.events.subscribe(session_id) as queue:
-            current = await payments.sessions.get(agent.agent_id, session_id)
-            yield _sse("status", {"status": current["status"]})
-            if SessionStatus(current["status"]).final:
-                yield _sse("settled", await _final(current))
-                return
-            while True:
-                try:
-                    event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                yield _sse(event.name, event.data)
-                if event.name == "settled":
+        stop = asyncio.ensure_future(station.stopping.wait())
+        get: asyncio.Future[SessionEvent] | None = None
+        try:
+            async with payments.events.subscribe(session_id) as queue:
+                current = await payments.sessions.get(agent.agent_id, session_id)
+                yield _sse("status", {"status": current["status"]})
+                if SessionStatus(current["status"]).final:
+                    yield _sse("settled", await _final(current))
                     return
+                while True:
+                    get = asyncio.ensure_future(queue.get())
+                    await asyncio.wait(
+                        {get, stop}, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if get.done():
+                        event = get.result()
+                        yield _sse(event.name, event.data)
+                        if event.name == "settled":
+                            return
+                    elif stop.done():
+                        # The station is going away: end now, not at uvicorn's deadline. The
+                        # agent follows on by polling (or another node) once it is back.
+                        yield ": station stopping\n\n"
+                        return
+                    else:
+                        yield ": keep-alive\n\n"
+        finally:
+            for waiter in (stop, get):
+                if waiter is not None and not waiter.done():
+                    waiter.cancel()
 
     async def _final(current: dict[str, Any]) -> dict[str, Any]:
         if current["status"] == SessionStatus.SETTLED:
