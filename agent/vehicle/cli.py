@@ -20,6 +20,7 @@ from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import platformdirs
 import typer
@@ -38,6 +39,7 @@ from vehicle.signing import generate_keypair, load_private_key, public_key_b64, 
 from vehicle.wallet import Instrument, JsonFileLedger, SpendLimits, Wallet, utc_now
 
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_DISPUTE = 3
 # The platform's state directory (~/.local/state/chargepay-agent on Linux).
 DEFAULT_SPEND_RECORD = platformdirs.user_state_path("chargepay-agent") / "spend.json"
@@ -71,6 +73,22 @@ def keygen(
     save_private_key(private_key, out_file)
     err.print(f"private key written to {out_file} (mode 0600); register this public key:")
     out.print(public_key_b64(private_key), highlight=False, soft_wrap=True)
+
+
+def _station_url(text: str) -> str:
+    """A station's base URL as given, or exit 2 naming what is wrong with it."""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError as exc:
+        raise _fail(f"--station {text!r}: {exc}", EXIT_USAGE) from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _fail(
+            f"--station {text!r} is not a station URL; give its base URL, "
+            "e.g. --station http://127.0.0.1:8080",
+            EXIT_USAGE,
+        )
+    return text
 
 
 def _targets(
@@ -275,6 +293,7 @@ def charge(
 ) -> None:
     """Negotiate with the charge point(s), pay the best deal, charge and check the receipt."""
     configure("INFO" if verbose else "WARNING", "text")
+    station = [_station_url(url) for url in station]
     if (payment_method is None) == (spt is None):
         raise _fail("give exactly one of --payment-method pm_… or --spt spt_…")
     for flag, value, what in (

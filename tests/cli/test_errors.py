@@ -171,6 +171,23 @@ def test_audit_export_into_a_missing_folder(tmp_path: Path) -> None:
     assert_one_line(result, "/nonexistent/dir/x.jsonl", "--output")
 
 
+@pytest.mark.parametrize("url", ["not-a-url", "http://h:port"])
+def test_agent_charge_with_a_station_that_is_not_a_url(url: str, tmp_path: Path) -> None:
+    from vehicle.signing import generate_keypair, save_private_key
+
+    key = tmp_path / "agent.pem"
+    save_private_key(generate_keypair()[0], key)
+
+    result = chargepay(
+        "agent", "charge", "--station", url, "--charge-point", "CP-1", "--energy", "5",
+        "--budget", "10", "--agent-id", "agt_x", "--key", str(key),
+        "--payment-method", "pm_card_visa", "--limit-session", "20", "--limit-day", "50",
+        "--spend-record", str(tmp_path / "spend.json"), env={}, cwd=tmp_path,
+    )  # fmt: skip
+
+    assert_one_line(result, "--station", repr(url))
+
+
 def test_a_host_that_is_not_an_address_of_this_machine(tmp_path: Path) -> None:
     env = {**STRONG, "CHARGEPAY_HTTP_HOST": "192.0.2.1", "CHARGEPAY_HTTP_PORT": "18080"}
 
