@@ -70,6 +70,8 @@ class Station:
         self.central_system = CentralSystem(
             settings, self.db, self.charging, FrameLog(self.writer, self.metrics)
         )
+        self.central_system.auth.metrics = self.metrics
+        self.central_system.handshakes.metrics = self.metrics
         # Payments (issue 3): negotiation, MPP authorisation, billing, settlement.
         self.payments = Payments(settings, self.db, lambda: self.central_system)
         self.charging.listener = self.payments.billing
@@ -111,7 +113,7 @@ class Station:
         )
         server = StationServer(config)
         loop = asyncio.get_running_loop()
-        accept_errors = http_server.AcceptErrors()
+        accept_errors = http_server.AcceptErrors(metrics=self.metrics)
         accept_errors.install(loop)
         try:
             await self.charging.reset_node()

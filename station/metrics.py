@@ -127,6 +127,32 @@ class StationMetrics:
             ["message_type"],
             registry=registry,
         )
+        self.ocpp_logins = Counter(
+            "chargepay_ocpp_logins",
+            "OCPP handshakes admitted, by the check that admitted them: certificate,"
+            " cache (this process verified it before), keyed (the row's keyed verifier)"
+            " or scrypt.",
+            ["check"],
+            registry=registry,
+        )
+        self.ocpp_login_refusals = Counter(
+            "chargepay_ocpp_login_refusals",
+            "OCPP handshakes refused by authentication: unauthorized (401), throttled"
+            " (429, the address past its failed-login ceiling) or unavailable (503).",
+            ["reason"],
+            registry=registry,
+        )
+        self.ocpp_handshakes_shed = Counter(
+            "chargepay_ocpp_handshakes_shed",
+            "Half-open OCPP connections closed: past the bound or the request deadline.",
+            registry=registry,
+        )
+        self.accept_errors = Counter(
+            "chargepay_accept_errors",
+            "accept() failures for want of resources (EMFILE, ENFILE, …), by port.",
+            ["port"],
+            registry=registry,
+        )
         self.stripe_latency = Histogram(
             "chargepay_stripe_request_seconds",
             "Latency of Stripe API calls, by operation.",

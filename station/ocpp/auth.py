@@ -4,18 +4,26 @@
 
 * a client certificate whose common name is the id (security profile 3)
   gets in, always, without touching the throttle or the database;
-* so does the right password (profiles 1/2), always: it is checked against
-  the charge point's scrypt hash, or against this process's cache of
-  credentials it verified before (an HMAC of the password under a random
-  per-process key, tied to the stored hash, so a new password invalidates it);
+* so does the right password (profiles 1/2), always. It is checked, fastest
+  first, against this process's cache of credentials it verified before (an
+  HMAC under a random per-process key), then against the row's keyed
+  verifier (`KeyedVerifier`: an HMAC-SHA256 under a key derived from
+  ``CHARGEPAY_SECRET_KEY``, which never reaches the database), then against
+  the row's scrypt hash. Both HMACs are tied to the stored scrypt hash, so a
+  new password invalidates them. The keyed verifier is what lets a restarted
+  station admit a fleet in microseconds per charge point; it is written
+  beside the scrypt hash on the first successful scrypt check of a password
+  random enough (`random_enough`), and only when a secret key is set
+  (docs/trust.md, "Charge point passwords");
 * everything else is a failure, answered 401 after a delay that grows with
   the failures of that (address, id) pair. An unknown id, an id that cannot
   be one (``/ocpp/CP%00X``, never looked up) and a wrong password cost the
-  same work (scrypt against a dummy hash) and get the same answer, so ids
-  cannot be told apart by status or by time;
+  same work (scrypt against a dummy hash, or the row's own hash even when its
+  keyed verifier already said no) and get the same answer, so ids cannot be
+  told apart by status or by time;
 * past a ceiling of failures per address per minute (high enough for a large
   site behind one NAT), credentials that would need a scrypt check get 429;
-  certificates and cached credentials still get in.
+  certificates, cached credentials and keyed verifiers still get in.
 
 Failure state is bounded: fixed-window counters in LRU tables of
 ``ocpp_auth_max_entries`` keys each (the oldest key is forgotten first).
@@ -34,7 +42,9 @@ import enum
 import hashlib
 import hmac
 import ipaddress
+import itertools
 import os
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -45,7 +55,9 @@ from dataclasses import dataclass
 from websockets.datastructures import Headers
 
 from station.logs import get_logger
+from station.metrics import StationMetrics
 from station.settings import Settings
+from station.startup import estimated_entropy_bits
 from station.store import charging as store
 from station.store.db import Database
 
@@ -57,6 +69,8 @@ ADDRESS_WINDOW_S = 60.0
 # Ids longer than this are invalid anyway; keys keep no more of them.
 _KEY_ID_CHARS = 49
 _LOOKUPS = 3
+# Keyed verifiers written at once (one transaction), after their scrypt checks.
+_MIGRATION_BATCH = 500
 
 
 class Outcome(enum.Enum):
@@ -176,6 +190,75 @@ class FailureThrottle:
         return min(self.max_delay_s, self.base_delay_s * 2.0 ** (failures - self.free - 1))
 
 
+# --- the keyed verifier --------------------------------------------------------------
+
+# What a password must look like for a fast keyed verifier (see `random_enough`).
+RANDOM_ENOUGH_BITS = 72.0
+_LETTER_RUN = re.compile(r"[a-z]{6,}|[A-Z]{6,}")
+_VERIFIER_SCHEME = "hmac-sha256"
+_KEY_LABEL = b"chargepay/ocpp-password-verifier/v1"
+
+
+def random_enough(password: str) -> bool:
+    """Whether a password looks machine-generated: random enough for a fast verifier.
+
+    A heuristic that errs on the side of scrypt: at least 72 bits by the
+    start-up secrets' estimate (`estimated_entropy_bits`), and as much in the
+    steps between characters (no sequences), three kinds of character (lower,
+    upper, digit, other), no run of six letters of one case (words) and no
+    four characters repeated. 24 random base64url characters
+    (``secrets.token_urlsafe(18)``) pass about nine times in ten; a password
+    that does not pass keeps scrypt only, which is still correct, only slower.
+    """
+    steps = "".join(chr((ord(b) - ord(a)) % 0x110000) for a, b in itertools.pairwise(password))
+    kinds = (str.islower, str.isupper, str.isdigit, lambda c: not c.isalnum())
+    return (
+        estimated_entropy_bits(password) >= RANDOM_ENOUGH_BITS
+        and estimated_entropy_bits(steps) >= RANDOM_ENOUGH_BITS - 12
+        and sum(any(kind(c) for c in password) for kind in kinds) >= 3
+        and _LETTER_RUN.search(password) is None
+        and not any(password.count(password[i : i + 4]) > 1 for i in range(len(password) - 3))
+    )
+
+
+class KeyedVerifier:
+    """``hmac-sha256$<key id>$<digest>``: HMAC-SHA256 of (scrypt hash, id, password).
+
+    The key is derived from the station's secret key (environment), never
+    stored; the key id (a digest of the key) names which key made a verifier,
+    so after a key rotation the old verifiers are skipped (scrypt decides, and
+    writes a new one), never trusted nor taken for a wrong password. A
+    database leak without the key gives nothing to brute-force offline; with
+    the key, a fast hash of a random-enough password (72+ bits) still is not.
+    """
+
+    def __init__(self, secret_key: str) -> None:
+        self._key = hmac.new(secret_key.encode(), _KEY_LABEL, hashlib.sha256).digest()
+        self.key_id = hmac.new(self._key, b"key id", hashlib.sha256).hexdigest()[:16]
+        self._prefix = f"{_VERIFIER_SCHEME}${self.key_id}$"
+
+    def _digest(self, stored_hash: str, charge_point_id: str, password: str) -> bytes:
+        message = "\0".join((stored_hash, charge_point_id, password)).encode()
+        return hmac.new(self._key, message, hashlib.sha256).digest()
+
+    def make(self, stored_hash: str, charge_point_id: str, password: str) -> str:
+        digest = self._digest(stored_hash, charge_point_id, password)
+        return self._prefix + base64.b64encode(digest).decode()
+
+    def current(self, verifier: str | None) -> bool:
+        """Whether this key made the verifier (else it is to be skipped and replaced)."""
+        return verifier is not None and verifier.startswith(self._prefix)
+
+    def matches(self, verifier: str, stored_hash: str, charge_point_id: str, password: str) -> bool:
+        """Constant-time check; only meaningful when `current(verifier)`."""
+        try:
+            expected = base64.b64decode(verifier[len(self._prefix) :], validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        actual = self._digest(stored_hash, charge_point_id, password)
+        return hmac.compare_digest(actual, expected)
+
+
 def basic_credentials(headers: Headers) -> tuple[str, str] | None:
     """(user, password) from an ``Authorization: Basic`` header, or None."""
     value = headers.get("Authorization", "")
@@ -200,6 +283,10 @@ class Authenticator:
     ) -> None:
         self.db = db
         self.throttle = FailureThrottle.from_settings(settings, clock)
+        # Set by the station that owns this listener (its /metrics); None in bare use.
+        self.metrics: StationMetrics | None = None
+        secret = settings.secret_key.get_secret_value() if settings.secret_key else ""
+        self.keyed = KeyedVerifier(secret) if secret else None
         self._key = secrets.token_bytes(32)
         # id -> (stored hash, keyed digest of the password that matched it); only
         # registered ids with their right password get here, so the registry bounds it.
@@ -211,12 +298,21 @@ class Authenticator:
         # not in the database pool that the writer and the API need too.
         self._lookups = asyncio.Semaphore(_LOOKUPS)
         self._pool: ThreadPoolExecutor | None = None
+        # Keyed verifiers to write: id -> (the scrypt hash it is tied to, verifier).
+        self._unwritten: dict[str, tuple[str, str]] = {}
+        self._writing: asyncio.Task[None] | None = None
 
     def close(self) -> None:
-        """Drop the queued checks and let the threads finish. Idempotent."""
+        """Drop the queued checks and let the threads finish. Idempotent.
+
+        Verifiers not yet written are dropped: the next scrypt check writes them.
+        """
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+        if self._writing is not None:
+            self._writing.cancel()
+            self._writing = None
 
     async def authenticate(
         self, charge_point_id: str, address: str, headers: Headers, *, certificate_matches: bool
@@ -226,30 +322,48 @@ class Authenticator:
         Safe to cancel (the handshake's deadline): a queued check is dropped.
         """
         if certificate_matches:
-            return Verdict(Outcome.ADMITTED)
+            return self._admitted("certificate")
         credentials = basic_credentials(headers)
         password = credentials[1] if credentials and credentials[0] == charge_point_id else None
-        stored = None
+        stored: store.Credentials | None = None
         if password is not None and store.is_valid_charge_point_id(charge_point_id):
             try:
                 async with self._lookups:
-                    stored = await store.password_hash_of(self.db, charge_point_id)
+                    stored = await store.credentials_of(self.db, charge_point_id)
             except Exception:
                 _log.exception("ocpp.auth_lookup_failed", charge_point_id=charge_point_id)
-                return Verdict(Outcome.UNAVAILABLE, 5.0)
-            if stored is not None and self._cached(charge_point_id, stored, password):
-                return Verdict(Outcome.ADMITTED)
+                return self._refused(Outcome.UNAVAILABLE, 5.0)
+            if stored is not None:
+                if self._cached(charge_point_id, stored.password_hash, password):
+                    return self._admitted("cache")
+                if self._keyed_match(charge_point_id, stored, password):
+                    self._remember(charge_point_id, stored.password_hash, password)
+                    return self._admitted("keyed")
+                # A keyed mismatch falls through to scrypt: a wrong guess costs the
+                # same whether the id is unknown, known, or known with a verifier.
         retry_after = self.throttle.over_ceiling(address)
         if retry_after is not None:
-            return Verdict(Outcome.THROTTLED, retry_after)
-        if password is not None and await self._verify(password, stored):
+            return self._refused(Outcome.THROTTLED, retry_after)
+        hash_ = stored.password_hash if stored is not None else None
+        if password is not None and await self._verify(password, hash_):
             assert stored is not None
-            self._remember(charge_point_id, stored, password)
-            return Verdict(Outcome.ADMITTED)
+            self._remember(charge_point_id, stored.password_hash, password)
+            self._migrate(charge_point_id, stored, password)
+            return self._admitted("scrypt")
         delay = self.throttle.fail(address, charge_point_id)
         if delay > 0:
             await asyncio.sleep(delay)
-        return Verdict(Outcome.UNAUTHORIZED)
+        return self._refused(Outcome.UNAUTHORIZED)
+
+    def _admitted(self, check: str) -> Verdict:
+        if self.metrics is not None:
+            self.metrics.ocpp_logins.labels(check=check).inc()
+        return Verdict(Outcome.ADMITTED)
+
+    def _refused(self, outcome: Outcome, retry_after_s: float = 0.0) -> Verdict:
+        if self.metrics is not None:
+            self.metrics.ocpp_login_refusals.labels(reason=outcome.value).inc()
+        return Verdict(outcome, retry_after_s)
 
     async def _verify(self, password: str, stored: str | None) -> bool:
         """scrypt in the pool, against the dummy hash when the id is unknown: same work."""
@@ -260,6 +374,37 @@ class Authenticator:
             self._pool, store.verify_password, password, stored or self._dummy_hash
         )
         return matches and stored is not None
+
+    def _keyed_match(self, charge_point_id: str, stored: store.Credentials, password: str) -> bool:
+        keyed, verifier = self.keyed, stored.password_verifier
+        if keyed is None or verifier is None or not keyed.current(verifier):
+            return False
+        return keyed.matches(verifier, stored.password_hash, charge_point_id, password)
+
+    def _migrate(self, charge_point_id: str, stored: store.Credentials, password: str) -> None:
+        """After a successful scrypt check: write a keyed verifier, if it may have one."""
+        keyed = self.keyed
+        if keyed is None or keyed.current(stored.password_verifier):
+            return
+        if not random_enough(password):
+            return
+        verifier = keyed.make(stored.password_hash, charge_point_id, password)
+        self._unwritten[charge_point_id] = (stored.password_hash, verifier)
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write_verifiers(), name="ocpp-verifiers")
+
+    async def _write_verifiers(self) -> None:
+        """Write the pending verifiers in batches; a failure is logged and retried later."""
+        while self._unwritten:  # what gathers during one write goes in the next
+            batch = dict(list(self._unwritten.items())[:_MIGRATION_BATCH])
+            for charge_point_id in batch:
+                del self._unwritten[charge_point_id]
+            try:
+                async with self._lookups:
+                    await store.set_password_verifiers(self.db, batch)
+            except Exception:
+                # Not written: the next successful scrypt check of each tries again.
+                _log.exception("ocpp.verifiers_not_written", count=len(batch))
 
     def _digest(self, password: str) -> bytes:
         return hmac.new(self._key, password.encode(), hashlib.sha256).digest()

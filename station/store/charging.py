@@ -67,6 +67,8 @@ class ChargePointRow(Base):
 
     charge_point_id: Mapped[str] = mapped_column(String(48), primary_key=True)
     password_hash: Mapped[str] = mapped_column(String(200))
+    # A keyed HMAC beside the scrypt hash (station.ocpp.auth.KeyedVerifier), or None.
+    password_verifier: Mapped[str | None] = mapped_column(String(100))
     ocpp_version: Mapped[str | None] = mapped_column(String(16))
     vendor: Mapped[str | None] = mapped_column(String(50))
     model: Mapped[str | None] = mapped_column(String(50))
@@ -259,7 +261,7 @@ async def register_charge_points(
                 await session.execute(
                     update(ChargePointRow)
                     .where(ChargePointRow.charge_point_id == cp)
-                    .values(password_hash=h, removed_at=None)
+                    .values(password_hash=h, password_verifier=None, removed_at=None)
                 )
 
 
@@ -342,6 +344,43 @@ async def remove_charge_point(
             row.last_seen,
             row.removed_at,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    password_hash: str
+    password_verifier: str | None
+
+
+async def credentials_of(db: Database, charge_point_id: str) -> Credentials | None:
+    """A charge point's scrypt hash and keyed verifier; None if unknown or removed (one 401)."""
+    async with db.reader() as session:
+        row = (
+            await session.execute(
+                select(ChargePointRow.password_hash, ChargePointRow.password_verifier).where(
+                    ChargePointRow.charge_point_id == charge_point_id,
+                    ChargePointRow.removed_at.is_(None),
+                )
+            )
+        ).first()
+    return None if row is None else Credentials(row[0], row[1])
+
+
+async def set_password_verifiers(db: Database, verifiers: dict[str, tuple[str, str]]) -> None:
+    """Store keyed verifiers: id -> (the scrypt hash each is tied to, verifier), in one unit.
+
+    A row whose password changed since (another hash) is left alone.
+    """
+    async with db.session() as session:
+        for charge_point_id, (password_hash, verifier) in verifiers.items():
+            await session.execute(
+                update(ChargePointRow)
+                .where(
+                    ChargePointRow.charge_point_id == charge_point_id,
+                    ChargePointRow.password_hash == password_hash,
+                )
+                .values(password_verifier=verifier)
+            )
 
 
 async def password_hash_of(db: Database, charge_point_id: str) -> str | None:

@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from station.app import running_station
 from station.store import charging
-from station.store.charging import password_hash_of
+from station.store.charging import Credentials, credentials_of
 from station.store.db import Database
 from tests.ocpp.conftest import PASSWORD, basic, registered, settings_for
 from tests.ocpp.test_security import handshake_status
@@ -255,16 +255,16 @@ async def test_a_burst_of_handshakes_queues_before_the_database_pool(
     await registered(database_url, ids)
     looking_up, most = 0, 0
 
-    async def counted(db: Database, charge_point_id: str) -> str | None:
+    async def counted(db: Database, charge_point_id: str) -> Credentials | None:
         nonlocal looking_up, most
         looking_up += 1
         most = max(most, looking_up)
         try:
-            return await password_hash_of(db, charge_point_id)
+            return await credentials_of(db, charge_point_id)
         finally:
             looking_up -= 1
 
-    monkeypatch.setattr(charging, "password_hash_of", counted)
+    monkeypatch.setattr(charging, "credentials_of", counted)
 
     async with running_station(settings_for(database_url)) as station:
         url = f"ws://127.0.0.1:{station.ocpp_port}/ocpp"
