@@ -29,6 +29,7 @@ from typing import Any
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from station.logs import get_logger
+from station.metrics import StationMetrics
 
 _log = get_logger(__name__)
 Address = tuple[str, int | None] | None
@@ -105,8 +106,9 @@ def _address(value: Any) -> Address:
 class AcceptErrors:
     """Loop exception handler: out-of-descriptor accept errors, once per interval."""
 
-    def __init__(self, interval_s: float = 10.0) -> None:
+    def __init__(self, interval_s: float = 10.0, metrics: StationMetrics | None = None) -> None:
         self.interval_s = interval_s
+        self.metrics = metrics  # chargepay_accept_errors_total{port="http"}
         self.total = 0
         self._pending = 0
         self._last_logged = float("-inf")
@@ -128,6 +130,8 @@ class AcceptErrors:
                 loop.default_exception_handler(context)
             return
         self.total += 1
+        if self.metrics is not None:
+            self.metrics.accept_errors.labels(port="http").inc()
         self._pending += 1
         now = time.monotonic()
         if now - self._last_logged >= self.interval_s:

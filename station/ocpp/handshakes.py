@@ -19,7 +19,9 @@ asyncio stops accepting for a second and tries again (its own back-off). The
 guard then sheds half of the half-open connections silent for ``GRACE_S``,
 to make room, and counts
 the failures: one ``ocpp.accept_exhausted`` line per ``ocpp_accept_log_interval_s``
-with the count, instead of asyncio's traceback per failure.
+with the count, instead of asyncio's traceback per failure. Shed handshakes and
+accept failures are counted on the station's metrics
+(``chargepay_ocpp_handshakes_shed_total``, ``chargepay_accept_errors_total{port="ocpp"}``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 
 from station.logs import get_logger
+from station.metrics import StationMetrics
 
 _log = get_logger(__name__)
 _ACCEPT_EXHAUSTED = "socket.accept() out of system resource"
@@ -59,6 +62,8 @@ class HandshakeGuard:
         self.log_interval_s = log_interval_s
         self.shed = 0
         self.accept_errors = 0
+        # Set by the station that owns this listener (its /metrics); None in bare use.
+        self.metrics: StationMetrics | None = None
         self._pending: dict[ServerConnection, float] = {}  # -> opened at (insertion order)
         self._unlogged = 0
         self._reason: str | None = None
@@ -97,6 +102,8 @@ class HandshakeGuard:
             del self._pending[connection]
             connection.transport.abort()
             self.shed += 1
+            if self.metrics is not None:
+                self.metrics.ocpp_handshakes_shed.inc()
             count -= 1
 
     def connection_class(self) -> type[ServerConnection]:
@@ -153,6 +160,8 @@ class HandshakeGuard:
 
     def accept_failed(self, loop: asyncio.AbstractEventLoop, exc: BaseException | None) -> None:
         self.accept_errors += 1
+        if self.metrics is not None:
+            self.metrics.accept_errors.labels(port="ocpp").inc()
         self._unlogged += 1
         self._shed(max(1, len(self._pending) // 2), older_than=GRACE_S)
         self._reason = str(exc) if exc is not None else "out of resources"

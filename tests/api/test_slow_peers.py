@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from station.app import running_station
 from station.settings import Settings
 
 NOFILE = 256
+METRICS_TOKEN = "slow-peers-metrics-Kq7zW3xN9pL2vR8t"
 
 
 async def test_slowloris_past_the_file_limit_does_not_keep_healthz_unreachable(
@@ -30,7 +32,9 @@ async def test_slowloris_past_the_file_limit_does_not_keep_healthz_unreachable(
 ) -> None:
     raise_own_file_limit()
     url = f"sqlite+aiosqlite:///{tmp_path / 'station.db'}"
-    async with station_process(url, tmp_path, nofile=NOFILE, http_header_timeout_s="2") as station:
+    async with station_process(
+        url, tmp_path, nofile=NOFILE, http_header_timeout_s="2", metrics_token=METRICS_TOKEN
+    ) as station:
         port = int(station.http.rsplit(":", 1)[1])
         head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a: "
         sockets = await open_sockets(port, NOFILE + 100, head)
@@ -52,6 +56,9 @@ async def test_slowloris_past_the_file_limit_does_not_keep_healthz_unreachable(
                 sock.close()
         await asyncio.sleep(0.5)
         log = station.log_text()
+        async with httpx.AsyncClient(timeout=5) as client:
+            auth = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+            metrics = (await client.get(f"{station.http}/metrics", headers=auth)).text
 
     assert reachable_after is not None, "/healthz stayed unreachable"
     assert reachable_after < 10
@@ -61,6 +68,9 @@ async def test_slowloris_past_the_file_limit_does_not_keep_healthz_unreachable(
     assert all("server.accept_out_of_resources" in line for line in emfile)
     assert events.count("server.accept_out_of_resources") <= 3
     assert "Traceback" not in log
+    # Every refused accept is counted, on the port it happened on.
+    http_errors = re.search(r'^chargepay_accept_errors_total\{port="http"\} (\S+)$', metrics, re.M)
+    assert http_errors is not None and float(http_errors.group(1)) >= 1, metrics
 
 
 async def test_a_connection_that_sends_nothing_or_half_a_head_is_closed(tmp_path: Path) -> None:

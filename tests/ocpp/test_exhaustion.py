@@ -13,6 +13,7 @@ import re
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -23,6 +24,18 @@ from tests.ocpp.conftest import PASSWORD, basic
 from tests.ocpp.station_process import free_port, station_process
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+METRICS_TOKEN = "exhaustion-metrics-Wq8zK3xN7pL2vR9t"
+
+
+async def scrape(http_port: int, name: str, **labels: str) -> float:
+    """One figure of the station's /metrics (0 when absent), with the scraper's token."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        auth = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+        text = (await client.get(f"http://127.0.0.1:{http_port}/metrics", headers=auth)).text
+    inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    selector = re.escape(f"{name}{{{inner}}}" if labels else name)
+    match = re.search(rf"^{selector} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
 
 
 async def register(database_url: str, ids: list[str]) -> None:
@@ -61,7 +74,8 @@ async def test_half_open_handshakes_do_not_keep_a_real_charge_point_out(
     http_port, ocpp_port = free_port(), free_port()
     writers: list[asyncio.StreamWriter] = []
 
-    async with station_process(database_url, http_port, ocpp_port, open_files=128):
+    env = {"CHARGEPAY_METRICS_TOKEN": METRICS_TOKEN}
+    async with station_process(database_url, http_port, ocpp_port, env=env, open_files=128):
         try:
             await asyncio.gather(*(half_open(ocpp_port, n % 2 == 1, writers) for n in range(300)))
             await asyncio.sleep(0.5)
@@ -71,10 +85,16 @@ async def test_half_open_handshakes_do_not_keep_a_real_charge_point_out(
         finally:
             for writer in writers:
                 writer.close()
+        await asyncio.sleep(0.2)
+        shed = await scrape(http_port, "chargepay_ocpp_handshakes_shed_total")
+        accept_errors = await scrape(http_port, "chargepay_accept_errors_total", port="ocpp")
 
     assert len(writers) > 128  # more than the station's descriptors
     assert reply[:2] == [3, "hb"]
     assert elapsed < 5
+    # Room was made by shedding silent half-open connections, and it shows.
+    assert shed >= 1
+    assert accept_errors >= 1
 
 
 async def refused_after_the_delay(ocpp_port: int) -> int:
@@ -101,6 +121,7 @@ async def test_running_out_of_descriptors_is_logged_once_per_interval_with_a_cou
         "CHARGEPAY_OCPP_AUTH_FREE_FAILURES": "0",
         "CHARGEPAY_OCPP_AUTH_FAILURE_DELAY_S": "2",
         "CHARGEPAY_OCPP_AUTH_FAILURE_MAX_DELAY_S": "2",
+        "CHARGEPAY_METRICS_TOKEN": METRICS_TOKEN,
     }
 
     async with station_process(
@@ -111,6 +132,10 @@ async def test_running_out_of_descriptors_is_logged_once_per_interval_with_a_cou
         elapsed = time.perf_counter() - started
         reply = await heartbeat(ocpp_port, "CP-1", open_timeout=5)
         await asyncio.sleep(1.5)  # let the last interval's line out
+        accept_errors = await scrape(http_port, "chargepay_accept_errors_total", port="ocpp")
+        refused = await scrape(
+            http_port, "chargepay_ocpp_login_refusals_total", reason="unauthorized"
+        )
     text = log.read_text(errors="replace")
 
     lines = [line for line in text.splitlines() if "ocpp.accept_exhausted" in line]
@@ -120,3 +145,5 @@ async def test_running_out_of_descriptors_is_logged_once_per_interval_with_a_cou
     assert "out of system resource" not in text and "Traceback" not in text
     assert 1 <= len(lines) <= elapsed + 3 and len(counts) == len(lines)
     assert all(n >= 1 for n in counts)
+    assert accept_errors >= sum(counts)  # every failure counted, logged or not yet
+    assert refused == 150

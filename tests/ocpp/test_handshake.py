@@ -10,6 +10,7 @@ import statistics
 import time
 from typing import Any
 
+import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -22,6 +23,7 @@ from tests.ocpp.conftest import PASSWORD, basic, registered, settings_for
 from tests.ocpp.test_security import handshake_status
 
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+METRICS_TOKEN = "handshake-metrics-Jq8zK3xN7pL2vR9w"
 
 
 async def timed_status(url: str, cp_id: str, password: str | None) -> tuple[int, float]:
@@ -68,7 +70,9 @@ async def test_failures_are_slowed_down_per_address_and_id(database_url: str) ->
 @sqlite_only
 async def test_past_the_address_ceiling_only_unchecked_passwords_wait(database_url: str) -> None:
     await registered(database_url)
-    settings = settings_for(database_url, ocpp_auth_failures_per_address_per_minute=5)
+    settings = settings_for(
+        database_url, ocpp_auth_failures_per_address_per_minute=5, metrics_token=METRICS_TOKEN
+    )
 
     async with running_station(settings) as station:
         url = f"ws://127.0.0.1:{station.ocpp_port}/ocpp"
@@ -84,11 +88,22 @@ async def test_past_the_address_ceiling_only_unchecked_passwords_wait(database_u
         except Exception as exc:
             throttled: Any = exc
         known_after = await handshake_status(url, "CP-1", PASSWORD)
+        metrics = await _scrape(station.http_port)
 
     assert known_before == 101 and failures == [401] * 5
     assert throttled.response.status_code == 429
     assert 1 <= int(throttled.response.headers["Retry-After"]) <= 60
     assert known_after == 101  # verified by this process before: no hash check needed
+    assert 'chargepay_ocpp_login_refusals_total{reason="throttled"} 1.0' in metrics
+    assert 'chargepay_ocpp_login_refusals_total{reason="unauthorized"} 5.0' in metrics
+    assert 'chargepay_ocpp_logins_total{check="scrypt"} 1.0' in metrics
+    assert 'chargepay_ocpp_logins_total{check="cache"} 1.0' in metrics
+
+
+async def _scrape(http_port: int | None) -> str:
+    async with httpx.AsyncClient(timeout=5) as client:
+        auth = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+        return (await client.get(f"http://127.0.0.1:{http_port}/metrics", headers=auth)).text
 
 
 @sqlite_only

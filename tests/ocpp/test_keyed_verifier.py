@@ -207,3 +207,27 @@ async def test_a_new_password_drops_the_old_verifier(database_url: str) -> None:
         new = await _status(restarted, "CP-K", renewed)
 
     assert (old, new) == (401, 101)
+
+
+@sqlite_only
+async def test_a_keyed_verifier_admits_past_the_failed_login_ceiling(database_url: str) -> None:
+    """A reconnect storm behind one address never locks out the right credentials."""
+    await _register(database_url, ("CP-K", STRONG), ("CP-S", WEAK))
+    key = secrets.token_urlsafe(32)
+    async with running_station(_settings(database_url, key)) as first:
+        assert await _status(first, "CP-K", STRONG) == 101
+        assert await _verifier(database_url, "CP-K") is not None
+
+    ceiling = _settings(database_url, key, ocpp_auth_failures_per_address_per_minute=2)
+    async with running_station(ceiling) as restarted:
+        failures = [await _status(restarted, f"CP-X{n}", STRONG) for n in range(2)]
+        keyed = await _status(restarted, "CP-K", STRONG)
+        needs_scrypt = await _status(restarted, "CP-S", WEAK)
+        throttled = await _metric(
+            restarted, "chargepay_ocpp_login_refusals_total", reason="throttled"
+        )
+
+    assert failures == [401, 401]
+    assert keyed == 101  # never verified by this process, over the ceiling: still in
+    assert needs_scrypt == 429
+    assert throttled == 1
