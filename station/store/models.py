@@ -6,7 +6,7 @@ switches), `audit` (the hash-chained log) and `payments` (negotiations,
 offers, challenges, sessions, settlements).
 """
 
-from station.store import audit, charging, payments, trust
+from station.store import audit, charging, cluster, payments, trust
 from station.store.base import Base
 
-__all__ = ["Base", "audit", "charging", "payments", "trust"]
+__all__ = ["Base", "audit", "charging", "cluster", "payments", "trust"]
