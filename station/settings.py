@@ -55,6 +55,9 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9._-]{1,64}$",
         description="1–64 letters, digits, '.', '_' or '-'",
     )
+    # Several nodes on one PostgreSQL (docs/cluster.md): how long a node's hold on a
+    # charge point lasts unrenewed (renewed every third of it); a dead node's ends then.
+    cluster_lease_s: float = Field(default=15.0, ge=1, le=600, description="seconds, 1–600")
     # Graceful shutdown (SIGTERM, Station.stop()): each stage's deadline before it is cut off.
     shutdown_timeout_s: float = Field(default=10.0, gt=0, description="seconds, more than 0")
 

@@ -19,6 +19,12 @@ bounds a message's inflated size. A second connection under an id that is
 connected replaces the first only once it has authenticated; a failed
 attempt never touches the first.
 
+With several nodes on one PostgreSQL (`station.cluster`), ``ownership`` takes
+the charge point's lease once a connection is authenticated (over any other
+node's: the newest authenticated connection wins) and gives it back when the
+connection ends; a connection whose lease another node took is closed
+(`drop`), and only the holder records the charge point as disconnected.
+
 `CentralSystem` implements `station.services.ports.ChargePointCommands`.
 """
 
@@ -30,7 +36,7 @@ import math
 import ssl
 from decimal import Decimal
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -63,6 +69,18 @@ _ADAPTERS: dict[str, type[OcppConnection]] = {
 }
 
 
+class Ownership(Protocol):
+    """Who holds a charge point across nodes (`station.cluster.node.ClusterNode`)."""
+
+    async def acquire(self, charge_point_id: str, ocpp_version: str) -> int:
+        """Take the charge point's lease for this node; the connection's epoch."""
+        ...
+
+    async def release(self, charge_point_id: str, epoch: int) -> bool:
+        """Give it back if that connection still holds it; True if it did."""
+        ...
+
+
 class CentralSystem:
     """The OCPP side of the station (``ChargePointCommands`` for the services)."""
 
@@ -88,6 +106,8 @@ class CentralSystem:
         self._admissions = asyncio.Semaphore(_ADMISSIONS)
         self._limits: dict[tuple[str, int], Decimal] = {}
         self._stopping = asyncio.Event()
+        self.ownership: Ownership | None = None
+        self._epochs: dict[str, int] = {}  # the lease epoch of each connection here
 
     # --- listening ---------------------------------------------------------------------
 
@@ -229,20 +249,52 @@ class CentralSystem:
             log.warning("ocpp.connection_replaced")
             await previous.websocket.close(1000, "replaced by a new authenticated connection")
         log.info("ocpp.connected", ocpp_version=version, peer=str(websocket.remote_address))
+        epoch: int | None = None
         try:
             # In a reconnect storm the connects queue here, not in the database pool.
             async with self._admissions:
+                if self.ownership is not None:
+                    epoch = await self.ownership.acquire(cp_id, version)
+                    if self._connections.get(cp_id) is connection:
+                        self._epochs[cp_id] = epoch
                 await self.events.charge_point_connected(cp_id, version)
             await connection.serve()
         finally:
             if self._connections.get(cp_id) is connection:
                 del self._connections[cp_id]
+                self._epochs.pop(cp_id, None)
             task = asyncio.current_task()
+            held = await self._release(cp_id, epoch)
             if self._connections.get(cp_id) is None and not (task and task.cancelling()):
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(5):
-                        await self.events.charge_point_disconnected(cp_id)
+                        if held:
+                            await self.events.charge_point_disconnected(cp_id)
+                        else:  # another node holds it now: its record is that node's
+                            await self.events.charge_point_moved(cp_id)
             log.info("ocpp.disconnected", code=websocket.close_code, reason=websocket.close_reason)
+
+    async def _release(self, cp_id: str, epoch: int | None) -> bool:
+        """Give the lease back; False when another connection (on any node) holds it."""
+        if self.ownership is None or epoch is None:
+            return True
+        try:
+            async with asyncio.timeout(5):
+                return await self.ownership.release(cp_id, epoch)
+        except Exception as exc:
+            _log.warning("ocpp.lease_not_released", charge_point_id=cp_id, error=repr(exc))
+            return True  # it expires; this node's record says what it saw
+
+    def drop(self, charge_point_id: str, epoch: int, reason: str) -> None:
+        """Close the connection holding ``epoch`` (its lease went to another node)."""
+        connection = self._connections.get(charge_point_id)
+        if connection is None or self._epochs.get(charge_point_id, epoch) > epoch:
+            return
+        _log.warning("ocpp.connection_taken_over", charge_point_id=charge_point_id, reason=reason)
+        del self._connections[charge_point_id]
+        self._epochs.pop(charge_point_id, None)
+        task = asyncio.ensure_future(connection.websocket.close(1000, reason[:120]))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     # --- ChargePointCommands -----------------------------------------------------------
 

@@ -205,6 +205,12 @@ class ChargingService:
             charge_point_id, {"connected": False, "last_seen": utcnow()}
         )
 
+    async def charge_point_moved(self, charge_point_id: str) -> None:
+        """Another node holds it now (station.cluster): forget its cached transactions;
+        the charge point's row is the new holder's to write."""
+        for key in [k for k in self._open if k[0] == charge_point_id]:
+            del self._open[key]
+
     def charge_point_seen(self, charge_point_id: str) -> None:
         """A heartbeat: note the time with the next batch, without waiting for it."""
         now = utcnow()
