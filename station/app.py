@@ -32,6 +32,9 @@ import uvicorn
 from station.api import http_server
 from station.api.app import create_app
 from station.api.dashboard_history import SessionHistory
+from station.cluster.commands import ClusterCommands, execute
+from station.cluster.events import ClusterEvents
+from station.cluster.node import ClusterNode
 from station.logs import get_logger
 from station.metrics import StationMetrics
 from station.ocpp.frame_log import FrameLog
@@ -40,6 +43,7 @@ from station.services import kill_switch
 from station.services.charging import ChargingService
 from station.services.missing_ends import MissingEnds
 from station.services.payments import Payments
+from station.services.ports import ChargePointCommands
 from station.settings import Settings
 from station.store.db import Database
 from station.store.writer import GroupCommitWriter
@@ -63,7 +67,7 @@ class Station:
         )
         self.missing_ends = MissingEnds(
             self.charging,
-            lambda: self.central_system,
+            lambda: self.commands,
             after_s=settings.ocpp_missing_end_after_s,
             interval_s=min(10.0, settings.ocpp_missing_end_after_s / 2),
         )
@@ -72,8 +76,11 @@ class Station:
         )
         self.central_system.auth.metrics = self.metrics
         self.central_system.handshakes.metrics = self.metrics
+        # Several nodes on one PostgreSQL (station.cluster, docs/cluster.md): leases,
+        # commands routed to the node holding the charge point, events stored for all.
+        self.cluster, self.commands, events = _cluster(settings, self.db, self.central_system)
         # Payments (issue 3): negotiation, MPP authorisation, billing, settlement.
-        self.payments = Payments(settings, self.db, lambda: self.central_system)
+        self.payments = Payments(settings, self.db, lambda: self.commands, events=events)
         self.charging.listener = self.payments.billing
         # The dashboard chart's memory of recent sessions' meter points (station.api.dashboard).
         self.session_history = SessionHistory()
@@ -117,6 +124,8 @@ class Station:
         accept_errors.install(loop)
         try:
             await self.charging.reset_node()
+            if self.cluster is not None:
+                await self.cluster.start()
             ocpp_listening = asyncio.Event()
             background_stop = asyncio.Event()
             async with asyncio.TaskGroup() as tasks:
@@ -131,6 +140,8 @@ class Station:
                         name="history",
                     ),
                 ]
+                if self.cluster is not None:
+                    background += _cluster_tasks(tasks, self.cluster, background_stop)
                 http = tasks.create_task(server.serve(sockets=[http_socket]), name="http")
                 announce = tasks.create_task(self._announce_ready(server, ocpp_listening))
                 await self._stop_requested.wait()
@@ -150,6 +161,8 @@ class Station:
             accept_errors.uninstall(loop)
             self.ready.clear()
             http_socket.close()
+            if self.cluster is not None:
+                await self.cluster.close()
             await self.db.dispose()
 
     async def _finish(self, stage: str, *tasks: asyncio.Task[Any]) -> None:
@@ -174,6 +187,32 @@ class Station:
         self.ocpp_port = self.central_system.port
         self.ready.set()
         _log.info("station.ready", http_port=self.http_port, ocpp_port=self.ocpp_port)
+
+
+def _cluster(
+    settings: Settings, db: Database, central: CentralSystem
+) -> tuple[ClusterNode | None, ChargePointCommands, ClusterEvents | None]:
+    """On PostgreSQL: this node's `ClusterNode`, the routed command port, stored events."""
+    if db.is_sqlite:
+        return None, central, None
+    node = ClusterNode(settings, central)
+    central.ownership = node
+
+    async def run_here(charge_point_id: str, command: str, args: dict[str, Any]) -> Any:
+        return await execute(central, charge_point_id, command, args)
+
+    node.executor = run_here
+    return node, ClusterCommands(central, node, settings.ocpp_call_timeout_s), ClusterEvents(node)
+
+
+def _cluster_tasks(
+    tasks: asyncio.TaskGroup, node: ClusterNode, until: asyncio.Event
+) -> list[asyncio.Task[Any]]:
+    assert node.events is not None
+    return [
+        tasks.create_task(node.run(until), name="cluster"),
+        tasks.create_task(node.events.run(until), name="cluster-events"),
+    ]
 
 
 def _bind(host: str, port: int) -> socket.socket:

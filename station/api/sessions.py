@@ -56,8 +56,14 @@ async def receipt_key(request: Request) -> dict[str, str]:
     return {"alg": "ed25519", "public_key": station_of(request).payments.signer.public_key_b64}
 
 
-def _sse(name: str, data: dict[str, Any]) -> str:
-    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+def _sse(name: str, data: dict[str, Any], seq: int | None = None) -> str:
+    head = "" if seq is None else f"id: {seq}\n"
+    return f"{head}event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _last_event_id(request: Request) -> int | None:
+    value = request.headers.get("last-event-id", "").strip()
+    return int(value) if value.isdigit() and len(value) < 10 else None
 
 
 @router.get("/v1/sessions/{session_id}/events")
@@ -85,33 +91,63 @@ async def session_events(session_id: str, agent: Agent, request: Request) -> Str
         slots.release(agent.agent_id)
         station.metrics.event_streams.dec()
 
+    events = payments.events
+    resume = _last_event_id(request)
+
     async def stream() -> AsyncIterator[str]:
-        stop = asyncio.ensure_future(station.stopping.wait())
-        get: asyncio.Future[SessionEvent] | None = None
+        # Stored events (several nodes) carry a per-session number: the stream sends each
+        # once, in order, filling gaps from the store; `Last-Event-ID` resumes after one.
+        stop: asyncio.Future[Any] = asyncio.ensure_future(station.stopping.wait())
+        get: asyncio.Future[Any] | None = None
         try:
-            async with payments.events.subscribe(session_id) as queue:
+            async with events.subscribe(session_id) as queue:
                 current = await payments.sessions.get(agent.agent_id, session_id)
-                yield _sse("status", {"status": current["status"]})
+                last = resume if resume is not None else await events.last_seq(session_id)
+                if resume is not None and last is not None:
+                    for missed in await events.replay(session_id, last):
+                        last = missed.seq
+                        yield _sse(missed.name, missed.data, missed.seq)
+                        if missed.name == "settled":
+                            return
+                else:
+                    yield _sse("status", {"status": current["status"]})
                 if SessionStatus(current["status"]).final:
                     yield _sse("settled", await _final(current))
                     return
                 while True:
-                    get = asyncio.ensure_future(queue.get())
+                    if get is None or get.done():
+                        get = asyncio.ensure_future(queue.get())
                     await asyncio.wait(
                         {get, stop}, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED
                     )
+                    batch: list[SessionEvent]
                     if get.done():
-                        event = get.result()
-                        yield _sse(event.name, event.data)
-                        if event.name == "settled":
-                            return
+                        batch = [get.result()]
                     elif stop.done():
                         # The station is going away: end now, not at uvicorn's deadline. The
                         # agent follows on by polling (or another node) once it is back.
                         yield ": station stopping\n\n"
                         return
                     else:
-                        yield ": keep-alive\n\n"
+                        # Stored events: a lost wake-up shows as a gap, filled here.
+                        batch = [] if last is None else await events.replay(session_id, last)
+                        if not batch:
+                            yield ": keep-alive\n\n"
+                            continue
+                    for event in batch:
+                        if last is not None and event.seq is not None:
+                            if event.seq <= last:
+                                continue
+                            gap = await events.replay(session_id, last, upto=event.seq - 1)
+                            for missed in gap:
+                                last = missed.seq
+                                yield _sse(missed.name, missed.data, missed.seq)
+                                if missed.name == "settled":
+                                    return
+                            last = event.seq
+                        yield _sse(event.name, event.data, event.seq)
+                        if event.name == "settled":
+                            return
         finally:
             for waiter in (stop, get):
                 if waiter is not None and not waiter.done():

@@ -46,6 +46,7 @@ class Payments:
         *,
         gateway: PaymentGateway | None = None,
         clock: Callable[[], datetime] = utc_now,
+        events: SessionEvents | None = None,
     ) -> None:
         if settings.secret_key is not None:
             secret = settings.secret_key.get_secret_value()
@@ -69,7 +70,7 @@ class Payments:
             payment_method_types=tuple(settings.mpp_payment_method_types.split(",")),
         )
         self.signer = ReceiptSigner(secret)
-        self.events = SessionEvents()
+        self.events = events or SessionEvents()  # several nodes: station.cluster.events
         self.settlement = SettlementService(db, settings, gateway, self.events, clock, commands)
         self.negotiations = NegotiationService(db, settings, secret, clock)
         self.authorisation = AuthorisationService(

@@ -5,6 +5,11 @@ node that runs a charge point's connection meters and settles its
 sessions). A subscriber's queue is bounded; a slow reader loses the oldest
 ``meter`` events, never the final ``settled``. `subscribe_all` hears every
 session's events, each with its session id (the operator's stream).
+
+With several nodes on one PostgreSQL, `station.cluster.events.ClusterEvents`
+replaces it: every event is stored with a per-session sequence (`SessionEvent.seq`)
+and heard on every node, and `replay` gives what a stream missed (``Last-Event-ID``).
+Here ``seq`` is None and there is nothing to replay.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from typing import Any
 class SessionEvent:
     name: str  # meter | status | settled
     data: dict[str, Any]
+    # The event's number within its session, from 1 (stored events only).
+    seq: int | None = None
 
 
 class SessionEvents:
@@ -35,7 +42,10 @@ class SessionEvents:
         """Every status change is published as a ``status`` event (subscribers or not)."""
         if name == "status" and self.on_status is not None:
             self.on_status(str(data.get("status")))
-        event = SessionEvent(name, data)
+        self.deliver(session_id, SessionEvent(name, data))
+
+    def deliver(self, session_id: str, event: SessionEvent) -> None:
+        """Hand an event to this node's subscribers (oldest dropped from a full queue)."""
         for queue in list(self._subscribers.get(session_id, ())):
             if queue.full():
                 queue.get_nowait()
@@ -44,6 +54,20 @@ class SessionEvents:
             if everything.full():
                 everything.get_nowait()
             everything.put_nowait((session_id, event))
+
+    def wanted(self, session_id: str) -> bool:
+        """Does anyone on this node listen to this session (or to every session)?"""
+        return bool(self._everything) or session_id in self._subscribers
+
+    async def replay(
+        self, session_id: str, after: int, *, upto: int | None = None
+    ) -> list[SessionEvent]:
+        """The session's stored events numbered above ``after`` (to ``upto``), in order."""
+        return []
+
+    async def last_seq(self, session_id: str) -> int | None:
+        """The number of the session's latest stored event (None: events are not stored)."""
+        return None
 
     @asynccontextmanager
     async def subscribe(self, session_id: str) -> AsyncIterator[asyncio.Queue[SessionEvent]]:
