@@ -91,6 +91,7 @@ def serve(
             check_secrets(settings)
             check_tls(settings)
             check_ports(settings)
+            stack.enter_context(_single_node_lock(settings.database_url))
         except StartupError as exc:
             fail(str(exc))
         configure_logging(settings.log_level, settings.log_format)
@@ -115,6 +116,16 @@ def serve(
             run_async(main)
         except StartupError as exc:
             fail(str(exc))
+
+
+def _single_node_lock(database_url: str) -> Any:
+    """SQLite is one node's (station.cluster.sqlite_lock); closed when `serve` ends."""
+    import contextlib
+
+    from station.cluster import sqlite_lock
+
+    lock = sqlite_lock.hold(database_url)
+    return lock if lock is not None else contextlib.nullcontext()
 
 
 def _sandboxed(settings: Any, stack: Any) -> Any:
