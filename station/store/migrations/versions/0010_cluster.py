@@ -15,7 +15,7 @@
 The tables exist on SQLite too (one schema), where only one node runs.
 
 Revision ID: 0010_cluster
-Revises: 0006_stop_requested_at
+Revises: 0011_password_verifier (the head when it landed; numbers were reserved per helper)
 """
 
 import sqlalchemy as sa
@@ -24,7 +24,7 @@ from alembic import op
 from station.store.base import UtcDateTime
 
 revision = "0010_cluster"
-down_revision = "0006_stop_requested_at"
+down_revision = "0011_password_verifier"
 branch_labels = None
 depends_on = None
 
