@@ -1,7 +1,7 @@
 """The hostile-input campaign (issue 15): a red team from loopback, one command.
 
     python -m benchmarks.hostile [--database sqlite|postgres|both] [--scale 1.0]
-                                 [--nofile 1024] [--seed 15]
+                                 [--nofile 1024] [--seed 15] [--cases fuzz,negotiations,…]
 
 For each database it starts the station as its own process (``python -m
 station serve``, its open-file limit lowered to ``--nofile``, INFO logs in
@@ -780,6 +780,10 @@ def _status_line(sock: socket.socket) -> str:
 # -- set-up and the whole run --------------------------------------------------------
 
 
+# What the campaign runs; `--cases` picks some (the fuzz includes the bystanders' count).
+CASES = ("fuzz", "handshakes", "slowloris", "negotiations", "event_streams")
+
+
 @dataclass
 class Options:
     databases: tuple[str, ...] = ("sqlite", "postgres")
@@ -788,6 +792,7 @@ class Options:
     seed: int = 15
     hold_s: float = 12.0
     header_timeout_s: float = 5.0
+    cases: frozenset[str] = frozenset(CASES)
 
     def n(self, full: int, least: int = 1) -> int:
         return max(least, int(full * self.scale))
@@ -854,6 +859,33 @@ async def a_session(database_url: str, agent_id: str) -> str:
     return session_id
 
 
+async def fuzz(
+    station: StationProcess,
+    fuzzer: AgentSigner,
+    bystanders: dict[str, str],
+    options: Options,
+    rng: random.Random,
+    report: Report,
+) -> None:
+    """OCPP fuzz over every version and the HTTP fuzz, while the bystanders heartbeat."""
+    stop = asyncio.Event()
+    honest = [
+        asyncio.create_task(bystander(station, cp, version, stop, report))
+        for cp, version in bystanders.items()
+    ]
+    fuzzers = [f"CP-FUZZ-{v[4:]}" for v in VERSIONS]
+    frames = options.n(2500, 20)
+    await asyncio.gather(
+        *(
+            fuzz_ocpp(station, cp, version, frames, random.Random(rng.random()), report)
+            for cp, version in zip(fuzzers, VERSIONS, strict=True)
+        ),
+        fuzz_http(station, fuzzer, "CP-REAL", options.n(1500, 30), rng, report),
+    )
+    stop.set()
+    await asyncio.gather(*honest)
+
+
 async def campaign(kind: str, options: Options) -> Report:
     report = Report(kind)
     rng = random.Random(options.seed)
@@ -873,36 +905,26 @@ async def campaign(kind: str, options: Options) -> Report:
             fuzzer, flooder = await register(station, [*fuzzers, *bystanders, "CP-REAL"])
             report.rss_before_mib = station.rss_mib()
 
-            stop = asyncio.Event()
-            honest = [
-                asyncio.create_task(bystander(station, cp, version, stop, report))
-                for cp, version in bystanders.items()
-            ]
-            frames = options.n(2500, 20)
-            await asyncio.gather(
-                *(
-                    fuzz_ocpp(station, cp, version, frames, random.Random(rng.random()), report)
-                    for cp, version in zip(fuzzers, VERSIONS, strict=True)
-                ),
-                fuzz_http(station, fuzzer, "CP-REAL", options.n(1500, 30), rng, report),
-            )
-            stop.set()
-            await asyncio.gather(*honest)
-
+            if "fuzz" in options.cases:
+                await fuzz(station, fuzzer, bystanders, options, rng, report)
             size = options.nofile + 76  # past the station's file limit, whatever the scale
-            report.exhaustion.append(await exhaust_handshakes(station, size, options.hold_s))
-            report.exhaustion.append(await exhaust_slowloris(station, size, options.hold_s))
-            report.exhaustion.append(
-                await exhaust_negotiations(
-                    station, flooder, options.n(300, 30), options.hold_s, report
+            if "handshakes" in options.cases:
+                report.exhaustion.append(await exhaust_handshakes(station, size, options.hold_s))
+            if "slowloris" in options.cases:
+                report.exhaustion.append(await exhaust_slowloris(station, size, options.hold_s))
+            if "negotiations" in options.cases:
+                report.exhaustion.append(
+                    await exhaust_negotiations(
+                        station, flooder, options.n(300, 30), options.hold_s, report
+                    )
                 )
-            )
-            session_id = await a_session(url, flooder.agent_id)
-            report.exhaustion.append(
-                await exhaust_event_streams(
-                    station, flooder, session_id, options.n(300, 10), options.hold_s, report
+            if "event_streams" in options.cases:
+                session_id = await a_session(url, flooder.agent_id)
+                report.exhaustion.append(
+                    await exhaust_event_streams(
+                        station, flooder, session_id, options.n(300, 10), options.hold_s, report
+                    )
                 )
-            )
             await asyncio.sleep(1.5)  # the last group commit
             for cp in bystanders:
                 report.bystander_stored[cp] = await frame_rows_in(url, cp)
@@ -928,9 +950,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nofile", type=int, default=1024, help="the station's open-file limit")
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--hold", type=float, default=12.0, help="seconds each exhaustion holds")
+    parser.add_argument(
+        "--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}"
+    )
     args = parser.parse_args(argv)
+    cases = frozenset(c.strip() for c in args.cases.split(",") if c.strip())
+    if not cases or cases - set(CASES):
+        parser.error(f"--cases takes some of: {', '.join(CASES)}")
     databases = ("sqlite", "postgres") if args.database == "both" else (args.database,)
-    options = Options(databases, args.scale, args.nofile, args.seed, args.hold)
+    options = Options(databases, args.scale, args.nofile, args.seed, args.hold, cases=cases)
     started = time.monotonic()
     reports = asyncio.run(run(options))
     for report in reports:

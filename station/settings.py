@@ -180,6 +180,9 @@ class Settings(BaseSettings):
     # Per agent: negotiations open at once, and session event streams (SSE) open at once.
     max_open_negotiations_per_agent: int = Field(default=20, gt=0)
     max_event_streams_per_agent: int = Field(default=5, gt=0)
+    # Per agent and client address: signed requests being worked on at once (429 past it),
+    # counted before the signature check, so a burst cannot take the database pool.
+    max_requests_in_flight_per_agent: int = Field(default=16, gt=0)
     # Negotiations for unknown charge points per agent and minute before all its opens get 429.
     unknown_charge_points_per_minute: int = Field(default=10, gt=0)
     # An event stream whose client takes no data for this long is closed.

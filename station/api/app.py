@@ -42,7 +42,7 @@ def _include_trust(app: FastAPI, station: Station) -> None:
     """Agent identity, the operator API, /metrics and the body size cap (issue 4)."""
     from station.api import admin, admin_sessions, admin_tariffs, identity, metrics
     from station.api.body_limit import BodyLimit
-    from station.api.rate_limits import FailureWindow
+    from station.api.rate_limits import FailureWindow, InFlight
     from station.metrics import bind_engine, instrument_gateway
 
     app.include_router(identity.router)
@@ -54,6 +54,13 @@ def _include_trust(app: FastAPI, station: Station) -> None:
         BodyLimit,
         max_bytes=station.settings.max_body_bytes,
         timeout_s=station.settings.http_body_timeout_s,
+    )
+    # Added last, so it runs first: a signed burst is cut before its body is even read.
+    app.state.in_flight = InFlight(station.settings.max_requests_in_flight_per_agent)
+    app.add_middleware(
+        identity.SignedRequestBudget,
+        budget=app.state.in_flight,
+        metrics=getattr(station, "metrics", None),
     )
     # Wrong bearer tokens (operator API, /metrics) per client address.
     app.state.bearer_failures = FailureWindow(station.settings.admin_auth_failures_per_minute)

@@ -10,6 +10,15 @@ database agrees). Anything wrong → 401 ``unauthenticated``; a suspended agent
 → 403 ``agent_suspended``. ``@target-uri`` is the URL the agent used: built
 from ``settings.public_url`` when set, else from the request's Host header and
 raw path. The ``Authorization`` header is not looked at (MPP uses it).
+
+`SignedRequestBudget` (a middleware) comes first: at most
+``settings.max_requests_in_flight_per_agent`` signed requests per (``keyid``,
+client address) are being worked on at once, counted before any signature
+check or database work and until the answer starts; the rest get 429
+``rate_limited`` with ``Retry-After`` at once. A burst from one agent then
+cannot take the database pool from everyone else (a charge point's login,
+other agents). The keyid is not trusted yet: someone forging it spends only
+that keyid's budget at their own address.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import http_sf
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -30,14 +39,20 @@ from http_message_signatures import (
 )
 from sqlalchemy import Delete, delete, select
 from sqlalchemy.exc import IntegrityError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from station.api.app import station_of
+from station.api.problems import problem
+from station.api.rate_limits import InFlight
 from station.domain.limits import SpendingLimits
 from station.domain.money import Money
 from station.errors import AgentSuspended, NotFound, Unauthenticated
 from station.logs import get_logger
 from station.services.limits import limits_of, remaining
 from station.store.trust import AgentRow, NonceRow
+
+if TYPE_CHECKING:
+    from station.metrics import StationMetrics
 
 _log = get_logger(__name__)
 MAX_NONCE_CHARS = 128
@@ -206,6 +221,77 @@ def _expired_nonces(agent_id: str, now: datetime) -> Delete:
     return delete(NonceRow).where(
         NonceRow.agent_id == agent_id, NonceRow.nonce.in_(expired.scalar_subquery())
     )
+
+
+# Seconds a client refused for too many requests in flight is told to wait.
+IN_FLIGHT_RETRY_AFTER_S = 1
+
+
+class SignedRequestBudget:
+    """ASGI middleware: a budget of signed requests in flight per (keyid, client address).
+
+    Unsigned requests and ones whose ``Signature-Input`` names no usable
+    keyid pass untouched (the dependency refuses them without database work).
+    A request stops counting when its answer starts, so an open event stream
+    holds no budget (it has its own ceiling).
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, budget: InFlight, metrics: StationMetrics | None = None
+    ) -> None:
+        self.app = app
+        self.budget = budget
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = _budget_key(scope) if scope["type"] == "http" else None
+        if key is None:
+            await self.app(scope, receive, send)
+            return
+        if not self.budget.acquire(key):
+            if self.metrics is not None:
+                self.metrics.http_rate_limited.labels(limit="in_flight").inc()
+            per_key = self.budget.per_key
+            response = problem(
+                429,
+                "rate_limited",
+                "Too many requests",
+                f"{per_key} requests of this agent already in flight from this address",
+                headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_S)},
+                retry_after_s=IN_FLIGHT_RETRY_AFTER_S,
+            )
+            await response(scope, receive, send)
+            return
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self.budget.release(key)
+
+        async def answering(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                release()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, answering)
+        finally:
+            release()
+
+
+def _budget_key(scope: Scope) -> tuple[str, str] | None:
+    """(keyid, client address) of a signed request, from the headers alone; else None."""
+    for name, value in scope.get("headers", ()):
+        if name == b"signature-input":
+            try:
+                key_id = _key_id(value.decode("latin-1"))
+            except Unauthenticated:
+                return None
+            client = scope.get("client")
+            return key_id, client[0] if client else "unknown"
+    return None
 
 
 Agent = Annotated[AgentPrincipal, Depends(authenticated_agent)]

@@ -6,6 +6,10 @@ windows: past ``limit`` in the current window the key is refused with 429
 ``max_keys`` keys (least recently failed dropped first), so a flood from
 many addresses costs bounded memory.
 
+`Slots` bounds what one key holds open at once (an agent's event streams);
+`InFlight` is the same count for requests not yet answered, with a bounded
+number of keys.
+
 `refuse` raises the 429 and counts it on ``chargepay_http_rate_limited_total``
 by the limit's name.
 """
@@ -96,3 +100,15 @@ class Slots:
             self._open[key] = held
         else:
             self._open.pop(key, None)
+
+
+class InFlight(Slots):
+    """Requests of one key (an agent's keyid at one client address) not yet answered.
+
+    Keys exist only while they hold something, so the table is as large as
+    the requests in flight, never larger.
+    """
+
+    def total(self) -> int:
+        """Requests in flight, over every key."""
+        return sum(self._open.values())
