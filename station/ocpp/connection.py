@@ -1,35 +1,34 @@
-"""One charge point's connection: the frame loop, validation, errors, outgoing calls.
+"""One charge point's connection: moves the bytes, owns its tasks, carries out what `rpc` decides.
 
-`OcppConnection` is the base of the three version adapters (each also an
-``ocpp.vXX.ChargePoint``, so the library's ``@on`` routing and ``call()``
-are used). It replaces the library's receive path, for three reasons:
+`OcppConnection` is the base of the three version adapters. What a frame is,
+which message ids the station's calls carry, which call is in flight and
+until when, and how an error is spelt for the version are decided by
+`station.ocpp.rpc.Endpoint` without I/O; this module carries the decisions
+out. The ``ocpp`` library is used through its public API only: its message
+and result dataclasses (``ocpp.vXX.call`` / ``call_result``), its ``Action``
+enums, its JSON schemas (compiled here once per action, shared by every
+connection) and its public key-case helpers. Nothing underscored: a test in
+``tests/ocpp/test_rpc.py`` keeps it so.
 
-* **Every CALL gets an answer.** The library drops frames that are not JSON
-  without a word, and on 2.1 it leaves an action without a handler
-  unanswered. Here a frame that is not JSON gets a CALLERROR
+* **Every CALL gets an answer.** A frame that is not JSON gets a CALLERROR
   ``FormatViolation`` (1.6: ``FormationViolation``) with message id ``-1``; a
   frame that is JSON but not an RPC frame gets ``RpcFrameworkError`` (1.6:
   ``ProtocolError``); an action unknown to the version ``NotImplemented``, a
   known one the station does not handle ``NotSupported``; a payload that
   breaks the schema the matching constraint error (descriptions cut to the
   255 characters 2.x allows). The connection carries on in every case.
-* **Speed.** The library validates each payload in a thread (one executor hop
-  per message, twice) and converts keys with regular expressions. Here
-  payloads are validated in-line by compiled validators (``jsonschema_rs``),
-  and handlers take and return the wire's camelCase dicts.
-* **Station-initiated calls go out from the connection's own task**, fed by a
-  queue, never from inside a handler (the library would deadlock): `request`
-  awaits the answer, `post` does not.
-* **Only the answer awaited is taken.** Each outgoing call's id is known
-  here; a CALLRESULT or CALLERROR with any other id (late, repeated, or never
-  asked for) is dropped and counted, never queued or stored (the library
-  queued every answer and recursed once per stray one while looking for its
-  own, so a flood of them ended in RecursionError).
-
-What an incoming frame is (CALL, SEND, answer, refusal) is decided by
-`station.ocpp.rpc` without I/O, including which message types each version
-knows and the input hygiene (no unstorable string or out-of-range integer
-reaches the services); this module carries the decision out.
+* **Routing is a table per class**, built once from the `handles` marks
+  (``routes``), not per connection; handlers take and return the wire's
+  camelCase dicts, validated in-line by compiled validators (``jsonschema_rs``).
+* **One task per connection.** The receive loop runs in the websockets
+  handler's task; websockets' own keepalive watches the link. A station call
+  goes out from the task that makes it (`request`) or, when posted from a
+  handler, right after that handler's answer; a posted call or the next
+  queued one after a timeout goes out from a short task the connection owns.
+  Its timeout is one timer handle on the endpoint's deadline, not a task.
+* **Only the answer awaited is taken.** A CALLRESULT or CALLERROR with any
+  other id than the call in flight (late, repeated, never asked for) is
+  dropped and counted, never queued or stored.
 
 Every frame in and out goes to the `FrameLog` (``ocpp_messages``, tokens and
 passwords redacted, counted in the metrics).
@@ -39,15 +38,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
-from typing import Any, ClassVar
+from types import MappingProxyType, ModuleType
+from typing import Any, ClassVar, TypeVar
 
 import jsonschema_rs
 import ocpp
-from ocpp.exceptions import OCPPError
-from ocpp.messages import CallError, CallResult
+from ocpp.charge_point import (
+    camel_to_snake_case,
+    remove_nones,
+    serialize_as_dict,
+    snake_to_camel_case,
+)
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -60,23 +65,12 @@ from station.errors import (
     TransactionNotStored,
 )
 from station.logs import BoundLogger, get_logger
-from station.ocpp import rpc, wire
+from station.ocpp import rpc
 from station.ocpp.frame_log import FrameLog
 from station.ocpp.ports import ChargingEvents, TransactionStatus
 
 _SCHEMAS = Path(ocpp.__file__).parent
-
-# Spellings that differ by version: only 1.6 writes "Occurence" (2.0.1 and 2.1 fixed it).
-_SPELLING = {
-    OcppVersion.V16: {
-        "FormatViolation": "FormationViolation",
-        "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
-        "RpcFrameworkError": "ProtocolError",
-        "MessageTypeNotSupported": "ProtocolError",
-    },
-    OcppVersion.V201: {},
-    OcppVersion.V21: {},
-}
+_FOLDERS = {OcppVersion.V16: "v16", OcppVersion.V201: "v201", OcppVersion.V21: "v21"}
 _KIND_TO_ERROR = {
     "Type": "TypeConstraintViolation",
     "MaxLength": "TypeConstraintViolation",
@@ -93,7 +87,7 @@ _KIND_TO_ERROR = {
     "MaxItems": "OccurrenceConstraintViolation",
     "AdditionalProperties": "FormatViolation",
 }
-_validators: dict[tuple[str, str], jsonschema_rs.Draft4Validator | None] = {}
+_validators: dict[tuple[str, str, str], jsonschema_rs.Draft4Validator | None] = {}
 
 
 class CallErrorReply(Exception):
@@ -106,13 +100,17 @@ class CallErrorReply(Exception):
         self.details = details or {}
 
 
-def validator(version: OcppVersion, action: str) -> jsonschema_rs.Draft4Validator | None:
-    """The compiled request schema of an action (None when the version has none)."""
-    key = (version, action)
+def validator(
+    version: OcppVersion, action: str, kind: str = "Request"
+) -> jsonschema_rs.Draft4Validator | None:
+    """The compiled schema of an action's request or response (None: the version has none).
+
+    Compiled once per process and shared by every connection.
+    """
+    key = (version, action, kind)
     if key not in _validators:
-        folder = {"ocpp1.6": "v16", "ocpp2.0.1": "v201", "ocpp2.1": "v21"}[version]
-        name = action if version == OcppVersion.V16 else f"{action}Request"
-        path = _SCHEMAS / folder / "schemas" / f"{name}.json"
+        name = action if version == OcppVersion.V16 and kind == "Request" else f"{action}{kind}"
+        path = _SCHEMAS / _FOLDERS[version] / "schemas" / f"{name}.json"
         if not path.exists():  # a 2.1 SEND's schema has no "Request" suffix
             path = path.with_name(f"{action}.json")
         try:
@@ -123,19 +121,43 @@ def validator(version: OcppVersion, action: str) -> jsonschema_rs.Draft4Validato
     return _validators[key]
 
 
-def check_payload(version: OcppVersion, action: str, payload: dict[str, Any]) -> None:
+def check_payload(
+    version: OcppVersion, action: str, payload: dict[str, Any], kind: str = "Request"
+) -> None:
     """Raise CallErrorReply with the matching constraint error if the payload is invalid."""
-    schema = validator(version, action)
+    schema = validator(version, action, kind)
     if schema is None or schema.is_valid(payload):
         return
     error = next(iter(schema.iter_errors(payload)))
-    kind = type(error.kind).__name__
+    constraint = type(error.kind).__name__
     path = "/".join(str(p) for p in error.instance_path) or "(payload)"
     raise CallErrorReply(
-        _KIND_TO_ERROR.get(kind, "FormatViolation"),
+        _KIND_TO_ERROR.get(constraint, "FormatViolation"),
         f"{path}: {error.message}"[: rpc.MAX_DESCRIPTION],
-        {"path": path, "constraint": kind},
+        {"path": path, "constraint": constraint},
     )
+
+
+def to_wire(message: Any) -> tuple[str, dict[str, Any]]:
+    """An ``ocpp.vXX.call`` dataclass as its action and camelCase payload (Nones left out)."""
+    payload = remove_nones(snake_to_camel_case(serialize_as_dict(message)))
+    assert isinstance(payload, dict)
+    return type(message).__name__, payload
+
+
+Handler = Callable[[Any, dict[str, Any]], Awaitable[Any]]
+H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
+
+
+def handles(action: str) -> Callable[[H], H]:
+    """Route incoming ``action`` (a CALL, or a 2.1 SEND) to the decorated method."""
+    name = action.value if isinstance(action, Enum) else action
+
+    def mark(method: H) -> H:
+        method.ocpp_action = name  # type: ignore[attr-defined]
+        return method
+
+    return mark
 
 
 def parse_time(text: str | None) -> datetime:
@@ -159,19 +181,24 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-Outgoing = tuple[Any, asyncio.Future[Any] | None]
-_CLOSED: Any = object()  # queued by serve() on the way out: the send loop stops there
-
-
 class OcppConnection:
-    """Base of the version adapters; mixed with ``ocpp.vXX.ChargePoint``."""
+    """Base of the version adapters: one per connected charge point."""
 
     version: ClassVar[OcppVersion]
     known_actions: ClassVar[frozenset[str]]
+    messages: ClassVar[ModuleType]  # ocpp.vXX.call
+    results: ClassVar[ModuleType]  # ocpp.vXX.call_result
+    # action -> handler, built once per class from the `handles` marks (shared, read-only).
+    routes: ClassVar[Mapping[str, Handler]] = MappingProxyType({})
 
-    route_map: dict[str, dict[str, Any]]
-    _response_queue: asyncio.Queue[Any]
-    call: Callable[..., Awaitable[Any]]
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        routes: dict[str, Handler] = {}
+        for name in dir(cls):
+            action = getattr(getattr(cls, name, None), "ocpp_action", None)
+            if isinstance(action, str):
+                routes[action] = getattr(cls, name)
+        cls.routes = MappingProxyType(routes)
 
     def __init__(
         self,
@@ -184,7 +211,6 @@ class OcppConnection:
         heartbeat_interval_s: int = 300,
         limits: dict[tuple[str, int], Any] | None = None,
     ) -> None:
-        super().__init__(charge_point_id, websocket, response_timeout=call_timeout_s)  # type: ignore[call-arg]
         self.charge_point_id = charge_point_id
         self.websocket = websocket
         self.events = events
@@ -193,165 +219,202 @@ class OcppConnection:
         self.heartbeat_interval_s = heartbeat_interval_s
         # Caps to hand the charge point with a remote-started transaction (2.1).
         self.limits = limits if limits is not None else {}
-        self.log: BoundLogger = get_logger(__name__, charge_point_id=charge_point_id)
-        self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
-        self._code = _SPELLING[self.version]
-        # The id of the station-initiated call awaiting its answer: any other answer is dropped.
-        self._awaiting: str | None = None
-        self._unsolicited = 0
+        self.rpc = rpc.Endpoint(self.version, call_timeout_s)
+        # Futures of `request` calls by message id (a posted call has none); lazily made.
+        self._awaited: dict[str, asyncio.Future[Any]] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._serving: asyncio.Task[Any] | None = None
+        self._closed = False
 
-    # --- the connection's tasks --------------------------------------------------------
+    @property
+    def log(self) -> BoundLogger:
+        """A logger bound to this charge point (made when used: most connections log little)."""
+        return get_logger(__name__, charge_point_id=self.charge_point_id)
+
+    # --- the connection's task ---------------------------------------------------------
 
     async def serve(self) -> None:
-        """Receive frames and send queued calls until the socket closes. Safe to cancel."""
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                outgoing = tasks.create_task(self._send_calls())
-                try:
-                    async for frame in self.websocket:
-                        await self.handle_frame(frame)
-                except ConnectionClosed:
-                    pass
-                finally:
-                    # The sentinel ends the loop even if the cancellation is lost.
-                    self._outbox.put_nowait((_CLOSED, None))
-                    outgoing.cancel()
-        finally:
-            while not self._outbox.empty():
-                _, future = self._outbox.get_nowait()
-                if future is not None and not future.done():
-                    future.set_exception(ChargePointNotConnected(self.charge_point_id))
+        """Receive frames until the socket closes, then fail what is still awaited.
 
-    async def _send_calls(self) -> None:
-        """Send queued calls one at a time until cancelled or `_CLOSED` is dequeued.
-
-        A cancellation racing a reply can be swallowed inside the library's
-        ``call()`` (Python 3.11's ``asyncio.wait_for``) and surface as an
-        ordinary failure; after every call the task's ``cancelling()`` count
-        is checked so the loop still ends (STYLE §9: its owner awaits it).
+        Runs in the task that calls it (websockets' handler task): the
+        connection's only long-lived task. Safe to cancel.
         """
-        task = asyncio.current_task()
-        while True:
-            payload, future = await self._outbox.get()
-            if payload is _CLOSED:
-                return
-            while not self._response_queue.empty():  # a late answer to an earlier call
-                self._response_queue.get_nowait()
-            unique_id = str(self._unique_id_generator())  # type: ignore[attr-defined]
-            self._awaiting = unique_id
-            try:
-                async with asyncio.timeout(self.call_timeout_s):
-                    result = await self.call(payload, suppress=False, unique_id=unique_id)
-            except asyncio.CancelledError:
-                if future is not None and not future.done():
-                    future.set_exception(ChargePointNotConnected(self.charge_point_id))
-                raise
-            except TimeoutError:
-                self._settle(future, ChargePointTimeout(f"{type(payload).__name__} unanswered"))
-            except ConnectionClosed:
-                self._settle(future, ChargePointNotConnected(self.charge_point_id))
-            except OCPPError as exc:
-                self.log.warning("ocpp.call_error", action=type(payload).__name__, code=exc.code)
-                self._settle(future, StationUnavailable(f"CALLERROR {exc.code}: {exc.description}"))
-            except Exception as exc:
-                self.log.exception("ocpp.call_failed", action=type(payload).__name__)
-                self._settle(future, StationUnavailable(f"{type(payload).__name__} failed: {exc}"))
-            else:
-                if future is not None and not future.done():
-                    future.set_result(result)
-            finally:
-                self._awaiting = None
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError  # a cancellation the call swallowed
+        self._serving = asyncio.current_task()
+        try:
+            async for frame in self.websocket:
+                await self.handle_frame(frame)
+                if self.rpc.deadline is None:
+                    await self._send_next()  # a call a handler posted goes out now
+        except ConnectionClosed:
+            pass
+        finally:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+            sender = self._sender
+            if sender is not None and not sender.done():
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+            for call in self.rpc.close():
+                self._fail(call, ChargePointNotConnected(self.charge_point_id))
 
-    def _settle(self, future: asyncio.Future[Any] | None, exc: Exception) -> None:
+    async def request(self, message: Any) -> Any:
+        """Send an ``ocpp.vXX.call`` message and await its ``call_result``.
+
+        Never await this inside a handler (its answer comes in through the
+        loop the handler is holding). Raises ChargePointTimeout,
+        ChargePointNotConnected or StationUnavailable (a CALLERROR, or a
+        message or answer that breaks its schema).
+        """
+        call = self._queue(message)
+        if call is None:
+            raise StationUnavailable(f"{type(message).__name__} breaks its schema")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._awaited is None:
+            self._awaited = {}
+        self._awaited[call.unique_id] = future
+        try:
+            async with asyncio.timeout(self.call_timeout_s * 2):
+                await self._send_next()
+                reply = await future
+        finally:
+            self._awaited.pop(call.unique_id, None)
+            self.rpc.withdraw(call.unique_id)
+        return self._result(message, reply)
+
+    def post(self, message: Any) -> None:
+        """Queue a call without waiting for it; safe inside a handler."""
+        if self._queue(message) is not None:
+            self._kick()
+
+    def _queue(self, message: Any) -> rpc.Outgoing | None:
+        if self._closed:
+            raise ChargePointNotConnected(self.charge_point_id)
+        action, payload = to_wire(message)
+        try:
+            check_payload(self.version, action, payload)
+        except CallErrorReply as exc:
+            self.log.warning("ocpp.call_invalid", action=action, detail=exc.description)
+            return None
+        return self.rpc.call(action, payload)
+
+    def _kick(self) -> None:
+        """Have the next queued call sent: by the receive loop if a handler posted it, else
+        by a short task the connection owns (awaited or cancelled when it closes)."""
+        current = asyncio.current_task()
+        if current is self._serving or self._closed or self.rpc.deadline is not None:
+            return
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_next())
+
+    async def _send_next(self) -> None:
+        """Send the next queued call if none is in flight, and time it."""
+        loop = asyncio.get_running_loop()
+        call = self.rpc.next_call(loop.time())
+        if call is None:
+            return
+        deadline = self.rpc.deadline
+        assert deadline is not None
+        self._timer = loop.call_at(deadline, self._on_deadline)
+        self.frames.record(
+            self.charge_point_id, "out", 2, call.unique_id, call.action, call.payload, call.text
+        )
+        await self._send_text(call.text)
+
+    def _on_deadline(self) -> None:
+        call = self.rpc.expire(asyncio.get_running_loop().time())
+        if call is not None:
+            self._fail(call, ChargePointTimeout(f"{call.action} unanswered"))
+            self._kick()
+
+    def _fail(self, call: rpc.Outgoing, exc: Exception) -> None:
+        future = None if self._awaited is None else self._awaited.get(call.unique_id)
         if future is None:
-            self.log.warning("ocpp.posted_call_failed", error=type(exc).__name__, detail=str(exc))
+            name, detail = type(exc).__name__, str(exc)
+            self.log.warning(
+                "ocpp.posted_call_failed", action=call.action, error=name, detail=detail
+            )
         elif not future.done():
             future.set_exception(exc)
 
-    async def request(self, payload: Any) -> Any:
-        """Send a call from the connection's task and await the answer.
-
-        Never await this inside a handler. Raises ChargePointTimeout,
-        ChargePointNotConnected or StationUnavailable (a CALLERROR).
-        """
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._outbox.put_nowait((payload, future))
-        async with asyncio.timeout(self.call_timeout_s * 2):
-            return await future
-
-    def post(self, payload: Any) -> None:
-        """Queue a call without waiting for it; safe inside a handler."""
-        self._outbox.put_nowait((payload, None))
+    def _result(self, message: Any, reply: rpc.Reply) -> Any:
+        """The ``call_result`` dataclass of an answer (its CALLERROR or schema breach raised)."""
+        action = reply.call.action
+        if reply.error is not None:
+            code, description, _ = reply.error
+            self.log.warning("ocpp.call_error", action=action, code=code)
+            raise StationUnavailable(f"CALLERROR {code}: {description}")
+        payload = reply.payload if isinstance(reply.payload, dict) else {}
+        try:
+            check_payload(self.version, action, payload, "Response")
+            return getattr(self.results, action)(**camel_to_snake_case(payload))
+        except (CallErrorReply, TypeError) as exc:
+            self.log.warning("ocpp.answer_invalid", action=action, detail=str(exc)[:255])
+            raise StationUnavailable(f"{action} answered outside its schema: {exc}") from exc
 
     # --- frames ------------------------------------------------------------------------
 
     async def handle_frame(self, frame: str | bytes) -> None:
-        """Classify one incoming frame (`rpc.classify`) and carry out what it calls for."""
+        """Hand one incoming frame to the endpoint and carry out what it calls for."""
         try:
             text = frame.decode() if isinstance(frame, bytes) else frame
         except UnicodeDecodeError:
             text = "\ufffd"  # not UTF-8: answered like any other non-JSON
-        message = rpc.classify(text, self.version)
-        if isinstance(message, rpc.Answer):
-            self._on_answer(message)
+        event = self.rpc.receive(text)
+        log = event.log
+        if isinstance(event, rpc.Unsolicited):
+            self.frames.dropped(self.charge_point_id, log.kind)
+            count = self.rpc.unsolicited
+            if count == 1 or count % 1000 == 0:
+                self.log.warning("ocpp.unsolicited_answer", count=count)
             return
-        log = message.log
         self.frames.record(
             self.charge_point_id, "in", log.kind, log.unique_id, log.action, log.payload, log.text
         )
-        if isinstance(message, rpc.Call):
-            await self._on_call(message.unique_id, message.action, message.payload)
-        elif isinstance(message, rpc.Send):
-            await self._on_send(message.unique_id, message.action, message.payload)
-        elif isinstance(message, rpc.Refused):
-            await self._send_error(
-                message.unique_id, message.code, message.description, message.details
-            )
-        elif isinstance(message, rpc.ResultError):
+        if isinstance(event, rpc.Call):
+            await self._on_call(event.unique_id, event.action, event.payload)
+        elif isinstance(event, rpc.Reply):
+            self._on_reply(event)
+        elif isinstance(event, rpc.Send):
+            await self._on_send(event.action, event.payload)
+        elif isinstance(event, rpc.Refused):
+            await self._refuse(event.unique_id, event.code, event.description, event.details)
+        elif isinstance(event, rpc.ResultError):
             self.log.warning(
-                "ocpp.call_result_error", code=message.code, detail=message.description[:255]
+                "ocpp.call_result_error", code=event.code, detail=event.description[:255]
             )
         else:
-            self.log.info("ocpp.frame_ignored", reason=message.reason)
+            self.log.info("ocpp.frame_ignored", reason=event.reason)
 
-    def _on_answer(self, answer: rpc.Answer) -> None:
-        """Hand an answer to the call in flight, or drop it (counted, never buffered)."""
-        if self._awaiting is None or answer.unique_id != self._awaiting:
-            self.frames.dropped(self.charge_point_id, answer.log.kind)
-            self._unsolicited += 1
-            if self._unsolicited == 1 or self._unsolicited % 1000 == 0:
-                self.log.warning("ocpp.unsolicited_answer", count=self._unsolicited)
-            return
-        log = answer.log
-        self.frames.record(
-            self.charge_point_id, "in", log.kind, log.unique_id, None, log.payload, log.text
-        )
-        self._awaiting = None  # one answer per call: a repeat is unsolicited
-        if answer.error is None:
-            self._response_queue.put_nowait(CallResult(answer.unique_id, answer.payload))
-        else:
-            code, description, details = answer.error
-            self._response_queue.put_nowait(CallError(answer.unique_id, code, description, details))
+    def _on_reply(self, reply: rpc.Reply) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        future = None if self._awaited is None else self._awaited.get(reply.call.unique_id)
+        if future is not None and not future.done():
+            future.set_result(reply)
+        elif reply.error is not None:
+            code = reply.error[0]
+            self.log.warning("ocpp.posted_call_failed", action=reply.call.action, error=code)
 
     async def _on_call(self, unique_id: str, action: str, payload: dict[str, Any]) -> None:
-        handler = self.route_map.get(action, {}).get("_on_action")
+        handler = self.routes.get(action)
         if handler is None:
             # OCPP-J: NotImplemented = "not known by receiver", NotSupported = "recognized
             # but not supported" (the ocpp library's docstrings have the two swapped).
             code = "NotSupported" if action in self.known_actions else "NotImplemented"
             name = rpc.storable_text(action)[:64]
-            await self._send_error(unique_id, code, f"{name} is not handled by this station")
+            await self._refuse(unique_id, code, f"{name} is not handled by this station")
             return
         try:
             check_payload(self.version, action, payload)
-            response = await handler(payload)
+            response = await handler(self, payload)
         except asyncio.CancelledError:
             raise
         except CallErrorReply as exc:
             self.log.info("ocpp.call_refused", action=action, code=exc.code, detail=exc.description)
-            await self._send_error(unique_id, exc.code, exc.description, exc.details)
+            await self._refuse(unique_id, exc.code, exc.description, exc.details)
             return
         except TransactionNotStored:
             # OCPP lets a charge point discard a transaction message answered with
@@ -363,55 +426,40 @@ class OcppConnection:
             return
         except ChargepayError as exc:
             self.log.warning("ocpp.call_failed", action=action, error=type(exc).__name__)
-            await self._send_error(unique_id, exc.ocpp_error, exc.detail)
-            return
-        except OCPPError as exc:
-            await self._send_error(unique_id, exc.code, exc.description or exc.code)
+            await self._refuse(unique_id, exc.ocpp_error, exc.detail)
             return
         except Exception:
             self.log.exception("ocpp.handler_failed", action=action)
-            await self._send_error(unique_id, "InternalError", "An internal error occurred")
+            await self._refuse(unique_id, "InternalError", "An internal error occurred")
             return
-        await self._send_frame(3, unique_id, action, response)
+        text = self.rpc.result(unique_id, response)
+        self.frames.record(self.charge_point_id, "out", 3, unique_id, action, response, text)
+        await self._send_text(text)
 
-    async def _get_specific_response(self, unique_id: str, timeout: float) -> Any:  # noqa: ASYNC109 (the library's signature)
-        """The answer to the call in flight (the library's own recursed per stray answer).
-
-        Only answers to ``unique_id`` reach the queue (`_on_answer`); one left
-        over from an earlier, timed-out call is skipped.
-        """
-        async with asyncio.timeout(timeout):
-            while True:
-                response = await self._response_queue.get()
-                if response.unique_id == unique_id:
-                    return response
-
-    async def _on_send(self, unique_id: str, action: str, payload: dict[str, Any]) -> None:
+    async def _on_send(self, action: str, payload: dict[str, Any]) -> None:
         """A 2.1 SEND: handled like a CALL, never answered, not even with an error."""
-        handler = self.route_map.get(action, {}).get("_on_action")
+        handler = self.routes.get(action)
         if handler is None:
             self.log.info("ocpp.send_ignored", action=rpc.storable_text(action)[:64])
             return
         try:
             check_payload(self.version, action, payload)
-            await handler(payload)
+            await handler(self, payload)
         except asyncio.CancelledError:
             raise
-        except (CallErrorReply, ChargepayError, OCPPError) as exc:
+        except (CallErrorReply, ChargepayError) as exc:
             self.log.info("ocpp.send_refused", action=action, error=str(exc)[:255])
         except Exception:
             self.log.exception("ocpp.handler_failed", action=action)
 
-    async def _send_error(
+    async def _refuse(
         self, unique_id: str, code: str, description: str, details: dict[str, Any] | None = None
     ) -> None:
-        code = self._code.get(code, code)
-        description = description[: rpc.MAX_DESCRIPTION]
-        await self._send_frame(4, unique_id, None, [code, description, details or {}])
+        body, text = self.rpc.error(unique_id, code, description, details)
+        self.frames.record(self.charge_point_id, "out", 4, unique_id, None, body, text)
+        await self._send_text(text)
 
-    async def _send_frame(self, kind: int, unique_id: str, action: str | None, body: Any) -> None:
-        text = wire.encode([4, unique_id, *body] if kind == 4 else [kind, unique_id, body])
-        self.frames.record(self.charge_point_id, "out", kind, unique_id, action, body, text)
+    async def _send_text(self, text: str) -> None:
         try:
             if not getattr(self.websocket, "paused", True):
                 # The transport takes it at once: no wait to bound (a timer per frame otherwise).
@@ -423,15 +471,8 @@ class OcppConnection:
             pass
         except TimeoutError:  # the peer stopped reading: drop it, it will reconnect
             self.log.warning("ocpp.send_timeout", timeout_s=self.call_timeout_s)
-            self.websocket.transport.abort()
-
-    async def _send(self, message: str) -> None:
-        """The library's send path (station-initiated CALLs from `call()`)."""
-        parsed = wire.parse(message)
-        self.frames.record(
-            self.charge_point_id, "out", parsed[0], parsed[1], parsed[2], parsed[3], message
-        )
-        await self.websocket.send(message)
+            if self.websocket.transport is not None:
+                self.websocket.transport.abort()
 
     # --- commands every version implements ---------------------------------------------
 

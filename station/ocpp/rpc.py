@@ -15,6 +15,10 @@ do with it; nothing here sends, awaits or stores anything:
   connection spells them for its version).
 * `Ignored` — 1.6 ignores a frame whose message type id it does not know.
 
+`Endpoint` holds the rest of one connection's RPC state, still without I/O:
+the station's calls (ids, the one in flight, its deadline, the queue behind
+it), which answer belongs to which call, and the version's error spellings.
+
 Message types by version: 1.6 and 2.0.1 know 2, 3 and 4 (2.0.1 answers any
 other id with MessageTypeNotSupported); 2.1 adds CALLRESULTERROR (5) and SEND (6).
 
@@ -36,6 +40,7 @@ frames without either skip the walk (the common case, on the hot path).
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -283,3 +288,152 @@ def unstorable(value: Any) -> tuple[str, str] | None:
         elif isinstance(item, list):
             stack.extend((f"{path}/{i}" if path else str(i), child) for i, child in enumerate(item))
     return None
+
+
+# --- one connection's RPC state: ids, the call in flight, its deadline, spellings ---------
+
+# Spellings that differ by version: only 1.6 writes "Occurence" (2.0.1 and 2.1 fixed it).
+SPELLING: dict[OcppVersion, dict[str, str]] = {
+    OcppVersion.V16: {
+        "FormatViolation": "FormationViolation",
+        "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
+        "RpcFrameworkError": "ProtocolError",
+        "MessageTypeNotSupported": "ProtocolError",
+    },
+    OcppVersion.V201: {},
+    OcppVersion.V21: {},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A station-initiated CALL: its id, action, payload and the text that goes out."""
+
+    unique_id: str
+    action: str
+    payload: dict[str, Any]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The answer to the call in flight (`Endpoint.receive` matched it by id)."""
+
+    call: Outgoing
+    payload: Any
+    error: tuple[str, str, dict[str, Any]] | None
+    log: Logged
+
+
+@dataclass(frozen=True, slots=True)
+class Unsolicited:
+    """An answer to no call in flight (late, repeated or never asked for): dropped."""
+
+    log: Logged
+
+
+Event = Call | Send | Reply | Unsolicited | ResultError | Refused | Ignored
+
+
+class Endpoint:
+    """One connection's RPC state, without I/O: text in → events; calls and answers out.
+
+    Owns the message ids of the station's calls, the one call in flight
+    (OCPP-J allows one at a time per direction) with its deadline, the calls
+    waiting behind it, and how errors are spelt for the version. The
+    connection moves the texts and keeps a timer on `deadline`; times are the
+    caller's clock (``loop.time()``), so tests pass plain numbers.
+    """
+
+    __slots__ = (
+        "_deadline",
+        "_in_flight",
+        "_spelling",
+        "_waiting",
+        "timeout_s",
+        "unsolicited",
+        "version",
+    )
+
+    def __init__(self, version: OcppVersion, timeout_s: float) -> None:
+        self.version = version
+        self.timeout_s = timeout_s
+        self.unsolicited = 0
+        self._spelling = SPELLING[version]
+        self._in_flight: Outgoing | None = None
+        self._deadline = 0.0
+        self._waiting: list[Outgoing] | None = None  # most connections never queue one
+
+    # --- incoming ------------------------------------------------------------------------
+
+    def receive(self, text: str) -> Event:
+        """What an incoming frame is; an answer is matched against the call in flight."""
+        frame = classify(text, self.version)
+        if not isinstance(frame, Answer):
+            return frame
+        call = self._in_flight
+        if call is None or frame.unique_id != call.unique_id:
+            self.unsolicited += 1
+            return Unsolicited(frame.log)
+        self._in_flight = None  # one answer per call: a repeat is unsolicited
+        return Reply(call, frame.payload, frame.error, frame.log)
+
+    # --- the station's calls -------------------------------------------------------------
+
+    def call(self, action: str, payload: dict[str, Any]) -> Outgoing:
+        """Queue a CALL; `next_call` hands it out when no other is in flight."""
+        unique_id = str(uuid.uuid4())  # unique beyond this connection, as the frame log wants
+        text = wire.encode([2, unique_id, action, payload])
+        outgoing = Outgoing(unique_id, action, payload, text)
+        if self._waiting is None:
+            self._waiting = []
+        self._waiting.append(outgoing)
+        return outgoing
+
+    def next_call(self, now: float) -> Outgoing | None:
+        """The next call to send (it is then in flight until ``now + timeout_s``), or None."""
+        if self._in_flight is not None or not self._waiting:
+            return None
+        self._in_flight = self._waiting.pop(0)
+        self._deadline = now + self.timeout_s
+        return self._in_flight
+
+    @property
+    def deadline(self) -> float | None:
+        """When the call in flight times out (None: no call in flight)."""
+        return None if self._in_flight is None else self._deadline
+
+    def expire(self, now: float) -> Outgoing | None:
+        """The call in flight if its deadline has passed (no longer awaited), else None."""
+        call = self._in_flight
+        if call is None or now < self._deadline:
+            return None
+        self._in_flight = None
+        return call
+
+    def withdraw(self, unique_id: str) -> bool:
+        """Drop a queued call before it is sent (its caller gave up); True if it was queued."""
+        for i, waiting in enumerate(self._waiting or ()):
+            if waiting.unique_id == unique_id:
+                del self._waiting[i]  # type: ignore[union-attr]
+                return True
+        return False
+
+    def close(self) -> list[Outgoing]:
+        """Every call in flight or queued (none will be answered); the endpoint is empty."""
+        calls = ([] if self._in_flight is None else [self._in_flight]) + (self._waiting or [])
+        self._in_flight, self._waiting = None, None
+        return calls
+
+    # --- the station's answers -----------------------------------------------------------
+
+    def result(self, unique_id: str, payload: dict[str, Any]) -> str:
+        """The CALLRESULT text."""
+        return wire.encode([3, unique_id, payload])
+
+    def error(
+        self, unique_id: str, code: str, description: str, details: dict[str, Any] | None = None
+    ) -> tuple[list[Any], str]:
+        """A CALLERROR's body (code spelt for the version, description cut) and its text."""
+        body = [self._spelling.get(code, code), description[:MAX_DESCRIPTION], details or {}]
+        return body, wire.encode([4, unique_id, *body])

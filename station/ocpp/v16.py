@@ -5,8 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from ocpp.routing import on
-from ocpp.v16 import ChargePoint, call
+from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action
 
 from station.domain.events import (
@@ -17,7 +16,7 @@ from station.domain.events import (
     TransactionEnded,
     TransactionStarted,
 )
-from station.ocpp.connection import OcppConnection, now_iso, parse_time
+from station.ocpp.connection import OcppConnection, handles, now_iso, parse_time
 from station.ocpp.readings import readings_16
 
 Payload = dict[str, Any]
@@ -27,11 +26,12 @@ def _id_tag_info(accepted: bool) -> Payload:
     return {"status": "Accepted" if accepted else "Invalid"}
 
 
-class V16Connection(OcppConnection, ChargePoint):
+class V16Connection(OcppConnection):
     version = OcppVersion.V16
     known_actions = frozenset(a.value for a in Action)
+    results = call_result
 
-    @on(Action.boot_notification)
+    @handles(Action.boot_notification)
     async def on_boot_notification(self, p: Payload) -> Payload:
         await self.events.charge_point_booted(
             ChargePointBooted(
@@ -49,14 +49,14 @@ class V16Connection(OcppConnection, ChargePoint):
             "interval": self.heartbeat_interval_s,
         }
 
-    @on(Action.heartbeat)
+    @handles(Action.heartbeat)
     async def on_heartbeat(self, p: Payload) -> Payload:
         seen = getattr(self.events, "charge_point_seen", None)
         if seen is not None:
             seen(self.charge_point_id)
         return {"currentTime": now_iso()}
 
-    @on(Action.status_notification)
+    @handles(Action.status_notification)
     async def on_status_notification(self, p: Payload) -> Payload:
         connector = p["connectorId"]
         await self.events.connector_status_changed(
@@ -71,12 +71,12 @@ class V16Connection(OcppConnection, ChargePoint):
         )
         return {}
 
-    @on(Action.authorize)
+    @handles(Action.authorize)
     async def on_authorize(self, p: Payload) -> Payload:
         accepted = await self.events.authorize(self.charge_point_id, p["idTag"])
         return {"idTagInfo": _id_tag_info(accepted)}
 
-    @on(Action.start_transaction)
+    @handles(Action.start_transaction)
     async def on_start_transaction(self, p: Payload) -> Payload:
         reply = await self.events.transaction_started(
             TransactionStarted(
@@ -93,7 +93,7 @@ class V16Connection(OcppConnection, ChargePoint):
             "idTagInfo": _id_tag_info(reply.id_token_accepted),
         }
 
-    @on(Action.meter_values)
+    @handles(Action.meter_values)
     async def on_meter_values(self, p: Payload) -> Payload:
         transaction_id = p.get("transactionId")
         now = parse_time(None)
@@ -110,7 +110,7 @@ class V16Connection(OcppConnection, ChargePoint):
         )
         return {}
 
-    @on(Action.stop_transaction)
+    @handles(Action.stop_transaction)
     async def on_stop_transaction(self, p: Payload) -> Payload:
         at = parse_time(p["timestamp"])
         reply = await self.events.transaction_ended(
@@ -128,15 +128,15 @@ class V16Connection(OcppConnection, ChargePoint):
             return {"idTagInfo": _id_tag_info(reply.id_token_accepted)}
         return {}
 
-    @on(Action.data_transfer)
+    @handles(Action.data_transfer)
     async def on_data_transfer(self, p: Payload) -> Payload:
         return {"status": "UnknownVendorId"}
 
-    @on(Action.firmware_status_notification)
+    @handles(Action.firmware_status_notification)
     async def on_firmware_status_notification(self, p: Payload) -> Payload:
         return {}
 
-    @on(Action.diagnostics_status_notification)
+    @handles(Action.diagnostics_status_notification)
     async def on_diagnostics_status_notification(self, p: Payload) -> Payload:
         return {}
 
@@ -157,6 +157,6 @@ class V16Connection(OcppConnection, ChargePoint):
 
     async def trigger(self, requested_message: str, evse_id: int | None = None) -> bool:
         result = await self.request(
-            call.TriggerMessage(requested_message=requested_message, connector_id=evse_id)  # type: ignore[arg-type]
+            call.TriggerMessage(requested_message=requested_message, connector_id=evse_id)
         )
         return bool(result.status == "Accepted")

@@ -6,7 +6,6 @@ from decimal import Decimal
 from typing import Any
 
 from ocpp import v201
-from ocpp.routing import on
 from ocpp.v201.enums import Action
 
 from station.domain.events import (
@@ -17,7 +16,13 @@ from station.domain.events import (
     TransactionEnded,
     TransactionStarted,
 )
-from station.ocpp.connection import CallErrorReply, OcppConnection, now_iso, parse_time
+from station.ocpp.connection import (
+    CallErrorReply,
+    OcppConnection,
+    handles,
+    now_iso,
+    parse_time,
+)
 from station.ocpp.ports import TransactionReply, TransactionStatus
 from station.ocpp.readings import readings_2x, wire_cost
 
@@ -28,12 +33,13 @@ def _token_info(accepted: bool) -> Payload:
     return {"status": "Accepted" if accepted else "Invalid"}
 
 
-class V201Connection(OcppConnection, v201.ChargePoint):
+class V201Connection(OcppConnection):
     version = OcppVersion.V201
     known_actions = frozenset(a.value for a in Action)
+    results = v201.call_result
     _call_module: Any = v201.call
 
-    @on(Action.boot_notification)
+    @handles(Action.boot_notification)
     async def on_boot_notification(self, p: Payload) -> Payload:
         station = p["chargingStation"]
         await self.events.charge_point_booted(
@@ -52,14 +58,14 @@ class V201Connection(OcppConnection, v201.ChargePoint):
             "interval": self.heartbeat_interval_s,
         }
 
-    @on(Action.heartbeat)
+    @handles(Action.heartbeat)
     async def on_heartbeat(self, p: Payload) -> Payload:
         seen = getattr(self.events, "charge_point_seen", None)
         if seen is not None:
             seen(self.charge_point_id)
         return {"currentTime": now_iso()}
 
-    @on(Action.status_notification)
+    @handles(Action.status_notification)
     async def on_status_notification(self, p: Payload) -> Payload:
         await self.events.connector_status_changed(
             ConnectorStatusChanged(
@@ -72,12 +78,12 @@ class V201Connection(OcppConnection, v201.ChargePoint):
         )
         return {}
 
-    @on(Action.authorize)
+    @handles(Action.authorize)
     async def on_authorize(self, p: Payload) -> Payload:
         accepted = await self.events.authorize(self.charge_point_id, p["idToken"]["idToken"])
         return {"idTokenInfo": _token_info(accepted)}
 
-    @on(Action.transaction_event)
+    @handles(Action.transaction_event)
     async def on_transaction_event(self, p: Payload) -> Payload:
         info = p["transactionInfo"]
         ref: str = info["transactionId"]
@@ -163,7 +169,7 @@ class V201Connection(OcppConnection, v201.ChargePoint):
             response["totalCost"] = wire_cost(reply.total_cost)
         return response
 
-    @on(Action.meter_values)
+    @handles(Action.meter_values)
     async def on_meter_values(self, p: Payload) -> Payload:
         await self.events.meter_values(
             MeterValuesReported(
@@ -176,28 +182,28 @@ class V201Connection(OcppConnection, v201.ChargePoint):
         )
         return {}
 
-    @on(Action.notify_event)
+    @handles(Action.notify_event)
     async def on_notify_event(self, p: Payload) -> Payload:
         return {}
 
-    @on(Action.notify_report)
+    @handles(Action.notify_report)
     async def on_notify_report(self, p: Payload) -> Payload:
         return {}
 
-    @on(Action.security_event_notification)
+    @handles(Action.security_event_notification)
     async def on_security_event_notification(self, p: Payload) -> Payload:
         self.log.warning("ocpp.security_event", event_type=p.get("type"))
         return {}
 
-    @on(Action.firmware_status_notification)
+    @handles(Action.firmware_status_notification)
     async def on_firmware_status_notification(self, p: Payload) -> Payload:
         return {}
 
-    @on(Action.log_status_notification)
+    @handles(Action.log_status_notification)
     async def on_log_status_notification(self, p: Payload) -> Payload:
         return {}
 
-    @on(Action.data_transfer)
+    @handles(Action.data_transfer)
     async def on_data_transfer(self, p: Payload) -> Payload:
         return {"status": "UnknownVendorId"}
 

@@ -19,11 +19,10 @@ from __future__ import annotations
 from typing import Any
 
 from ocpp import v21
-from ocpp.routing import on
 from ocpp.v21.enums import Action
 
 from station.domain.events import MeterValuesReported, OcppVersion
-from station.ocpp.connection import parse_time
+from station.ocpp.connection import handles, parse_time
 from station.ocpp.ports import TransactionReply
 from station.ocpp.readings import readings_stream, wire_cost
 from station.ocpp.v201 import V201Connection
@@ -31,30 +30,29 @@ from station.ocpp.v201 import V201Connection
 Payload = dict[str, Any]
 
 
-class V21Connection(V201Connection, v21.ChargePoint):  # type: ignore[misc]
+class V21Connection(V201Connection):
     version = OcppVersion.V21
     # NotifyPeriodicEventStream is a SEND, so the library's Action enum leaves it out.
     known_actions = frozenset(a.value for a in Action) | {"NotifyPeriodicEventStream"}
+    results = v21.call_result
     _call_module: Any = v21.call
-    _call_result = v21.call_result
-    _ocpp_version = "2.1"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._stream_measurands: dict[int, str] = {}
 
-    @on(Action.open_periodic_event_stream)
+    @handles(Action.open_periodic_event_stream)
     async def on_open_periodic_event_stream(self, p: Payload) -> Payload:
         stream = p["constantStreamData"]
         self._stream_measurands[stream["id"]] = f"Monitor.{stream['variableMonitoringId']}"
         return {"status": "Accepted"}
 
-    @on(Action.close_periodic_event_stream)
+    @handles(Action.close_periodic_event_stream)
     async def on_close_periodic_event_stream(self, p: Payload) -> Payload:
         self._stream_measurands.pop(p["id"], None)
         return {}
 
-    @on("NotifyPeriodicEventStream")
+    @handles("NotifyPeriodicEventStream")
     async def on_notify_periodic_event_stream(self, p: Payload) -> None:
         """A SEND: the stream's samples, stored like meter values (no answer goes back)."""
         measurand = self._stream_measurands.get(p["id"], f"Stream.{p['id']}")

@@ -16,6 +16,7 @@ The depth is only measured for a frame with more than `MAX_DEPTH` brackets.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -59,9 +60,16 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+def _number(value: Any) -> float:
+    """A Decimal as the float that prints as it (the ocpp library's encoder rounds to 0.1)."""
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def encode(value: Any) -> str:
-    """Compact JSON text of a frame or payload."""
+    """Compact JSON text of a frame or payload (a Decimal written as its float)."""
     try:
-        return orjson.dumps(value).decode()
+        return orjson.dumps(value, default=_number).decode()
     except TypeError:  # orjson.JSONEncodeError: an integer past 64 bits
-        return json.dumps(value, separators=(",", ":"))
+        return json.dumps(value, separators=(",", ":"), default=_number)
