@@ -17,8 +17,9 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for one test's nodes."""
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh PostgreSQL database for one test's nodes: migrated, unless the test is
+    marked ``unmigrated`` (its nodes, started at once, migrate it between them)."""
     name = f"chargepay_cluster_{uuid.uuid4().hex[:10]}"
     try:
         asyncio.run(_pg_create(name))
@@ -36,7 +37,12 @@ def pg_url() -> Iterator[str]:
             await db.dispose()
 
     try:
-        asyncio.run(migrate())
+        if request.node.get_closest_marker("unmigrated") is None:
+            asyncio.run(migrate())
         yield url
     finally:
         asyncio.run(_pg_drop(name))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "unmigrated: the nodes start on an empty database")
