@@ -158,7 +158,12 @@ class ClusterNode:
 
     async def start(self) -> None:
         """Connect, forget this node's leases of a previous life, listen, load the leases."""
-        self.pool = await asyncpg.create_pool(self._dsn, min_size=2, max_size=8)
+        # Leases, command rows and events are the nodes' conversation, not money: a commit
+        # need not wait for the disk (a server crash loses at most the last moments of it,
+        # which the nodes rebuild: connections re-take leases, callers time out).
+        self.pool = await asyncpg.create_pool(
+            self._dsn, min_size=2, max_size=8, server_settings={"synchronous_commit": "off"}
+        )
         await self.pool.execute("DELETE FROM charge_point_leases WHERE node_id = $1", self.node_id)
         await self._listen()
         _log.info("cluster.started", node_id=self.node_id, lease_s=self.lease_s)
