@@ -9,6 +9,7 @@ BENCHMARKS = (
     ["benchmarks.ocpp_throughput"],
     ["benchmarks.payments"],
     ["benchmarks.reconnect_storm"],
+    ["benchmarks.cluster"],
 )
 
 
