@@ -749,7 +749,7 @@ class _Client201(v201.ChargePoint):
         return self._module.call_result.TriggerMessage(status="NotImplemented")
 
 
-class _Client21(_Client201, v21.ChargePoint):  # type: ignore[misc]
+class _Client21(_Client201, v21.ChargePoint):
     _module: Any = v21
     _call = v21.call
     _call_result = v21.call_result

@@ -180,8 +180,10 @@ def _step(kind: str, data: dict[str, Any]) -> str:
         verdict = "adds up" if data.get("verdict") == "accepted" else "disputed"
         return f"receipt checked: {verdict}"
     if kind == "status" and isinstance(data.get("status"), str):
-        return {"stopping": "stopping", "settled": "settled", "charging": "charging"}.get(
-            data["status"], data["status"]
+        return str(
+            {"stopping": "stopping", "settled": "settled", "charging": "charging"}.get(
+                data["status"], data["status"]
+            )
         )
     if kind == "settled":
         return "settled"

@@ -320,6 +320,7 @@ def _demo_table(report: Any, *, final: bool) -> Any:
     from rich.table import Table
 
     table = Table(title="chargepay demo" + ("" if final else " (live)"), min_width=100)
+    columns: tuple[str, ...]
     if final:
         columns = ("driver", "station", "OCPP", "rounds", "kWh", "× per kWh", "= energy",
                    "+ fees", "− over cap", "= captured", "cap", "released", "ended")  # fmt: skip

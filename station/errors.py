@@ -127,7 +127,7 @@ PAYMENTAUTH = "https://paymentauth.org/problems/"
 
 class PaymentRequired(ChargepayError):
     code, status, title = "payment_required", 402, "Payment required"
-    problem_type = PAYMENTAUTH + "payment-required"
+    problem_type: ClassVar[str | None] = PAYMENTAUTH + "payment-required"
 
 
 class PaymentDeclined(PaymentRequired):

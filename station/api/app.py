@@ -78,7 +78,7 @@ def _include_payments(app: FastAPI, station: Station) -> None:
 
     app.include_router(negotiations.router)
     app.include_router(sessions.router)
-    app.state.event_streams = Slots(station.settings.max_event_streams_per_agent)
+    app.state.event_streams = Slots[str](station.settings.max_event_streams_per_agent)
     # Negotiations asked for charge points that do not exist (or are not the agent's).
     app.state.unknown_charge_points = FailureWindow(
         station.settings.unknown_charge_points_per_minute

@@ -9,6 +9,7 @@ with the traceback).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -41,7 +42,7 @@ def problem(
     code: str,
     title: str,
     detail: str,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     problem_type: str | None = None,
     **extra: Any,
 ) -> JSONResponse:

@@ -19,13 +19,15 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Generic, NoReturn, TypeVar
 
 from station.errors import RateLimited
 
 if TYPE_CHECKING:
     from station.metrics import StationMetrics
+
+K = TypeVar("K", bound=Hashable)
 
 
 class FailureWindow:
@@ -77,24 +79,24 @@ def refuse(
     raise RateLimited(detail, retry_after_s=max(1, math.ceil(retry_after_s)))
 
 
-class Slots:
+class Slots(Generic[K]):
     """At most ``per_key`` things open at once per key (an agent's event streams)."""
 
     def __init__(self, per_key: int) -> None:
         self.per_key = per_key
-        self._open: dict[str, int] = {}
+        self._open: dict[K, int] = {}
 
-    def open(self, key: str) -> int:
+    def open(self, key: K) -> int:
         return self._open.get(key, 0)
 
-    def acquire(self, key: str) -> bool:
+    def acquire(self, key: K) -> bool:
         held = self._open.get(key, 0)
         if held >= self.per_key:
             return False
         self._open[key] = held + 1
         return True
 
-    def release(self, key: str) -> None:
+    def release(self, key: K) -> None:
         held = self._open.get(key, 0) - 1
         if held > 0:
             self._open[key] = held
@@ -102,7 +104,7 @@ class Slots:
             self._open.pop(key, None)
 
 
-class InFlight(Slots):
+class InFlight(Slots[tuple[str, str]]):
     """Requests of one key (an agent's keyid at one client address) not yet answered.
 
     Keys exist only while they hold something, so the table is as large as

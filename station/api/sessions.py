@@ -77,7 +77,7 @@ async def session_events(session_id: str, agent: Agent, request: Request) -> Str
     station = station_of(request)
     payments = station.payments
     await payments.sessions.get(agent.agent_id, session_id)  # 404 before streaming
-    slots: Slots = request.app.state.event_streams
+    slots: Slots[str] = request.app.state.event_streams
     if not slots.acquire(agent.agent_id):
         refuse(
             station.metrics,

@@ -250,7 +250,3 @@ def stop(state: MeterState, meter_stop_wh: Decimal | None, at: datetime) -> Mete
         (),
         1,
     )
-
-
-def is_register(value: SampledValue) -> bool:
-    return value.measurand == ENERGY_REGISTER and value.value is not None

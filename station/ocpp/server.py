@@ -305,9 +305,6 @@ class CentralSystem:
         connection = self._connections.get(charge_point_id)
         return None if connection is None else str(connection.version)
 
-    def connected_ids(self) -> list[str]:
-        return sorted(self._connections)
-
     def _connection(self, charge_point_id: str) -> OcppConnection:
         connection = self._connections.get(charge_point_id)
         if connection is None:

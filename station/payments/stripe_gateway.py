@@ -67,10 +67,6 @@ class StripeGateway:
         self._list_filters_created = True
         self.list_page_size = 100
 
-    @property
-    def total_calls(self) -> int:
-        return sum(self.calls.values())
-
     async def _call(self, operation: str, call: Awaitable[T]) -> T:
         self.calls[operation] += 1
         try:

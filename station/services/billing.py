@@ -161,6 +161,7 @@ class BillingListener:
                 )
             ).all()
         for session_id, ref in owed:
+            assert ref is not None  # selected with transaction_ref IS NOT NULL
             _log.info("session.stop_resent", session_id=session_id, on="reconnect")
             commands.post_stop_transaction(charge_point_id, ref)
 

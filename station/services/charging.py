@@ -40,7 +40,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.engine import Connection
@@ -80,16 +80,15 @@ _UNBILLED = Billing()
 # not stored during an outage, and the charge point no longer has it (`end_not_received`).
 END_NOT_RECEIVED = "EndNotReceived"
 _Event = TypeVar("_Event", TransactionStarted, MeterValuesReported, TransactionEnded)
-_Reply = TypeVar("_Reply")
+# A handler keeps its own signature through the decorator (the OCPP port's Protocol).
+_Handler = TypeVar("_Handler", bound=Callable[..., Awaitable[Any]])
 
 
-def _resent_if_not_stored(
-    handler: Callable[..., Awaitable[_Reply]],
-) -> Callable[..., Awaitable[_Reply]]:
+def _resent_if_not_stored(handler: _Handler) -> _Handler:
     """A transaction message the database could not take raises TransactionNotStored."""
 
     @functools.wraps(handler)
-    async def handle(service: ChargingService, event: _Event, **options: Any) -> _Reply:
+    async def handle(service: ChargingService, event: _Event, **options: Any) -> Any:
         try:
             return await handler(service, event, **options)
         except Exception as exc:
@@ -110,7 +109,7 @@ def _resent_if_not_stored(
             )
             raise TransactionNotStored("the database is unavailable: send it again") from exc
 
-    return handle
+    return cast(_Handler, handle)
 
 
 @dataclass(slots=True)
@@ -259,7 +258,7 @@ class ChargingService:
                 .where(*(getattr(ConnectorRow, k) == v for k, v in key.items()))
                 .values(**values)
             )
-            if result.rowcount == 0:  # type: ignore[attr-defined]
+            if result.rowcount == 0:
                 conn.execute(insert(ConnectorRow).values(**key, **values))
 
         await self.writer.submit(work)
