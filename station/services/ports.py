@@ -108,3 +108,16 @@ class TransactionListener(Protocol):
     async def charge_point_connected(self, charge_point_id: str) -> None:
         """A charge point (re)connected: send it what it is owed (a stop not delivered)."""
         ...
+
+
+def held_here(commands: ChargePointCommands, charge_point_id: str) -> bool:
+    """Is the charge point connected to this very node?
+
+    With several nodes (`station.cluster.commands.ClusterCommands`) ``is_connected``
+    means "to any node" and ``holds`` means "to this one"; a single node's
+    `CentralSystem` has only ``is_connected``, which then means both.
+    """
+    holds = getattr(commands, "holds", None)
+    if callable(holds):
+        return bool(holds(charge_point_id))
+    return commands.is_connected(charge_point_id)

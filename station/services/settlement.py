@@ -53,7 +53,7 @@ from station.errors import PaymentUnavailable
 from station.logs import get_logger
 from station.services import limits
 from station.services.gateway import PaymentGateway, PaymentIntentState, PaymentSource
-from station.services.ports import ChargePointCommands
+from station.services.ports import ChargePointCommands, held_here
 from station.services.session_events import SessionEvents
 from station.settings import Settings
 from station.store import audit
@@ -528,7 +528,8 @@ class SettlementService:
                 await self._end_ignored(u.session_id, u.stop_requested_at, now)
                 ended.append(u.session_id)
                 continue
-            if commands is not None and commands.is_connected(u.charge_point_id):
+            # With several nodes, the node holding the charge point repeats the stop.
+            if commands is not None and held_here(commands, u.charge_point_id):
                 _log.warning("reconcile.stop_repeated", session_id=u.session_id)
                 commands.post_stop_transaction(u.charge_point_id, u.transaction_ref)
         return ended
