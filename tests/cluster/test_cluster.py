@@ -24,7 +24,7 @@ from websockets.asyncio.client import connect
 
 from simulators.charge_point import SimulatedChargePoint
 from simulators.stripe_sandbox import SANDBOX_API_KEY
-from tests.cluster.nodes import Balancer, Clients, clients, nodes, settled
+from tests.cluster.nodes import LEASE_S, Balancer, Clients, clients, nodes, settled
 from tests.e2e.conftest import battery, credential, intent_in_stripe
 
 pytestmark = pytest.mark.postgres
@@ -129,9 +129,13 @@ async def test_pay_follow_and_stop_through_b_for_a_charge_point_on_a(
             # The whole stream again, on A, resumed after B's first stored event.
             numbered = [e for e in events_b if "id" in e]
             replay_a = await _events(c.agent[0], sid, "settled", last_event_id=numbered[0]["id"])
+        # Connected nowhere now: a pay through B is refused as on one node, no hold placed.
+        await _until(lambda p: not p[sim.charge_point_id]["connected"], c)
+        away = await _pay(c.agent[1], sim, "5.00")
         await c.aclose()
 
     assert doc["status"] == "settled"
+    assert away.status_code == 503 and away.json()["code"] == "station_unavailable", away.text
     names = [e["name"] for e in events_b]
     assert names.count("meter") >= 2 and names[-1] == "settled", names
     ids = [e["id"] for e in numbered]
@@ -176,7 +180,17 @@ async def test_one_connection_per_charge_point_across_nodes(
                 pong = await on_b.ping()
                 await asyncio.wait_for(pong, 5)
             await _until(lambda p: not p[cp_id]["connected"], c)
+
+            # A node that dies keeps its charge points only for the lease time.
+            async with connect(f"{a.ocpp}/{cp_id}", **options):
+                await _until(lambda p: p[cp_id]["connected"] and p[cp_id]["node_id"] == "node-a", c)
+                a.kill()
+                await asyncio.sleep(LEASE_S + 1.5)
+                sim = SimulatedChargePoint(a.ocpp, cp_id, password, "ocpp2.0.1")
+                refused = await _pay(c.agent[1], sim, "5.00")
         await c.aclose()
+    assert refused.status_code == 503, refused.text
+    assert "is not connected" in refused.json()["detail"], refused.text  # not a time-out
 
 
 async def _until(check: Any, c: Clients, timeout_s: float = 10) -> None:
