@@ -1,16 +1,22 @@
 """Reconnect storm: the station restarts with every charge point connected; until all are back.
 
     python -m benchmarks.reconnect_storm [--charge-points 500] [--processes 2]
-                                         [--source-addresses 1] [--blip]
+                                         [--source-addresses 1] [--blip] [--lazy-verifiers]
     python -m benchmarks.reconnect_storm --charge-points 10000 --source-addresses 4
 
 Registers N charge points (one password hash shared by all rows, so that
 setting up does not take N scrypt computations; each handshake still checks
-its own), starts ``chargepay serve`` as a process with its open-file limit
-raised, and connects the fleet from ``--processes`` load-generator processes
-(raw OCPP 2.0.1 frames on websockets: BootNotification, then idle) spread
-over ``--source-addresses`` loopback addresses 127.0.0.1, 127.0.0.2, … so the
-ephemeral port range is not the limit. Then it stops the station (SIGTERM),
+its own) with a generated password random enough for a keyed verifier, and
+gives each row the keyed verifier the station writes on a charge point's first
+successful scrypt check (station.ocpp.auth.KeyedVerifier, keyed by the
+station's secret key): a fleet that has connected once since the upgrade.
+``--lazy-verifiers`` leaves them out: the first connection checks scrypt and
+the station writes them then, as after an upgrade. Starts ``chargepay serve``
+as a process with its open-file limit raised, and connects the fleet from
+``--processes`` load-generator processes (raw OCPP 2.0.1 frames on
+websockets: BootNotification, then idle) spread over ``--source-addresses``
+loopback addresses 127.0.0.1, 127.0.0.2, … so the ephemeral port range is
+not the limit. Then it stops the station (SIGTERM),
 starts it again on the same database, and every charge point reconnects with
 its own back-off (exponential from 0.5 s, doubling up to ``--backoff-max``,
 plus up to 1 s of jitter).
@@ -19,7 +25,9 @@ Prints the time from the restart until every charge point has booted again
 (and from the station answering /healthz), how many handshakes were refused
 (401/429: must be 0) or timed out, and the baseline beside it: the time this
 machine needs for N scrypt checks on all its cores, measured in this run —
-the floor for any reconnect after a restart that verifies every password.
+the floor for any reconnect after a restart that verifies every password
+with scrypt — and how the restarted station admitted them (its
+``chargepay_ocpp_logins_total`` by check: keyed, scrypt, …).
 ``--blip`` drops every connection instead (the network, not the station) and
 measures the reconnect into the running station, whose per-process cache of
 verified credentials spares the scrypt checks.
@@ -33,8 +41,10 @@ import base64
 import contextlib
 import os
 import random
+import re
 import resource
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -44,6 +54,7 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 from websockets.asyncio.client import connect
@@ -158,9 +169,13 @@ async def fleet(port: int, first: int, count: int, password: str, addresses: lis
 # --- the orchestrator ------------------------------------------------------------------
 
 
-async def register(database_url: str, ids: list[str], password: str) -> None:
+async def register(
+    database_url: str, ids: list[str], password: str, secret_key: str | None
+) -> None:
+    """Rows sharing one scrypt hash; with ``secret_key``, each with its keyed verifier."""
     from sqlalchemy import insert
 
+    from station.ocpp.auth import KeyedVerifier
     from station.store.base import utcnow
     from station.store.charging import ChargePointRow, hash_password
     from station.store.db import Database
@@ -168,11 +183,13 @@ async def register(database_url: str, ids: list[str], password: str) -> None:
     db = Database(database_url)
     await db.upgrade()
     stored = hash_password(password)
+    keyed = KeyedVerifier(secret_key) if secret_key else None
     try:
         async with db.session() as session:
             rows = [
                 {"charge_point_id": cp, "password_hash": stored, "connected": False,
-                 "created_at": utcnow()}
+                 "created_at": utcnow(),
+                 "password_verifier": keyed.make(stored, cp, password) if keyed else None}
                 for cp in ids
             ]  # fmt: skip
             await session.execute(insert(ChargePointRow), rows)
@@ -196,12 +213,20 @@ class Station:
         }
         self.tmp = tmp
         self.proc: asyncio.subprocess.Process | None = None
+        self.spy: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> None:
+    async def start(self, profile: str | None = None) -> None:
+        """Start ``chargepay serve``; with ``profile``, py-spy samples it (collapsed stacks)."""
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "station", "serve", env=self.env, cwd=self.tmp,
             preexec_fn=raise_open_files,
         )  # fmt: skip
+        if profile:
+            spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+            self.spy = await asyncio.create_subprocess_exec(
+                spy, "record", "--pid", str(self.proc.pid), "--format", "raw", "-r", "50",
+                "-o", profile, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
         async with httpx.AsyncClient() as client:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
@@ -212,7 +237,20 @@ class Station:
                 await asyncio.sleep(0.05)
         raise RuntimeError("the station did not become healthy")
 
+    async def logins(self) -> dict[str, int]:
+        """The station's admitted handshakes by check (chargepay_ocpp_logins_total)."""
+        headers = {"Authorization": f"Bearer {self.env['CHARGEPAY_ADMIN_TOKEN']}"}
+        async with httpx.AsyncClient() as client:
+            url = f"http://127.0.0.1:{self.http_port}/metrics"
+            text = (await client.get(url, headers=headers, timeout=30)).text
+        found = re.findall(r'^chargepay_ocpp_logins_total\{check="(\w+)"\} (\S+)$', text, re.M)
+        return {check: int(float(value)) for check, value in found}
+
     async def stop(self) -> None:
+        if self.spy is not None:
+            self.spy.send_signal(signal.SIGINT)  # py-spy writes its file and exits
+            await self.spy.wait()
+            self.spy = None
         if self.proc is not None and self.proc.returncode is None:
             self.proc.terminate()
             await self.proc.wait()
@@ -275,6 +313,15 @@ async def wait_until(check: object, timeout_s: float) -> float | None:
     return None
 
 
+def generated_password() -> str:
+    """24 random base64url characters, as an operator would generate (random enough)."""
+    from station.ocpp.auth import random_enough
+
+    while not random_enough(password := secrets.token_urlsafe(18)):
+        pass
+    return password
+
+
 def scrypt_floor_s(n: int) -> float:
     """Seconds this machine takes for n scrypt checks on all its cores (measured on a sample)."""
     from station.store.charging import hash_password, verify_password
@@ -292,11 +339,13 @@ async def run(args: argparse.Namespace) -> int:
     raise_open_files()
     n = args.charge_points
     ids = [f"BENCH-{i:05d}" for i in range(n)]
-    password = secrets.token_urlsafe(18)[:24]
+    password = generated_password()
     addresses = [f"127.0.0.{k}" for k in range(1, args.source_addresses + 1)]
+    logins: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
         station = Station(tmp)
-        await register(station.env["CHARGEPAY_DATABASE_URL"], ids, password)
+        key = None if args.lazy_verifiers else station.env["CHARGEPAY_SECRET_KEY"]
+        await register(station.env["CHARGEPAY_DATABASE_URL"], ids, password, key)
         await station.start()
         try:
             async with fleets(
@@ -323,7 +372,7 @@ async def run(args: argparse.Namespace) -> int:
                     await station.stop()
                     restart = time.perf_counter()
                     stop_s = restart - stopping
-                    await station.start()
+                    await station.start(args.profile)
                     ready_s = time.perf_counter() - restart
                 back_s = await wait_until(
                     lambda: total("twice") >= n, args.timeout - (time.perf_counter() - restart)
@@ -332,6 +381,7 @@ async def run(args: argparse.Namespace) -> int:
                 refused = total("refused") - refused_before
                 timeouts = total("timeouts") - timeouts_before
                 booted = total("twice")
+                logins = await station.logins()
         finally:
             await station.stop()
     floor = scrypt_floor_s(n)
@@ -347,6 +397,8 @@ async def run(args: argparse.Namespace) -> int:
     else:
         print(f"  every charge point booted again  : {back_s:6.1f} s after the (re)start")
     print(f"  handshakes refused (401/429)     : {refused}")
+    admitted = ", ".join(f"{check} {count}" for check, count in sorted(logins.items()))
+    print(f"  admitted since the (re)start by  : {admitted or '-'}")
     print(f"  handshakes timed out (client)    : {timeouts}")
     print(f"  baseline: {n} scrypt checks on {os.cpu_count()} cores : {floor:6.1f} s")
     if back_s is not None:
@@ -371,6 +423,12 @@ def main() -> int:
     parser.add_argument("--backoff-max", type=float, default=16.0, help="charge point back-off cap")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after (s)")
     parser.add_argument("--blip", action="store_true", help="drop the links, keep the station")
+    parser.add_argument(
+        "--profile", metavar="SVG", help="run the restarted station under py-spy, graph here"
+    )
+    parser.add_argument(
+        "--lazy-verifiers", action="store_true", help="the first connection writes them"
+    )
     return asyncio.run(run(parser.parse_args()))
 
 

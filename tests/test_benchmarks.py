@@ -50,3 +50,5 @@ def test_the_reconnect_storm_benchmark_brings_every_charge_point_back() -> None:
     assert "every charge point booted again  :" in out and "after the (re)start" in out
     assert "handshakes refused (401/429)     : 0" in out
     assert "baseline: 6 scrypt checks" in out and "storm / scrypt baseline" in out
+    # The fleet's rows carry keyed verifiers: the restarted station needs no scrypt check.
+    assert "admitted since the (re)start by  : keyed 6" in out

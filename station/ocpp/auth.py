@@ -69,6 +69,8 @@ ADDRESS_WINDOW_S = 60.0
 # Ids longer than this are invalid anyway; keys keep no more of them.
 _KEY_ID_CHARS = 49
 _LOOKUPS = 3
+# Registry rows read in one query, at most.
+_LOOKUP_BATCH = 500
 # Keyed verifiers written at once (one transaction), after their scrypt checks.
 _MIGRATION_BATCH = 500
 
@@ -294,9 +296,12 @@ class Authenticator:
         # Unknown ids are checked against this, at the cost of a real hash.
         self._dummy_hash = store.hash_password(secrets.token_urlsafe(24))
         self._threads = settings.ocpp_auth_threads or os.cpu_count() or 1
-        # Registry look-ups at once: a reconnect storm queues here, in arrival order,
+        # Database work at once: a reconnect storm queues here, in arrival order,
         # not in the database pool that the writer and the API need too.
         self._lookups = asyncio.Semaphore(_LOOKUPS)
+        # Registry look-ups waiting for the next batch: id -> the handshakes asking.
+        self._wanted: dict[str, list[asyncio.Future[store.Credentials | None]]] = {}
+        self._looking: asyncio.Task[None] | None = None
         self._pool: ThreadPoolExecutor | None = None
         # Keyed verifiers to write: id -> (the scrypt hash it is tied to, verifier).
         self._unwritten: dict[str, tuple[str, str]] = {}
@@ -313,6 +318,9 @@ class Authenticator:
         if self._writing is not None:
             self._writing.cancel()
             self._writing = None
+        if self._looking is not None:
+            self._looking.cancel()
+            self._looking = None
 
     async def authenticate(
         self, charge_point_id: str, address: str, headers: Headers, *, certificate_matches: bool
@@ -328,8 +336,7 @@ class Authenticator:
         stored: store.Credentials | None = None
         if password is not None and store.is_valid_charge_point_id(charge_point_id):
             try:
-                async with self._lookups:
-                    stored = await store.credentials_of(self.db, charge_point_id)
+                stored = await self._credentials(charge_point_id)
             except Exception:
                 _log.exception("ocpp.auth_lookup_failed", charge_point_id=charge_point_id)
                 return self._refused(Outcome.UNAVAILABLE, 5.0)
@@ -354,6 +361,38 @@ class Authenticator:
         if delay > 0:
             await asyncio.sleep(delay)
         return self._refused(Outcome.UNAUTHORIZED)
+
+    async def _credentials(self, charge_point_id: str) -> store.Credentials | None:
+        """The row's credentials, looked up with the others asked for meanwhile (one query).
+
+        In a reconnect storm thousands of handshakes want their rows at once: one
+        ``IN (…)`` query per batch instead of one query each. Safe to cancel.
+        """
+        future: asyncio.Future[store.Credentials | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._wanted.setdefault(charge_point_id, []).append(future)
+        if self._looking is None or self._looking.done():
+            self._looking = asyncio.create_task(self._look_up(), name="ocpp-auth-lookups")
+        return await future
+
+    async def _look_up(self) -> None:
+        while self._wanted:  # what is asked during one query goes in the next
+            ids = list(itertools.islice(self._wanted, _LOOKUP_BATCH))
+            waiting = {cp_id: self._wanted.pop(cp_id) for cp_id in ids}
+            try:
+                async with self._lookups:
+                    found = await store.credentials_of_many(self.db, ids)
+            except Exception as exc:
+                for futures in waiting.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(exc)
+                continue
+            for cp_id, futures in waiting.items():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(found.get(cp_id))
 
     def _admitted(self, check: str) -> Verdict:
         if self.metrics is not None:

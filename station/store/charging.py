@@ -366,6 +366,19 @@ async def credentials_of(db: Database, charge_point_id: str) -> Credentials | No
     return None if row is None else Credentials(row[0], row[1])
 
 
+async def credentials_of_many(db: Database, ids: list[str]) -> dict[str, Credentials]:
+    """`credentials_of` for many ids in one query (the unknown and removed ones left out)."""
+    async with db.reader() as session:
+        rows = await session.execute(
+            select(
+                ChargePointRow.charge_point_id,
+                ChargePointRow.password_hash,
+                ChargePointRow.password_verifier,
+            ).where(ChargePointRow.charge_point_id.in_(ids), ChargePointRow.removed_at.is_(None))
+        )
+        return {cp_id: Credentials(hash_, verifier) for cp_id, hash_, verifier in rows}
+
+
 async def set_password_verifiers(db: Database, verifiers: dict[str, tuple[str, str]]) -> None:
     """Store keyed verifiers: id -> (the scrypt hash each is tied to, verifier), in one unit.
 

@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed
 
 from station.app import running_station
 from station.store import charging
-from station.store.charging import Credentials, credentials_of
+from station.store.charging import Credentials, credentials_of_many
 from station.store.db import Database
 from tests.ocpp.conftest import PASSWORD, basic, registered, settings_for
 from tests.ocpp.test_security import handshake_status
@@ -268,18 +268,19 @@ async def test_a_burst_of_handshakes_queues_before_the_database_pool(
 ) -> None:
     ids = [f"CP-B{n}" for n in range(40)]
     await registered(database_url, ids)
-    looking_up, most = 0, 0
+    looking_up, most, queries = 0, 0, 0
 
-    async def counted(db: Database, charge_point_id: str) -> Credentials | None:
-        nonlocal looking_up, most
+    async def counted(db: Database, ids: list[str]) -> dict[str, Credentials]:
+        nonlocal looking_up, most, queries
         looking_up += 1
+        queries += 1
         most = max(most, looking_up)
         try:
-            return await credentials_of(db, charge_point_id)
+            return await credentials_of_many(db, ids)
         finally:
             looking_up -= 1
 
-    monkeypatch.setattr(charging, "credentials_of", counted)
+    monkeypatch.setattr(charging, "credentials_of_many", counted)
 
     async with running_station(settings_for(database_url)) as station:
         url = f"ws://127.0.0.1:{station.ocpp_port}/ocpp"
@@ -287,6 +288,7 @@ async def test_a_burst_of_handshakes_queues_before_the_database_pool(
 
     assert statuses == [101] * len(ids)
     assert most <= 3, most  # the pool (5 + 10) stays free for the writer and the API
+    assert queries < len(ids)  # the rows asked for meanwhile are read together
 
 
 @sqlite_only
