@@ -106,6 +106,17 @@ UPDATE charge_point_leases SET expires_at = now() + make_interval(secs => $2)
 WHERE node_id = $1
 RETURNING charge_point_id, epoch
 """
+_EXPIRE = """
+WITH gone AS (
+    DELETE FROM charge_point_leases WHERE expires_at < now() RETURNING charge_point_id
+)
+UPDATE charge_points SET connected = false
+WHERE connected AND node_id IS DISTINCT FROM $1
+    AND NOT EXISTS (
+        SELECT 1 FROM charge_point_leases l
+        WHERE l.charge_point_id = charge_points.charge_point_id AND l.expires_at >= now()
+    )
+"""
 _SEND = """
 WITH c AS (
     INSERT INTO cluster_commands
@@ -193,6 +204,7 @@ class ClusterNode:
                     await self._listen()
                 await self.renew()
                 await self._sweep()
+                await self._expire()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 _log.warning("cluster.tick_failed", error=type(exc).__name__)
                 self._check_renewal_deadline()
@@ -277,6 +289,12 @@ class ClusterNode:
         for cp, (epoch, taken_at) in list(self._held.items()):
             if taken_at < started and renewed.get(cp) != epoch:
                 self._lost(cp, epoch, "its lease was taken by another node")
+
+    async def _expire(self) -> None:
+        """Leases a node stopped renewing (it died): gone, and its charge points recorded
+        as connected nowhere (until they reconnect, to any node)."""
+        assert self.pool is not None
+        await self.pool.execute(_EXPIRE, self.node_id)
 
     def _check_renewal_deadline(self) -> None:
         if time.monotonic() - self._renewed_ok < self.lease_s:

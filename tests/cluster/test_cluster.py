@@ -186,6 +186,7 @@ async def test_one_connection_per_charge_point_across_nodes(
                 await _until(lambda p: p[cp_id]["connected"] and p[cp_id]["node_id"] == "node-a", c)
                 a.kill()
                 await asyncio.sleep(LEASE_S + 1.5)
+                await _until(lambda p: not p[cp_id]["connected"], c)  # B records it, A is dead
                 sim = SimulatedChargePoint(a.ocpp, cp_id, password, "ocpp2.0.1")
                 refused = await _pay(c.agent[1], sim, "5.00")
         await c.aclose()
