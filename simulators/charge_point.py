@@ -39,15 +39,15 @@ import itertools
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from ocpp import v16, v21, v201
 from ocpp.exceptions import OCPPError
-from ocpp.routing import on
+from ocpp.routing import on as _library_on
 from ocpp.v16 import enums as enums16
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -56,21 +56,55 @@ from simulators.battery import Battery
 
 _log = logging.getLogger(__name__)
 ENERGY = "Energy.Active.Import.Register"
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
+
+
+def on(action: Any) -> Callable[[_Handler], _Handler]:
+    """The ocpp library's `@on` routing, typed (the library's decorator is not)."""
+    return cast(Callable[[_Handler], _Handler], _library_on(action))
 
 
 class SimClock:
-    """Simulated time: ``scale`` simulated seconds per wall-clock second."""
+    """Simulated time: ``scale`` simulated seconds per wall-clock second.
+
+    While `held` (a transaction message waiting for the station's answer) it runs at
+    wall speed instead: a station answers in milliseconds, and at 600x a 50 ms answer
+    would otherwise be 30 simulated seconds of charging the station has not heard of,
+    so that a stop or a limit sent in answer to a reading would land samples late.
+    Holding keeps the station's latency real latency; offline, time runs at full scale.
+    """
 
     def __init__(self, scale: float = 1.0, start: datetime | None = None) -> None:
         self.scale = scale
         self.start = start or datetime.now(UTC)
         self._t0 = asyncio.get_running_loop().time() if _loop_running() else None
+        self._base_s = 0.0
+        self._held = 0
 
-    def now(self) -> datetime:
+    def _elapsed_s(self) -> float:
         loop = asyncio.get_running_loop()
         if self._t0 is None:
             self._t0 = loop.time()
-        return self.start + timedelta(seconds=(loop.time() - self._t0) * self.scale)
+        rate = 1.0 if self._held else self.scale
+        return self._base_s + (loop.time() - self._t0) * rate
+
+    def _rebase(self) -> None:
+        self._base_s = self._elapsed_s()
+        self._t0 = asyncio.get_running_loop().time()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Simulated time at wall speed for the duration."""
+        self._rebase()
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._rebase()
+            self._held -= 1
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=self._elapsed_s())
 
     def iso(self) -> str:
         return self.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -110,11 +144,36 @@ class Plug:
     _stop: str | None = None
     _start_acknowledged: asyncio.Event = field(default_factory=asyncio.Event)
     # Set when something the charging loop must act on at once has changed
-    # (a stop, a refused token, a new cost or cost limit).
+    # (a stop, a refused token, a new cost or cost limit, a charging limit).
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # The TxProfile the station set (SetChargingProfile): from `schedule_start`, each
+    # (offset in seconds, limit in W) holds until the next; the last one for good.
+    schedule_start: datetime | None = None
+    schedule: list[tuple[float, Decimal]] = field(default_factory=list)
+    # Every charging limit the station set, as received (W of its first period).
+    limits_w: list[Decimal] = field(default_factory=list)
 
     def nudge(self) -> None:
         self._wake.set()
+
+    def limit_kw(self, at: datetime) -> Decimal | None:
+        """The charging limit in force at `at` (kW), if the station set one."""
+        if self.schedule_start is None or at < self.schedule_start:
+            return None
+        offset = (at - self.schedule_start).total_seconds()
+        limit = None
+        for start, watts in self.schedule:
+            if start <= offset:
+                limit = watts / 1000
+        return limit
+
+    def next_limit_change_s(self, at: datetime) -> float | None:
+        """Simulated seconds from `at` to the next period of the schedule, if any."""
+        if self.schedule_start is None:
+            return None
+        offset = (at - self.schedule_start).total_seconds()
+        later = [start - offset for start, _ in self.schedule if start > offset]
+        return min(later) if later else None
 
     @property
     def energy_wh(self) -> int | None:
@@ -381,7 +440,8 @@ class SimulatedChargePoint:
                 continue
             item = self._outbox[0]
             try:
-                result = await self._call(client, item.build())
+                with self.clock.held() if self.clock else contextlib.nullcontext():
+                    result = await self._call(client, item.build())
             except (ConnectionClosed, TimeoutError):
                 await asyncio.sleep(0.01)  # reconnect, then retry the same message
                 continue
@@ -445,16 +505,19 @@ class SimulatedChargePoint:
         while True:
             # A real charger stops delivering when told, not at its next sample:
             # wake early on a nudge and deliver only for the time that passed.
+            # A charging limit holds from its period's start: wake there too.
             began = clock.now()
+            span = self.meter_interval_s - since_sample
+            change = plug.next_limit_change_s(began)
+            if change is not None:
+                span = min(span, max(change, 0.0))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    plug._wake.wait(), (self.meter_interval_s - since_sample) / clock.scale
-                )
+                await asyncio.wait_for(plug._wake.wait(), span / clock.scale)
             plug._wake.clear()
             elapsed = (clock.now() - began).total_seconds()
-            elapsed = min(elapsed, self.meter_interval_s - since_sample)
+            elapsed = min(elapsed, span)
             since_sample += elapsed
-            taken = plug.battery.step(elapsed, self.charger_max_kw) + fraction
+            taken = plug.battery.step(elapsed, self._max_kw(plug, began)) + fraction
             whole = int(taken)
             fraction = taken - whole
             self.meter_wh[evse] += whole
@@ -535,8 +598,14 @@ class SimulatedChargePoint:
         ]
         return [{"timestamp": stamp, "sampledValue": values_2x}]
 
+    def _max_kw(self, plug: Plug, at: datetime) -> Decimal:
+        limit = plug.limit_kw(at)
+        return self.charger_max_kw if limit is None else min(self.charger_max_kw, limit)
+
     def _power_w(self, plug: Plug) -> Decimal:
-        return plug.battery.power_kw(self.charger_max_kw) * 1000
+        at = self.clock.now() if self.clock else datetime.now(UTC)
+        max_kw = self._max_kw(plug, at)
+        return plug.battery.power_kw(max_kw) * 1000 if max_kw > 0 else Decimal(0)
 
     def _enqueue_start(self, plug: Plug, stamp: str) -> None:
         evse = plug.evse_id
@@ -688,6 +757,40 @@ class SimulatedChargePoint:
                 return True
         return False
 
+    def set_charging_profile(
+        self, transaction_id: int | str | None, profile: dict[str, Any]
+    ) -> bool:
+        """A TxProfile for a running transaction (periods in W; Absolute or Relative)."""
+        plugs = [
+            p for p in self.plugs.values()
+            if p.transaction_id == transaction_id and not p.ended.is_set()
+        ]  # fmt: skip
+        schedule = profile.get("charging_schedule")
+        if isinstance(schedule, list):  # 2.x: a list of schedules, the first one applies
+            schedule = schedule[0] if schedule else None
+        if (
+            not plugs
+            or profile.get("charging_profile_purpose") != "TxProfile"
+            or not isinstance(schedule, dict)
+            or schedule.get("charging_rate_unit") != "W"
+        ):
+            return False
+        periods = sorted(
+            (float(p["start_period"]), Decimal(str(p["limit"])))
+            for p in schedule.get("charging_schedule_period", [])
+        )
+        if not periods:
+            return False
+        assert self.clock is not None
+        start = self.clock.now()
+        if profile.get("charging_profile_kind") == "Absolute" and schedule.get("start_schedule"):
+            start = datetime.fromisoformat(str(schedule["start_schedule"]).replace("Z", "+00:00"))
+        plug = plugs[0]
+        plug.schedule_start, plug.schedule = start, periods
+        plug.limits_w.append(periods[0][1])
+        plug.nudge()
+        return True
+
     def cost_updated(self, transaction_id: str, total_cost: float) -> None:
         for plug in self.plugs.values():
             if plug.transaction_id == transaction_id:
@@ -695,7 +798,7 @@ class SimulatedChargePoint:
                 plug.nudge()
 
 
-class _Client16(v16.ChargePoint):
+class _Client16(v16.ChargePoint):  # type: ignore[misc]
     sim: SimulatedChargePoint
 
     @on(enums16.Action.remote_start_transaction)
@@ -715,8 +818,17 @@ class _Client16(v16.ChargePoint):
             return v16.call_result.TriggerMessage(status="Accepted")
         return v16.call_result.TriggerMessage(status="NotImplemented")
 
+    @on(enums16.Action.set_charging_profile)
+    async def on_set_charging_profile(
+        self, connector_id: int, cs_charging_profiles: dict[str, Any], **_: Any
+    ) -> Any:
+        ok = self.sim.set_charging_profile(
+            cs_charging_profiles.get("transaction_id"), cs_charging_profiles
+        )
+        return v16.call_result.SetChargingProfile(status="Accepted" if ok else "Rejected")
 
-class _Client201(v201.ChargePoint):
+
+class _Client201(v201.ChargePoint):  # type: ignore[misc]
     sim: SimulatedChargePoint
     _module: Any = v201
 
@@ -735,6 +847,13 @@ class _Client201(v201.ChargePoint):
         return self._module.call_result.RequestStopTransaction(
             status="Accepted" if ok else "Rejected"
         )
+
+    @on("SetChargingProfile")
+    async def on_set_charging_profile(
+        self, evse_id: int, charging_profile: dict[str, Any], **_: Any
+    ) -> Any:
+        ok = self.sim.set_charging_profile(charging_profile.get("transaction_id"), charging_profile)
+        return self._module.call_result.SetChargingProfile(status="Accepted" if ok else "Rejected")
 
     @on("CostUpdated")
     async def on_cost_updated(self, total_cost: float, transaction_id: str, **_: Any) -> Any:

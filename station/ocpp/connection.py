@@ -178,7 +178,13 @@ def parse_time(text: str | None) -> datetime:
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return wire_time(datetime.now(UTC))
+
+
+def wire_time(at: datetime) -> str:
+    """An OCPP timestamp; a naive time is UTC (as the store keeps it)."""
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class OcppConnection:
@@ -489,6 +495,9 @@ class OcppConnection:
 
     def post_cost_updated(self, transaction_ref: str, total_cost: Any) -> None:
         """CostUpdated (2.x); 1.6 has no such message."""
+
+    def post_charging_limit(self, transaction_ref: str, limit: Any) -> None:
+        """SetChargingProfile on the running transaction (1.6, 2.0.1); 2.1 has maxCost."""
 
     async def transaction_status(self, transaction_ref: str) -> TransactionStatus | None:
         """GetTransactionStatus (2.x); None on 1.6, which has no such message."""

@@ -43,6 +43,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from station.domain.cap import ChargingLimit
 from station.domain.events import OcppVersion
 from station.errors import ChargePointNotConnected
 from station.logs import get_logger
@@ -357,6 +358,13 @@ class CentralSystem:
         connection = self._connections.get(charge_point_id)
         if connection is not None:
             connection.post_cost_updated(transaction_ref, total_cost)
+
+    def post_charging_limit(
+        self, charge_point_id: str, transaction_ref: str, limit: ChargingLimit
+    ) -> None:
+        connection = self._connections.get(charge_point_id)
+        if connection is not None:
+            connection.post_charging_limit(transaction_ref, limit)
 
     async def transaction_status(
         self, charge_point_id: str, transaction_ref: str

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import zlib
 from decimal import Decimal
 from typing import Any
 
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action
 
+from station.domain.cap import ChargingLimit
 from station.domain.events import (
     ChargePointBooted,
     ConnectorStatusChanged,
@@ -16,7 +18,7 @@ from station.domain.events import (
     TransactionEnded,
     TransactionStarted,
 )
-from station.ocpp.connection import OcppConnection, handles, now_iso, parse_time
+from station.ocpp.connection import OcppConnection, handles, now_iso, parse_time, wire_time
 from station.ocpp.readings import readings_16
 
 Payload = dict[str, Any]
@@ -154,6 +156,29 @@ class V16Connection(OcppConnection):
 
     def post_remote_stop(self, transaction_ref: str) -> None:
         self.post(call.RemoteStopTransaction(transaction_id=int(transaction_ref)))
+
+    def post_charging_limit(self, transaction_ref: str, limit: ChargingLimit) -> None:
+        """A TxProfile on the transaction: the limit until its time is up, then 0 W."""
+        self.post(
+            call.SetChargingProfile(
+                connector_id=limit.evse_id,
+                cs_charging_profiles={
+                    "chargingProfileId": zlib.crc32(transaction_ref.encode()) & 0x7FFFFFFF,
+                    "transactionId": int(transaction_ref),
+                    "stackLevel": 0,
+                    "chargingProfilePurpose": "TxProfile",
+                    "chargingProfileKind": "Absolute",
+                    "chargingSchedule": {
+                        "startSchedule": wire_time(limit.starts_at),
+                        "chargingRateUnit": "W",
+                        "chargingSchedulePeriod": [
+                            {"startPeriod": 0, "limit": float(int(limit.limit_w))},
+                            {"startPeriod": int(limit.duration_s), "limit": 0.0},
+                        ],
+                    },
+                },
+            )
+        )
 
     async def trigger(self, requested_message: str, evse_id: int | None = None) -> bool:
         result = await self.request(

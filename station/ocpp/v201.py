@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import zlib
 from decimal import Decimal
 from typing import Any
 
 from ocpp import v201
 from ocpp.v201.enums import Action
 
+from station.domain.cap import ChargingLimit
 from station.domain.events import (
     ChargePointBooted,
     ConnectorStatusChanged,
@@ -22,6 +24,7 @@ from station.ocpp.connection import (
     handles,
     now_iso,
     parse_time,
+    wire_time,
 )
 from station.ocpp.ports import TransactionReply, TransactionStatus
 from station.ocpp.readings import readings_2x, wire_cost
@@ -227,6 +230,33 @@ class V201Connection(OcppConnection):
 
     def post_remote_stop(self, transaction_ref: str) -> None:
         self.post(self._call_module.RequestStopTransaction(transaction_id=transaction_ref))
+
+    def post_charging_limit(self, transaction_ref: str, limit: ChargingLimit) -> None:
+        """A TxProfile on the transaction: the limit until its time is up, then 0 W."""
+        profile_id = zlib.crc32(transaction_ref.encode()) & 0x7FFFFFFF
+        self.post(
+            v201.call.SetChargingProfile(
+                evse_id=limit.evse_id,
+                charging_profile={
+                    "id": profile_id,
+                    "stackLevel": 0,
+                    "chargingProfilePurpose": "TxProfile",
+                    "chargingProfileKind": "Absolute",
+                    "transactionId": transaction_ref,
+                    "chargingSchedule": [
+                        {
+                            "id": profile_id,
+                            "startSchedule": wire_time(limit.starts_at),
+                            "chargingRateUnit": "W",
+                            "chargingSchedulePeriod": [
+                                {"startPeriod": 0, "limit": float(int(limit.limit_w))},
+                                {"startPeriod": int(limit.duration_s), "limit": 0.0},
+                            ],
+                        }
+                    ],
+                },
+            )
+        )
 
     def post_cost_updated(self, transaction_ref: str, total_cost: Decimal) -> None:
         self.post(

@@ -21,6 +21,7 @@ from typing import Any
 from ocpp import v21
 from ocpp.v21.enums import Action
 
+from station.domain.cap import ChargingLimit
 from station.domain.events import MeterValuesReported, OcppVersion
 from station.ocpp.connection import handles, parse_time
 from station.ocpp.ports import TransactionReply
@@ -40,6 +41,9 @@ class V21Connection(V201Connection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._stream_measurands: dict[int, str] = {}
+
+    def post_charging_limit(self, transaction_ref: str, limit: ChargingLimit) -> None:
+        """None on 2.1: the charge point enforces the cap itself (maxCost, CostUpdated)."""
 
     @handles(Action.open_periodic_event_stream)
     async def on_open_periodic_event_stream(self, p: Payload) -> Payload:

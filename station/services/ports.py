@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from station.domain.cap import ChargingLimit
 from station.ocpp.ports import TransactionStatus
 
 
@@ -58,6 +59,14 @@ class ChargePointCommands(Protocol):
         self, charge_point_id: str, transaction_ref: str, total_cost: Decimal
     ) -> None:
         """Queue a CostUpdated (2.x; a no-op on 1.6); safe inside a handler."""
+        ...
+
+    def post_charging_limit(
+        self, charge_point_id: str, transaction_ref: str, limit: ChargingLimit
+    ) -> None:
+        """Queue a SetChargingProfile (1.6 and 2.0.1: a TxProfile on the running
+        transaction) holding it to `limit`; a no-op on 2.1 (which has maxCost) and for
+        a charge point not connected; safe inside a handler; never raises."""
         ...
 
 
