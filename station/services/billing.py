@@ -21,7 +21,6 @@ Runs inside OCPP handlers: it never awaits a station-initiated OCPP call
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from station.domain.cost import session_cost
+from station.domain.cap import CapAction, ChargingLimit, PastTheCap, decide_cap, past_the_cap
 from station.domain.events import OcppVersion
 from station.domain.money import Money
 from station.domain.session import SessionStatus, advance
@@ -45,6 +44,8 @@ from station.store.payments import SessionRow, locked_session, session_by_token
 _log = get_logger(__name__)
 DEFAULT_INTERVAL_S = Decimal(60)
 CAP_REACHED = "cap_reached"
+# The versions the station holds to the cap with a charging limit (2.1 has maxCost).
+_LIMITED = frozenset({OcppVersion.V16.value, OcppVersion.V201.value})
 
 
 class BillingListener:
@@ -74,6 +75,9 @@ class BillingListener:
             return Billing()
         now = self._now()
         stop = settle = False
+        limit: ChargingLimit | None = None
+        commands = self._commands()
+        version = commands.ocpp_version(transaction.charge_point_id) if commands else None
         async with self._db.session() as session:
             found = await session_by_token(session, transaction.id_token)
             if found is None:
@@ -94,32 +98,47 @@ class BillingListener:
             # A stopping session still reporting a live transaction has not stopped: the
             # stop is sent again with every such reading.
             stop = status is SessionStatus.STOPPING and not transaction.ended
-            previous_reading = row.last_reading_at
+            interval = _interval(row.last_reading_at, transaction.last_reading_at)
             self._update(row, transaction, now)
             if status is SessionStatus.AUTHORIZED:
                 status = advance(status, SessionStatus.CHARGING)
             cap = Money(row.cap, row.currency)
             tariff = Tariff.from_wire(row.tariff)
             usage = usage_of(row, now)
-            cost = session_cost(tariff, usage, cap)
-            row.cost = cost.total.amount
+            # The one decision of a reading (and its one cost computation): continue,
+            # lower the limit, or stop now — in every non-terminal state, so a stopping
+            # session still delivering near its cap is held and told to stop again.
+            decision = decide_cap(
+                status, tariff, cap, usage, transaction.power_w, interval,
+                can_limit=version in _LIMITED and not transaction.ended,
+            )  # fmt: skip
+            total = decision.cost.min(cap.rounded())
+            row.cost = total.amount
             if transaction.ended:
                 status = advance(status, SessionStatus.STOPPING)
                 settle = True
-            elif self._would_pass_cap(tariff, row, transaction, previous_reading, cap, now):
-                # In every non-terminal state: a stopping session still delivering at its
-                # cap is told to stop again at once (the first stop may not have arrived).
+                past = past_the_cap(tariff, usage, cap)
+                if past is not None:
+                    _record_past_the_cap(session, row, transaction, past)
+            elif decision.action is CapAction.STOP:
                 if status is not SessionStatus.STOPPING:
                     status = advance(status, SessionStatus.STOPPING)
                     row.stop_reason = CAP_REACHED
                 row.stop_requested_at = row.stop_requested_at or now
                 stop = True
+            elif decision.action is CapAction.LIMIT:
+                assert decision.limit_w is not None and decision.duration_s is not None
+                limit = ChargingLimit(
+                    transaction.evse_id,
+                    decision.limit_w,
+                    transaction.last_reading_at or now,
+                    decision.duration_s,
+                )
             changed = status.value != row.status
             row.status, row.updated_at = status.value, now
             session_id, charge_point_id = row.session_id, row.charge_point_id
-            meter = _meter_event(row, transaction, cost.total)
+            meter = _meter_event(row, transaction, total)
         log = _log.bind(session_id=session_id, charge_point_id=charge_point_id)
-        commands = self._commands()
         self._events.publish(session_id, "meter", meter)
         if changed:
             self._events.publish(session_id, "status", {"status": status.value})
@@ -128,13 +147,17 @@ class BillingListener:
             if stop:
                 log.info("session.stop_sent", cost=row.cost, cap=row.cap, reason=row.stop_reason)
                 commands.post_stop_transaction(charge_point_id, transaction.transaction_ref)
+            elif limit is not None:
+                log.info(
+                    "session.limit_sent", cost=row.cost, cap=row.cap,
+                    limit_w=limit.limit_w, for_s=limit.duration_s,
+                )  # fmt: skip
+                commands.post_charging_limit(charge_point_id, transaction.transaction_ref, limit)
         if settle:
             log.info("session.transaction_ended", energy_wh=row.energy_wh)
             self._settlement.request(session_id)
-        on_21 = commands is not None and (
-            commands.ocpp_version(charge_point_id) == OcppVersion.V21.value
-        )
-        return Billing(total_cost=cost.total.amount, max_cost=row.cap if on_21 else None)
+        on_21 = version == OcppVersion.V21.value
+        return Billing(total_cost=total.amount, max_cost=row.cap if on_21 else None)
 
     def _stop_after_end(self, row: SessionRow, tx: TransactionView) -> None:
         """Delivering for a session that is over (stopped before its start was reported,
@@ -184,32 +207,41 @@ class BillingListener:
             if row.meter_start_wh is not None:
                 row.meter_stop_wh = row.meter_start_wh + row.energy_wh
 
-    @staticmethod
-    def _would_pass_cap(
-        tariff: Tariff,
-        row: SessionRow,
-        tx: TransactionView,
-        previous_reading: datetime | None,
-        cap: Money,
-        now: datetime,
-    ) -> bool:
-        """Has the cost reached the cap, or would the next sample pass it?"""
-        usage = usage_of(row, now)
-        if session_cost(tariff, usage).total >= cap:
-            return True
-        if not tx.power_w or tx.power_w <= 0:
-            return False
-        interval = DEFAULT_INTERVAL_S
-        if previous_reading is not None and tx.last_reading_at is not None:
-            seconds = Decimal((tx.last_reading_at - previous_reading).total_seconds())
-            if seconds > 0:
-                interval = seconds
-        projected = replace(
-            usage,
-            energy_wh=usage.energy_wh + tx.power_w * interval / 3600,
-            charging_seconds=usage.charging_seconds + interval,
+
+def _interval(previous: datetime | None, latest: datetime | None) -> Decimal:
+    """The meter interval: the time between the last two readings, else a minute."""
+    if previous is not None and latest is not None:
+        seconds = Decimal(str((latest - previous).total_seconds()))
+        if seconds > 0:
+            return seconds
+    return DEFAULT_INTERVAL_S
+
+
+def _record_past_the_cap(
+    session: AsyncSession, row: SessionRow, tx: TransactionView, past: PastTheCap
+) -> None:
+    """Energy the charge point delivered past the cap: the capture stops at the cap, so the
+    operator gives it away; an ``unbilled_energy`` anomaly with its amount."""
+    _log.warning(
+        "session.unbilled_energy",
+        session_id=row.session_id,
+        charge_point_id=row.charge_point_id,
+        unbilled_wh=past.energy_wh,
+        unbilled=past.amount.to_wire(),
+        on="past_the_cap",
+    )
+    session.add(
+        AnomalyRow(
+            charge_point_id=row.charge_point_id,
+            transaction_id=tx.transaction_id,
+            kind=UNBILLED_ENERGY,
+            detail=(
+                f"session {row.session_id} delivered {past.energy_wh} Wh past its cap of"
+                f" {Money(row.cap, row.currency).to_wire()} {row.currency}: {past.amount.to_wire()} {row.currency} not billed"
+            ),
+            timestamp=tx.stopped_at or tx.last_reading_at,
         )
-        return session_cost(tariff, projected).total > cap
+    )
 
 
 def _record_unbilled(session: AsyncSession, row: SessionRow, tx: TransactionView) -> None:

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import select
 
+from station.domain.cap import ChargingLimit
 from station.domain.tariff import Tariff
 from station.payments.fake_gateway import FakeGateway
 from station.services.billing import BillingListener
@@ -15,6 +17,7 @@ from station.services.ports import TransactionView
 from station.services.session_events import SessionEvents
 from station.services.settlement import SettlementService
 from station.settings import Settings
+from station.store.charging import AnomalyRow, ChargePointRow, TransactionRow
 from station.store.db import Database
 from station.store.payments import SessionRow
 
@@ -27,6 +30,7 @@ class FakeCommands:
     version: str = "ocpp1.6"
     stops: list[str] = field(default_factory=list)
     costs: list[Decimal] = field(default_factory=list)
+    limits: list[ChargingLimit] = field(default_factory=list)
 
     def ocpp_version(self, charge_point_id: str) -> str | None:
         return self.version
@@ -38,6 +42,11 @@ class FakeCommands:
         self, charge_point_id: str, transaction_ref: str, total_cost: Decimal
     ) -> None:
         self.costs.append(total_cost)
+
+    def post_charging_limit(
+        self, charge_point_id: str, transaction_ref: str, limit: ChargingLimit
+    ) -> None:
+        self.limits.append(limit)
 
 
 @pytest.fixture
@@ -102,23 +111,70 @@ async def test_only_the_sessions_token_at_its_charge_point_is_accepted(
     assert await billing.id_token_accepted("CP-1", "SOMEONE-ELSE") is None
 
 
-async def test_the_running_cost_is_pushed_and_the_charge_stops_before_the_cap(
-    listener: tuple[BillingListener, FakeCommands, SettlementService],
+@pytest.mark.parametrize("version", ["ocpp1.6", "ocpp2.0.1"])
+async def test_the_running_cost_is_pushed_and_the_limit_lands_the_last_sample_on_the_cap(
+    listener: tuple[BillingListener, FakeCommands, SettlementService], version: str
 ) -> None:
     billing, commands, _ = listener
+    commands.version = version
 
     first = await billing.transaction_updated(view("0", 0))
     second = await billing.transaction_updated(view("4000", 5, "48000"))  # 2.50, +4 kWh next
     third = await billing.transaction_updated(view("8000", 10, "48000"))  # 4.50: next passes 5
+    assert commands.stops == []
+    fourth = await billing.transaction_updated(view("9000", 15, "12000"))  # 5.00: the cap
 
-    assert (first.total_cost, second.total_cost, third.total_cost) == (
+    assert [r.total_cost for r in (first, second, third, fourth)] == [
         Decimal("0.50"),
         Decimal("2.50"),
         Decimal("4.50"),
-    )
-    assert commands.costs == [Decimal("0.50"), Decimal("2.50"), Decimal("4.50")]
+        Decimal("5.00"),
+    ]
+    assert commands.costs == [Decimal("0.50"), Decimal("2.50"), Decimal("4.50"), Decimal("5.00")]
+    # At 2.50 two more samples would pass the cap: 48 kW while the money lasts (2.50 at
+    # 24.00 an hour: 375 s), then 0 W. At 4.50 the 0.50 left buys 1 kWh: 12 kW for the
+    # next 5 minutes, so that sample lands on the cap.
+    assert commands.limits == [
+        ChargingLimit(1, Decimal(48000), T0 + timedelta(minutes=5), Decimal(375)),
+        ChargingLimit(1, Decimal(12000), T0 + timedelta(minutes=10), Decimal(300)),
+    ]
     assert commands.stops == ["7"]
-    assert third.max_cost is None  # 1.6: the station enforces the cap itself
+    assert third.max_cost is None  # the station enforces the cap itself
+
+
+async def test_on_ocpp21_the_charge_stops_when_the_next_sample_would_pass_the_cap(
+    listener: tuple[BillingListener, FakeCommands, SettlementService],
+) -> None:
+    billing, commands, _ = listener
+    commands.version = "ocpp2.1"
+
+    await billing.transaction_updated(view("4000", 5, "48000"))
+    await billing.transaction_updated(view("8000", 10, "48000"))  # 4.50: next passes 5
+
+    assert commands.stops == ["7"] and commands.limits == []
+
+
+async def test_energy_past_the_cap_is_an_unbilled_energy_anomaly_with_its_amount(
+    listener: tuple[BillingListener, FakeCommands, SettlementService], db: Database
+) -> None:
+    billing, _, _ = listener
+    async with db.session() as session:
+        session.add(ChargePointRow(charge_point_id="CP-1", password_hash="-"))
+        await session.flush()
+        session.add(
+            TransactionRow(
+                id=7, charge_point_id="CP-1", transaction_ref="7", evse_id=1, connector_id=1,
+                energy_wh=Decimal(12000), started_at=T0,
+            )
+        )  # fmt: skip
+
+    reply = await billing.transaction_updated(view("12000", 20, ended=True))  # 6.50 on 5.00
+
+    assert reply.total_cost == Decimal("5.00")
+    async with db.reader() as session:
+        rows = (await session.execute(select(AnomalyRow.kind, AnomalyRow.detail))).all()
+    assert [kind for kind, _ in rows] == ["unbilled_energy"]
+    assert "3000 Wh past its cap of 5.00 usd: 1.50 usd not billed" in rows[0][1]
 
 
 async def test_on_ocpp21_the_cap_goes_to_the_charge_point(
