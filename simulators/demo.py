@@ -9,13 +9,16 @@ runs fast) and settle; each agent checks its receipt. A live table follows
 them; the run ends with a table per session and totals (or JSON with
 ``--json``). Every driver has an expected ending — a verified settlement, or
 walking away when no deal fits its budget — and the command exits non-zero if
-any session ends otherwise.
+any session ends otherwise, or when a session delivered more energy than it
+billed (its charge point's own meter against the receipt, the part above the
+cap included) by more than one meter interval at the session's power.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import secrets
 import tempfile
 from collections.abc import Callable
@@ -30,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
 from simulators.battery import Battery
-from simulators.charge_point import SimulatedChargePoint
+from simulators.charge_point import Plug, SimulatedChargePoint
 from simulators.spt_sandbox import SptSandbox
 from simulators.stripe_sandbox import SANDBOX_API_KEY, stripe_sandbox
 from station.app import Station, running_station
@@ -97,12 +100,22 @@ class Row:
     energy_cost: str = "-"
     fees: str = "-"
     above_cap: str = "-"  # what the cap took off the cost (0 or negative)
+    # Energy the charge point delivered and the capture did not pay for (its own meter
+    # minus what was billed, plus what the cap cut, at the energy price), its money,
+    # and the largest energy of one meter interval of the session.
+    unbilled_kwh: Decimal = Decimal(0)
+    unbilled: Decimal = Decimal(0)
+    interval_kwh: Decimal = Decimal(0)
+
+    @property
+    def within_one_interval(self) -> bool:
+        return self.unbilled_kwh <= self.interval_kwh
 
     @property
     def ended_as_expected(self) -> bool:
         if self.driver.expect == "no_deal":
             return self.status == "no_deal"
-        return self.status == "settled" and self.verdict == "accepted"
+        return self.status == "settled" and self.verdict == "accepted" and self.within_one_interval
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -115,6 +128,9 @@ class Row:
             "energy_cost": self.energy_cost,
             "fees": self.fees,
             "above_cap": self.above_cap,
+            "unbilled_kwh": str(self.unbilled_kwh),
+            "unbilled": str(self.unbilled),
+            "interval_kwh": str(self.interval_kwh),
             "cap": self.cap,
             "captured": self.captured,
             "released": self.released,
@@ -149,11 +165,23 @@ class Report:
             "currency": self.currency,
         }
 
+    def unbilled_by_version(self) -> dict[str, dict[str, str]]:
+        """The overshoot per OCPP version: energy delivered and not billed, and its money."""
+        versions: dict[str, dict[str, str]] = {}
+        for version in sorted({r.version for r in self.rows}):
+            rows = [r for r in self.rows if r.version == version]
+            versions[version] = {
+                "kwh": str(sum((r.unbilled_kwh for r in rows), Decimal(0))),
+                "money": str(sum((r.unbilled for r in rows), Decimal(0))),
+            }
+        return versions
+
     def as_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "sessions": [r.as_json() for r in self.rows],
             "totals": self.totals(),
+            "unbilled_by_version": self.unbilled_by_version(),
         }
 
 
@@ -235,6 +263,26 @@ def _record(row: Row, outcome: ChargeOutcome) -> None:
         row.detail = "; ".join(verdict.reasons)
 
 
+def _unbilled(row: Row, plug: Plug) -> None:
+    """What the charge point's meter says it gave away, against one meter interval."""
+    delivered = Decimal(plug.energy_wh or 0) / 1000
+    steps = [b - a for a, b in itertools.pairwise(plug.readings_wh)]
+    row.interval_kwh = Decimal(max(steps, default=0)) / 1000
+    if row.price_per_kwh == "-" or row.above_cap == "-":
+        return
+    price = Decimal(row.price_per_kwh)
+    cut = -Decimal(row.above_cap)  # the cost the cap took off
+    past_cap = min(cut / price, row.energy_kwh) if price > 0 else Decimal(0)
+    never_billed = max(delivered - row.energy_kwh, Decimal(0))
+    row.unbilled_kwh = (never_billed + past_cap).quantize(Decimal("0.001"))
+    row.unbilled = (cut + never_billed * price).quantize(Decimal("0.01"))
+    if not row.within_one_interval:
+        row.detail = (
+            f"{row.unbilled_kwh} kWh ({row.unbilled}) delivered and not billed:"
+            f" more than one meter interval ({row.interval_kwh} kWh)"
+        )
+
+
 async def _register(
     base_url: str, admin_token: str, password: str, keys: dict[str, Any]
 ) -> dict[str, str]:
@@ -269,6 +317,7 @@ async def _drive(
     agent_id: str,
     key: Ed25519PrivateKey,
     row: Row,
+    plug: Plug,
     refresh: Callable[[], None],
 ) -> None:
     base_url = f"http://127.0.0.1:{station.http_port}"
@@ -301,6 +350,9 @@ async def _drive(
             row.status, row.step, row.detail = "error", "error", f"{type(exc).__name__}: {exc}"
             return
     _record(row, outcome)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(plug.ended.wait(), 10)
+    _unbilled(row, plug)
     refresh()
 
 
@@ -352,9 +404,10 @@ async def run_demo(
                     charger_max_kw=150,
                 )
                 simulated[cp] = await sims.enter_async_context(sim)
+            plugs: dict[str, Plug] = {}
             for driver, row in zip(DRIVERS, report.rows, strict=True):
                 row.step = "car plugged in, bargaining"
-                simulated[driver.charge_point_id].plug_in(
+                plugs[driver.name] = simulated[driver.charge_point_id].plug_in(
                     1, Battery(capacity_kwh=driver.battery_kwh, soc=driver.soc)
                 )
             async with asyncio.TaskGroup() as drivers:
@@ -366,6 +419,7 @@ async def run_demo(
                             agent_ids[driver.name],
                             keys[driver.name],
                             row,
+                            plugs[driver.name],
                             lambda: refresh(report),
                         )
                     )
