@@ -12,10 +12,12 @@ The ``post_*`` commands are queued for the holder and return at once.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from station.cluster.node import ClusterNode
+from station.domain.cap import ChargingLimit
 from station.ocpp.ports import TransactionStatus
 from station.ocpp.server import CentralSystem
 
@@ -113,6 +115,15 @@ class ClusterCommands:
             args = {"transaction_ref": transaction_ref, "total_cost": str(total_cost)}
             self.node.post(charge_point_id, "post_cost_updated", args)
 
+    def post_charging_limit(
+        self, charge_point_id: str, transaction_ref: str, limit: ChargingLimit
+    ) -> None:
+        if self.local.is_connected(charge_point_id):
+            self.local.post_charging_limit(charge_point_id, transaction_ref, limit)
+        else:
+            args = {"transaction_ref": transaction_ref, **_limit_args(limit)}
+            self.node.post(charge_point_id, "post_charging_limit", args)
+
     async def _call(self, charge_point_id: str, command: str, args: dict[str, Any]) -> Any:
         return await self.node.call(charge_point_id, command, args, self.timeout_s)
 
@@ -147,4 +158,22 @@ async def execute(local: CentralSystem, charge_point_id: str, command: str, args
     if command == "post_cost_updated":
         local.post_cost_updated(cp, str(args["transaction_ref"]), Decimal(args["total_cost"]))
         return None
+    if command == "post_charging_limit":
+        limit = ChargingLimit(
+            evse_id=int(args["evse_id"]),
+            limit_w=Decimal(args["limit_w"]),
+            starts_at=datetime.fromisoformat(str(args["starts_at"])),
+            duration_s=Decimal(args["duration_s"]),
+        )
+        local.post_charging_limit(cp, str(args["transaction_ref"]), limit)
+        return None
     raise ValueError(f"unknown command {command!r}")
+
+
+def _limit_args(limit: ChargingLimit) -> dict[str, Any]:
+    return {
+        "evse_id": limit.evse_id,
+        "limit_w": str(limit.limit_w),
+        "starts_at": limit.starts_at.isoformat(),
+        "duration_s": str(limit.duration_s),
+    }

@@ -237,7 +237,8 @@ def _record_past_the_cap(
             kind=UNBILLED_ENERGY,
             detail=(
                 f"session {row.session_id} delivered {past.energy_wh} Wh past its cap of"
-                f" {Money(row.cap, row.currency).to_wire()} {row.currency}: {past.amount.to_wire()} {row.currency} not billed"
+                f" {Money(row.cap, row.currency).to_wire()} {row.currency}:"
+                f" {past.amount.to_wire()} {row.currency} not billed"
             ),
             timestamp=tx.stopped_at or tx.last_reading_at,
         )
