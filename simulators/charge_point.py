@@ -43,11 +43,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from ocpp import v16, v21, v201
 from ocpp.exceptions import OCPPError
-from ocpp.routing import on as _library_on
+from ocpp.routing import on
 from ocpp.v16 import enums as enums16
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -56,12 +56,6 @@ from simulators.battery import Battery
 
 _log = logging.getLogger(__name__)
 ENERGY = "Energy.Active.Import.Register"
-_Handler = TypeVar("_Handler", bound=Callable[..., Any])
-
-
-def on(action: Any) -> Callable[[_Handler], _Handler]:
-    """The ocpp library's `@on` routing, typed (the library's decorator is not)."""
-    return cast(Callable[[_Handler], _Handler], _library_on(action))
 
 
 class SimClock:
@@ -798,7 +792,7 @@ class SimulatedChargePoint:
                 plug.nudge()
 
 
-class _Client16(v16.ChargePoint):  # type: ignore[misc]
+class _Client16(v16.ChargePoint):
     sim: SimulatedChargePoint
 
     @on(enums16.Action.remote_start_transaction)
@@ -828,7 +822,7 @@ class _Client16(v16.ChargePoint):  # type: ignore[misc]
         return v16.call_result.SetChargingProfile(status="Accepted" if ok else "Rejected")
 
 
-class _Client201(v201.ChargePoint):  # type: ignore[misc]
+class _Client201(v201.ChargePoint):
     sim: SimulatedChargePoint
     _module: Any = v201
 
