@@ -53,7 +53,11 @@ async def charge_points(session: AsyncSession) -> list[dict[str, Any]]:
     )
     for c in connectors:
         statuses[c.charge_point_id].append(f"{c.evse_id}/{c.connector_id} {c.status}")
-    rows = await session.scalars(select(ChargePointRow).order_by(ChargePointRow.charge_point_id))
+    rows = await session.scalars(
+        select(ChargePointRow)
+        .where(ChargePointRow.removed_at.is_(None))
+        .order_by(ChargePointRow.charge_point_id)
+    )
     return [
         {
             "charge_point_id": r.charge_point_id,

@@ -88,7 +88,8 @@ class NegotiationService:
             raise ValidationError("energy_kwh must be positive")
         async with self._db.session() as session:
             await self._check_ceiling(session, agent_id, now)
-            if await session.get(ChargePointRow, request.charge_point_id) is None:
+            point = await session.get(ChargePointRow, request.charge_point_id)
+            if point is None or point.removed_at is not None:  # removed: as if unknown
                 raise NotFound(f"no charge point {request.charge_point_id}")
             policy = await effective_policy(session, self._settings, request.charge_point_id)
             if request.currency is not None and request.currency != policy.currency:

@@ -210,6 +210,9 @@ async def test_chargepoints_remove_is_refused_while_live_then_hides_it_and_refus
     api_listed = await world.admin.get("/v1/admin/charge-points")
     after = await handshake_status(world.ocpp, cp_id, cp.password)
     unknown = await run("chargepoints", "remove", "CP-NOPE", "--reason", "typo")
+    negotiation = await world.agent.post(
+        "/v1/negotiations", json={"charge_point_id": cp_id, "evse_id": 1, "energy_kwh": "4"}
+    )
 
     assert refused_cli.exit_code == 2, refused_cli.output
     assert f"live session {sid}" in refused_cli.stderr
@@ -225,6 +228,7 @@ async def test_chargepoints_remove_is_refused_while_live_then_hides_it_and_refus
     assert shown["removed_at"] is not None
     assert cp_id in table_all.stdout and "removed" in table_all.stdout
     assert unknown.exit_code == 2 and "not registered" in unknown.stderr
+    assert negotiation.status_code == 404  # an agent cannot tell it from an unknown id
     audit = (await world.admin.get("/v1/admin/audit")).text
     assert '"charge_point.removed"' in audit and "decommissioned" in audit
 
