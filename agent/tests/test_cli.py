@@ -31,7 +31,7 @@ def test_keygen_will_not_overwrite_a_key_unless_forced(tmp_path: Path) -> None:
     refused = runner.invoke(agent_app, ["keygen", "--out", str(key_file)])
     forced = runner.invoke(agent_app, ["keygen", "--out", str(key_file), "--force"])
 
-    assert refused.exit_code == 1 and "exists" in refused.stderr
+    assert refused.exit_code == 2 and "exists" in refused.stderr
     assert forced.exit_code == 0
 
 
@@ -54,7 +54,7 @@ def test_charge_wants_both_spend_limits_explicitly(tmp_path: Path, given: list[s
         _charge(tmp_path, "--budget", "20", "--payment-method", "pm_x", *given, limits=False),
     )
 
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and "is required" in result.stderr
     missing = "--limit-day" if given == ["--limit-session", "40"] else "--limit-session"
     assert missing in result.stderr
@@ -70,8 +70,8 @@ def test_charge_wants_exactly_one_payment_instrument(tmp_path: Path) -> None:
         agent_app, _charge(tmp_path, "--budget", "20", "--payment-method", "pm_x", "--spt", "spt_x")
     )
 
-    assert neither.exit_code == 1 and "exactly one" in neither.stderr
-    assert both.exit_code == 1
+    assert neither.exit_code == 2 and "exactly one" in neither.stderr
+    assert both.exit_code == 2
 
 
 def test_charge_refuses_a_float_budget_in_one_line(tmp_path: Path) -> None:
@@ -79,7 +79,7 @@ def test_charge_refuses_a_float_budget_in_one_line(tmp_path: Path) -> None:
         agent_app, _charge(tmp_path, "--budget", "1e3", "--payment-method", "pm_card_visa")
     )
 
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and "--budget" in result.stderr
 
 

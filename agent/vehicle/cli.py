@@ -5,9 +5,10 @@
         --energy 30 --budget 20 --agent-id agt_… --key agent.pem \\
         --payment-method pm_card_visa
 
-Exit status: 0 settled with a receipt that adds up; 1 no deal or an error;
-3 a disputed receipt. Output is drawn with rich; `--json` prints one JSON
-document instead. Errors are one line on stderr.
+Exit status: 0 settled with a receipt that adds up; 1 no deal or an error
+on the way; 2 a bad argument or file (nothing was sent); 3 a disputed
+receipt. Output is drawn with rich; `--json` prints one JSON document
+instead. Errors are one line on stderr.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ out = Console()
 err = Console(stderr=True)
 
 
-def _fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
+def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
@@ -81,12 +82,11 @@ def _station_url(text: str) -> str:
         parts = urlsplit(text)
         parts.port  # noqa: B018 (raises on a port that is not a number)
     except ValueError as exc:
-        raise _fail(f"--station {text!r}: {exc}", EXIT_USAGE) from exc
+        raise _fail(f"--station {text!r}: {exc}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _fail(
             f"--station {text!r} is not a station URL; give its base URL, "
-            "e.g. --station http://127.0.0.1:8080",
-            EXIT_USAGE,
+            "e.g. --station http://127.0.0.1:8080"
         )
     return text
 
@@ -338,7 +338,7 @@ def charge(
     try:
         outcome = asyncio.run(run())
     except AgentError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(str(exc), EXIT_FAILED) from exc
     except KeyboardInterrupt:
         raise _fail("interrupted", 130) from None
     finally:
@@ -351,7 +351,9 @@ def charge(
     if outcome.verdict is not None and not outcome.verdict.accepted:
         raise _fail("receipt disputed: " + "; ".join(outcome.verdict.reasons), EXIT_DISPUTE)
     if not outcome.ok:
-        raise _fail(f"session ended {outcome.session.status}: {outcome.session.detail or ''}")
+        raise _fail(
+            f"session ended {outcome.session.status}: {outcome.session.detail or ''}", EXIT_FAILED
+        )
 
 
 logging.getLogger("httpx").setLevel(logging.WARNING)
