@@ -48,6 +48,7 @@ from station.domain.limits import SpendingLimits
 from station.domain.money import Money
 from station.errors import AgentSuspended, NotFound, Unauthenticated
 from station.logs import get_logger
+from station.ocpp.auth import address_key
 from station.services.limits import limits_of, remaining
 from station.store.trust import AgentRow, NonceRow
 
@@ -282,7 +283,7 @@ class SignedRequestBudget:
 
 
 def _budget_key(scope: Scope) -> tuple[str, str] | None:
-    """(keyid, client address) of a signed request, from the headers alone; else None."""
+    """(keyid, client site) of a signed request, from the headers alone; else None."""
     for name, value in scope.get("headers", ()):
         if name == b"signature-input":
             try:
@@ -290,7 +291,8 @@ def _budget_key(scope: Scope) -> tuple[str, str] | None:
             except Unauthenticated:
                 return None
             client = scope.get("client")
-            return key_id, client[0] if client else "unknown"
+            # IPv6 by its /64, as the OCPP login limits count it: one site, not one address.
+            return key_id, address_key(client[0]) if client else "unknown"
     return None
 
 

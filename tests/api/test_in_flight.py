@@ -90,3 +90,18 @@ async def test_one_agents_requests_in_flight_are_bounded_and_others_are_served(
     assert answers == [201, 201, 201]  # the held ones were worked on as usual
     assert again.status_code == 200  # and gave their budget back
     assert metric(metrics, 'chargepay_http_rate_limited_total{limit="in_flight"}') == 5
+
+
+def test_the_budget_is_per_keyid_and_site() -> None:
+    from station.api.identity import _budget_key
+
+    def key(keyid: str, address: str) -> tuple[str, str] | None:
+        signature_input = f'sig1=("@method");keyid="{keyid}";created=1'.encode()
+        scope = {"headers": [(b"signature-input", signature_input)], "client": (address, 1)}
+        return _budget_key(scope)
+
+    assert key("agt_a", "2001:db8::1") == key("agt_a", "2001:db8::ffff") != key("agt_b", "::1")
+    assert key("agt_a", "2001:db8:0:1::1") != key("agt_a", "2001:db8::1")
+    assert key("agt_a", "192.0.2.1") == ("agt_a", "192.0.2.1")
+    assert _budget_key({"headers": [], "client": ("192.0.2.1", 1)}) is None  # unsigned
+    assert _budget_key({"headers": [(b"signature-input", b"garbage(")]}) is None
