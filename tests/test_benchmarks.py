@@ -52,3 +52,17 @@ def test_the_reconnect_storm_benchmark_brings_every_charge_point_back() -> None:
     assert "baseline: 6 scrypt checks" in out and "storm / scrypt baseline" in out
     # The fleet's rows carry keyed verifiers: the restarted station needs no scrypt check.
     assert "admitted since the (re)start by  : keyed 6" in out
+
+
+def test_the_density_benchmark_holds_its_fleet_and_prints_memory_latency_and_ratios() -> None:
+    out = _run(
+        "benchmarks.density",
+        *("--charge-points", "6", "--processes", "2", "--source-addresses", "2"),
+        *("--interval", "1", "--window", "2", "--settle", "0.5"),
+    )
+
+    assert "density: 6 charge points on one station node, 2 load processes" in out
+    assert "still connected after the window :        6  (CALLERRORs: 0)" in out
+    assert "RSS per charge point             :" in out and "growth over empty" in out
+    assert "heartbeat latency p50 / p99      :" in out
+    assert "RSS per CP / goal (25 KiB)       :" in out and "p99 / goal (50 ms)" in out
