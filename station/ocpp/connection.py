@@ -273,6 +273,8 @@ class OcppConnection:
         ChargePointNotConnected or StationUnavailable (a CALLERROR, or a
         message or answer that breaks its schema).
         """
+        if self._closed:
+            raise ChargePointNotConnected(self.charge_point_id)
         call = self._queue(message)
         if call is None:
             raise StationUnavailable(f"{type(message).__name__} breaks its schema")
@@ -290,13 +292,13 @@ class OcppConnection:
         return self._result(message, reply)
 
     def post(self, message: Any) -> None:
-        """Queue a call without waiting for it; safe inside a handler."""
-        if self._queue(message) is not None:
+        """Queue a call without waiting for it; safe inside a handler (dropped once closed)."""
+        if self._closed:
+            self.log.info("ocpp.posted_call_dropped", action=type(message).__name__)
+        elif self._queue(message) is not None:
             self._kick()
 
     def _queue(self, message: Any) -> rpc.Outgoing | None:
-        if self._closed:
-            raise ChargePointNotConnected(self.charge_point_id)
         action, payload = to_wire(message)
         try:
             check_payload(self.version, action, payload)

@@ -11,8 +11,10 @@ import pytest
 from sqlalchemy import select
 from websockets.asyncio.client import ClientConnection
 
-from station.app import Station
+from station.app import Station, running_station
+from station.errors import ChargePointTimeout
 from station.store.charging import MeterSampleRow, OcppMessageRow
+from tests.ocpp.conftest import registered, settings_for
 from tests.ocpp.test_bad_input import ask, raw
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -158,3 +160,29 @@ async def test_2_1_stores_a_periodic_event_stream_like_meter_values(
         "2026-01-01T00:00:01.500000+00:00",
         "2026-01-01T00:00:03+00:00",
     ]
+
+
+async def test_station_calls_go_one_at_a_time_and_a_timeout_lets_the_next_one_go(
+    database_url: str,
+) -> None:
+    """The second call waits for the first; when the first times out (no frame comes in to
+    wake the receive loop), the connection sends the second by itself."""
+    await registered(database_url)
+
+    async with (
+        running_station(settings_for(database_url, ocpp_call_timeout_s=0.5)) as station,
+        await raw(f"ws://127.0.0.1:{station.ocpp_port}/ocpp", "CP-1", "ocpp2.0.1") as ws,
+    ):
+        commands = station.central_system
+        first = asyncio.create_task(commands.trigger_message("CP-1", "Heartbeat"))
+        second = asyncio.create_task(commands.trigger_message("CP-1", "StatusNotification", 1))
+        call = json.loads(await ws.recv())
+        await nothing_comes(ws, 0.3)  # one call in flight at a time
+        with pytest.raises(ChargePointTimeout):
+            await first
+        call_2 = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        await ws.send(json.dumps([3, call_2[1], {"status": "Accepted"}]))
+
+        assert call[3] == {"requestedMessage": "Heartbeat"}
+        assert call_2[3] == {"requestedMessage": "StatusNotification", "evse": {"id": 1}}
+        assert await asyncio.wait_for(second, 5) is True
