@@ -42,8 +42,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 GOAL_KIB, GOAL_P99_MS = 25.0, 50.0
 BOOT = {"reason": "PowerUp", "chargingStation": {"model": "bench", "vendorName": "chargepay"}}
@@ -91,8 +93,9 @@ def rss_kib(pid: int) -> int:
 
 
 class Fleet:
-    def __init__(self, interval_s: float) -> None:
+    def __init__(self, interval_s: float, compression: bool) -> None:
         self.interval_s = interval_s
+        self.compression = compression
         self.up = 0
         self.closed = 0
         self.errors = 0
@@ -110,7 +113,12 @@ class ChargePoint(asyncio.Protocol):
             "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
             f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
             "Sec-WebSocket-Protocol: ocpp2.0.1\r\n"
-            "Authorization: Basic "
+            + (
+                "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                if fleet.compression
+                else ""
+            )
+            + "Authorization: Basic "
             f"{base64.b64encode(f'{cp_id}:{password}'.encode()).decode()}\r\n\r\n"
         ).encode()
         self.buffer = b""
@@ -120,6 +128,7 @@ class ChargePoint(asyncio.Protocol):
         self.n = 0
         self.booted = asyncio.get_running_loop().create_future()
         self.timer: asyncio.TimerHandle | None = None
+        self.inflate: Any = None  # the station's frames, when it compresses them
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -147,9 +156,12 @@ class ChargePoint(asyncio.Protocol):
                 self.transport.close()
                 return
             self.open = True
+            if b"permessage-deflate" in head.lower():
+                self.inflate = zlib.decompressobj(-15)
             self.call("boot", "BootNotification", BOOT)
         while len(self.buffer) >= 2:
             opcode, length = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F
+            compressed = bool(self.buffer[0] & 0x40)
             start = 2
             if length == 126:
                 if len(self.buffer) < 4:
@@ -168,6 +180,8 @@ class ChargePoint(asyncio.Protocol):
                 self.buffer[start + length :],
             )
             if opcode == 0x1:
+                if compressed:
+                    payload = self.inflate.decompress(payload + b"\x00\x00\xff\xff")
                 self.on_message(json.loads(payload))
             elif opcode == 0x9:
                 self.frame(0xA, payload)
@@ -214,9 +228,9 @@ class ChargePoint(asyncio.Protocol):
 
 async def fleet(args: list[str]) -> None:
     """Child: connect charge points BENCH-first …, report UP, measure on stdin's word."""
-    port, first, count, password, addresses, interval = args
+    port, first, count, password, addresses, interval, compression = args
     raise_open_files()
-    state = Fleet(float(interval))
+    state = Fleet(float(interval), compression == "1")
     loop = asyncio.get_running_loop()
     sources = addresses.split(",")
     gate = asyncio.Semaphore(100)
@@ -327,7 +341,7 @@ async def run(args: argparse.Namespace) -> int:
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "benchmarks.density", "--fleet",
                     str(station.ocpp_port), str(first), str(count), password,
-                    ",".join(addresses), str(args.interval),
+                    ",".join(addresses), str(args.interval), str(int(args.compression)),
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 )  # fmt: skip
                 generators.append(Generator(proc))
@@ -374,7 +388,8 @@ async def run(args: argparse.Namespace) -> int:
     marginal = (rss[0] - half_kib) / max(1, n - half_n) if half_kib else growth
     p50, p99 = quantile(latencies, 0.5), quantile(latencies, 0.99)
     print(f"\ndensity: {n} charge points on one station node, {len(generators)} load processes, "
-          f"{len(addresses)} source addresses; heartbeat every {args.interval:g} s")  # fmt: skip
+          f"{len(addresses)} source addresses; heartbeat every {args.interval:g} s"
+          f"{'; permessage-deflate' if args.compression else ''}")  # fmt: skip
     print(f"  connected and booted in          : {connected_s:8.1f} s")
     print(f"  still connected after the window : {held:8d}  (CALLERRORs: {errors})")
     print(f"  station RSS                      : {peak / 1024:8.1f} MiB "
@@ -391,7 +406,7 @@ async def run(args: argparse.Namespace) -> int:
 def main() -> int:
     if sys.argv[1:2] == ["--fleet"]:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(fleet(sys.argv[2:8]))
+            asyncio.run(fleet(sys.argv[2:9]))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--charge-points", type=int, default=2000)
@@ -400,6 +415,9 @@ def main() -> int:
     parser.add_argument("--interval", type=int, default=10, help="heartbeat interval (s)")
     parser.add_argument("--window", type=float, default=20.0, help="latency window (s)")
     parser.add_argument("--settle", type=float, default=2.0, help="wait before measuring (s)")
+    parser.add_argument(
+        "--compression", action="store_true", help="charge points offer permessage-deflate"
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="give up connecting after")
     return asyncio.run(run(parser.parse_args()))
 

@@ -14,8 +14,10 @@ OCPP-J describes. Security (OCPP security profiles):
 Who gets in, and how failed logins are throttled, is `station.ocpp.auth`: an
 unknown id and a wrong password get the same 401 after the same work (never
 404: ids cannot be enumerated). WebSocket compression (RFC 7692
-permessage-deflate) is negotiated when offered; ``ocpp_max_frame_bytes``
-bounds a message's inflated size. A second connection under an id that is
+permessage-deflate) is negotiated when offered, without context takeover
+either way (`DEFLATE`): no zlib stream outlives a message, so an idle
+connection holds none (websockets' default keeps ~33 KiB per connection);
+``ocpp_max_frame_bytes`` bounds a message's inflated size. A second connection under an id that is
 connected replaces the first only once it has authenticated; a failed
 attempt never touches the first.
 
@@ -40,6 +42,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
@@ -68,6 +71,15 @@ _ADAPTERS: dict[str, type[OcppConnection]] = {
     OcppVersion.V201: V201Connection,
     OcppVersion.V21: V21Connection,
 }
+# Idle charge points hold no zlib stream: each message is deflated and inflated on its own.
+# Window and memory level are websockets' own defaults.
+DEFLATE = ServerPerMessageDeflateFactory(
+    server_no_context_takeover=True,
+    client_no_context_takeover=True,
+    server_max_window_bits=12,
+    client_max_window_bits=12,
+    compress_settings={"memLevel": 5},
+)
 
 
 class Ownership(Protocol):
@@ -153,7 +165,8 @@ class CentralSystem:
             select_subprotocol=self._select_subprotocol,
             process_request=self._process_request,
             max_size=self.settings.ocpp_max_frame_bytes,
-            compression="deflate" if self.settings.ocpp_compression else None,
+            compression=None,
+            extensions=[DEFLATE] if self.settings.ocpp_compression else None,
             # The request's own deadline is the guard's; this one bounds the whole handshake.
             open_timeout=self.settings.ocpp_open_timeout_s + self.settings.ocpp_auth_wait_s,
             ping_interval=self.settings.ocpp_ping_interval_s,

@@ -182,6 +182,9 @@ async def test_permessage_deflate_is_negotiated_and_the_limit_is_on_the_inflated
     assert extensions == ["permessage-deflate"]
     assert reply[:2] == [3, "hb"]
     assert ws.close_code == 1009
+    # No context takeover either way: no zlib stream (~33 KiB) outlives a message (issue 13).
+    agreed = ws.response.headers["Sec-WebSocket-Extensions"] if ws.response else ""
+    assert "server_no_context_takeover" in agreed and "client_no_context_takeover" in agreed
 
 
 @sqlite_only
