@@ -324,7 +324,8 @@ async def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         station = Station(tmp)
         station.env["CHARGEPAY_OCPP_HEARTBEAT_INTERVAL_S"] = str(args.interval)
-        await register(station.env["CHARGEPAY_DATABASE_URL"], ids, password)
+        env = station.env  # each row carries its keyed verifier, as a fleet's rows do
+        await register(env["CHARGEPAY_DATABASE_URL"], ids, password, env["CHARGEPAY_SECRET_KEY"])
         await station.start()
         assert station.proc is not None
         pid = station.proc.pid
