@@ -21,7 +21,7 @@ from simulators.stripe_sandbox import SANDBOX_API_KEY
 from tests.e2e.conftest import ADMIN_TOKEN, SECRET
 from vehicle.signing import AgentSigner, generate_keypair, public_key_b64
 
-LEASE_S = 3
+LEASE_S = 4
 
 
 def free_port() -> int:
