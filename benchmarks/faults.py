@@ -68,6 +68,7 @@ from simulators.tcp_relay import TcpRelay
 from station.domain.session import SessionStatus
 from station.store.db import Database
 from station.store.payments import SessionRow
+from vehicle.payer import parse_challenge
 from vehicle.signing import AgentSigner, generate_keypair, public_key_b64
 
 VERSIONS = ("ocpp1.6", "ocpp2.0.1", "ocpp2.1")
@@ -192,7 +193,7 @@ async def _retrying(call: Any, station: StationProcess, until: float) -> httpx.R
 
 
 def _credential(www_authenticate: str) -> str:
-    challenge = mpp.Challenge.from_www_authenticate(www_authenticate)
+    challenge = parse_challenge(www_authenticate, ("authorize",))
     return mpp.Credential(
         challenge=challenge.to_echo(), payload={"payment_method": "pm_card_visa"}
     ).to_authorization()

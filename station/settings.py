@@ -142,6 +142,14 @@ class Settings(BaseSettings):
         pattern=r"^[a-z_]+(,[a-z_]+)*$",
         description="Stripe payment method types, comma-separated, e.g. card,link",
     )
+    # The MPP intents a 402 offers, in order of preference: `authorize` (a capped hold,
+    # captured at the end) and `charge` (the registered intent: the cap charged at once,
+    # the unused part refunded at settlement).
+    mpp_intents: str = Field(
+        default="authorize,charge",
+        pattern=r"^(authorize|charge)(,(authorize|charge))?$",
+        description="authorize, charge, or both comma-separated (authorize,charge)",
+    )
     offer_ttl_s: int = Field(default=300, gt=0, description="whole seconds, more than 0")
     negotiation_max_rounds: int = Field(
         default=5, ge=1, le=50, description="a whole number from 1 to 50"

@@ -63,7 +63,7 @@ def test_a_shared_payment_token_is_the_drafts_payload_spt_and_external_id() -> N
         ({"currency": "eur"}, "currency"),
         ({"externalId": "off_2"}, "externalId"),
         ({"method": "tempo"}, "method"),
-        ({"intent": "charge"}, "intent"),
+        ({"intent": "subscription"}, "intent"),
         ({"expires_in": timedelta(seconds=-1)}, "expired"),
     ],
 )

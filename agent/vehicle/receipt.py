@@ -18,7 +18,11 @@ the payment reference it saw at authorisation:
 - the lines sum to the total, and the total is the energy × price + fee
   (+ time, idle), bounded by the tariff's minimum / maximum, rounded once
   half-up, then capped — recomputed, not read;
-- captured = min(total, cap) ≤ cap, released = cap − captured.
+- captured = min(total, cap) ≤ cap, released = cap − captured;
+- paid on the `charge` intent (the cap charged at once, the unused part
+  refunded): the body says intent `charge`, charged = cap, refunded = cap −
+  captured and released = 0, and the header says intent `charge` with
+  `chargedAmount` and `refundedAmount` (minor units) to match.
 
 A receipt that fails any check is a `Dispute` listing every reason.
 
@@ -70,6 +74,9 @@ class ReceiptBody:
     released: Decimal
     currency: str
     signature: str | None
+    intent: str = "authorize"
+    charged: Decimal | None = None
+    refunded: Decimal | None = None
 
     @classmethod
     def from_wire(cls, doc: Any) -> ReceiptBody:
@@ -104,6 +111,9 @@ class ReceiptBody:
             released=wire_decimal(doc, "released"),
             currency=str(doc.get("currency")),
             signature=doc.get("signature") if isinstance(doc.get("signature"), str) else None,
+            intent=str(doc.get("intent", "authorize")),
+            charged=wire_decimal(doc, "charged") if "charged" in doc else None,
+            refunded=wire_decimal(doc, "refunded") if "refunded" in doc else None,
         )
 
 
@@ -117,6 +127,8 @@ class AgreedSession:
     payment_reference: str
     # The challenge's externalId (the offer id), echoed by the capture receipt.
     offer_id: str | None = None
+    # The MPP intent the agent paid on: `authorize` (a hold) or `charge`.
+    intent: str = "authorize"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +181,8 @@ def _check_header(header: str | None, agreed: AgreedSession) -> tuple[list[str],
             f"{agreed.offer_id!r}"
         )
     intent = (receipt.extensions or {}).get("intent")
-    if intent not in (None, "authorize"):
-        reasons.append(f"Payment-Receipt intent {intent!r}, expected 'authorize'")
+    if intent != agreed.intent and not (intent is None and agreed.intent == "authorize"):
+        reasons.append(f"Payment-Receipt intent {intent!r}, expected {agreed.intent!r}")
     return reasons, receipt
 
 
@@ -178,10 +190,16 @@ def _check_captured_header(receipt: Receipt | None, body: ReceiptBody) -> list[s
     """The capture receipt's `capturedAmount` and `delta` (minor units) against the body."""
     if receipt is None or not receipt.extensions:
         return []
-    want = str(Money(body.captured, body.currency).rounded().to_minor_units())
+
+    def minor(amount: Decimal | None) -> str:
+        return str(Money(amount or Decimal(0), body.currency).rounded().to_minor_units())
+
+    wants = {"capturedAmount": minor(body.captured), "delta": minor(body.captured)}
+    if body.intent == "charge":
+        wants = {"chargedAmount": minor(body.charged), "refundedAmount": minor(body.refunded)}
     return [
-        f"Payment-Receipt {name} {receipt.extensions[name]!r}, the receipt captured {want}"
-        for name in ("capturedAmount", "delta")
+        f"Payment-Receipt {name} {receipt.extensions[name]!r}, the receipt says {want}"
+        for name, want in wants.items()
         if name in receipt.extensions and receipt.extensions[name] != want
     ]
 
@@ -261,8 +279,18 @@ def _check_amounts(body: ReceiptBody, agreed: AgreedSession) -> list[str]:
         reasons.append("negative amount")
     if body.captured != min(body.total, cap):
         reasons.append(f"captured {body.captured}, the total capped is {min(body.total, cap)}")
-    if body.released != cap - body.captured:
-        reasons.append(f"released {body.released}, cap − captured is {cap - body.captured}")
+    unused = cap - body.captured
+    if body.intent != agreed.intent:
+        reasons.append(f"receipt intent {body.intent!r}, paid on {agreed.intent!r}")
+    if agreed.intent == "charge":
+        if body.charged != cap:
+            reasons.append(f"charged {body.charged}, the cap charged was {cap}")
+        if body.refunded != unused:
+            reasons.append(f"refunded {body.refunded}, cap − captured is {unused}")
+        if body.released != 0:
+            reasons.append(f"released {body.released} on a charge (nothing is held)")
+    elif body.released != unused:
+        reasons.append(f"released {body.released}, cap − captured is {unused}")
     return reasons
 
 

@@ -137,9 +137,11 @@ async def accept(
     request: Request,
     authorization: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
-    """Accept an offer with a cap: 402 + challenge, then 201 + the session with a credential."""
+    """Accept an offer with a cap: 402 + a challenge per offered intent (``authorize``,
+    ``charge``), then 201 + the session with a credential (on ``charge``, with its
+    ``Payment-Receipt``)."""
     payments = station_of(request).payments
-    view = await payments.authorisation.accept(
+    view, headers = await payments.authorisation.accept(
         agent.agent_id, negotiation_id, body.offer_id, body.cap, authorization
     )
-    return JSONResponse(view, status_code=201)
+    return JSONResponse(view, status_code=201, headers=headers or None)

@@ -44,6 +44,9 @@ class PaymentDoc(BaseModel):
     provider: str = Field(examples=["stripe"])
     reference: str | None = Field(examples=["pi_…"])
     status: str = Field(examples=["requires_capture"])
+    intent: str = Field(
+        default="authorize", examples=["authorize"], description="authorize | charge"
+    )
 
 
 class SessionDoc(BaseModel):
@@ -91,6 +94,9 @@ class ReceiptDoc(BaseModel):
     released: str
     currency: str
     payment_reference: str
+    intent: str = Field(default="authorize", description="authorize | charge")
+    charged: str | None = Field(default=None, description="charge: what was charged (the cap)")
+    refunded: str | None = Field(default=None, description="charge: what was refunded")
     signature: str = Field(
         description="Ed25519 over the RFC 8785 canonical JSON of the body without it, "
         "base64url; key at GET /v1/receipt-key"

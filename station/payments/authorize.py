@@ -1,4 +1,10 @@
-"""MPP's ``authorize`` intent on method ``stripe``: the 402 challenge and its credential.
+"""MPP's ``authorize`` and ``charge`` intents on method ``stripe``: the 402 challenges
+and their credentials.
+
+``charge`` is the registered intent (mpp-specs, draft-stripe-charge-00): the
+same request shape, the cap charged at once (the station refunds the unused
+part at settlement). Which intents a 402 offers is ``settings.mpp_intents``;
+each offered intent is one challenge, so a payer picks by what it can pay.
 
 As the drafts specify it (draft-payment-intent-authorize-00 and
 draft-stripe-authorize-00, mpp-specs): pympp ships only a ``charge`` intent,
@@ -47,6 +53,12 @@ from station.services.gateway import PaymentSource
 
 METHOD = "stripe"
 INTENT = "authorize"
+CHARGE = "charge"
+INTENTS = (INTENT, CHARGE)
+_DESCRIPTIONS = {
+    INTENT: "Hold for an EV charging session",
+    CHARGE: "Charge for an EV charging session (the unused part is refunded)",
+}
 # A Stripe id: its prefix, then letters, digits and underscores (``pm_card_visa``,
 # ``spt_1Q…``). Bounded so that it always fits the session's payment_source column
 # (String(255), with "payment_method:" in front) on every database.
@@ -82,6 +94,7 @@ class VerifiedCredential:
     challenge_id: str
     source: PaymentSource
     payer: str | None
+    intent: str = INTENT
 
 
 def _decode(b64: str) -> dict[str, Any]:
@@ -107,7 +120,12 @@ class Authorizer:
         ttl_s: int,
         network_id: str = DEFAULT_NETWORK_ID,
         payment_method_types: tuple[str, ...] = ("card",),
+        intents: tuple[str, ...] = INTENTS,
     ) -> None:
+        unknown = set(intents) - set(INTENTS)
+        if not intents or unknown:
+            raise ValueError(f"intents must be among {INTENTS}, got {intents}")
+        self.intents = intents
         self._secret = secret_key
         self.realm = realm
         self._ttl = timedelta(seconds=ttl_s)
@@ -124,16 +142,18 @@ class Authorizer:
             payment_method_types=self.payment_method_types,
         )
 
-    def challenge(self, request: dict[str, Any], now: datetime) -> mpp.Challenge:
+    def challenge(
+        self, request: dict[str, Any], now: datetime, intent: str = INTENT
+    ) -> mpp.Challenge:
         """A fresh challenge (unique id: an opaque nonce is bound into the HMAC)."""
         return mpp.Challenge.create(
             secret_key=self._secret,
             realm=self.realm,
             method=METHOD,
-            intent=INTENT,
+            intent=intent,
             request=request,
             expires=_iso(now + self._ttl),
-            description="Hold for an EV charging session",
+            description=_DESCRIPTIONS[intent],
             meta={"nonce": secrets.token_urlsafe(12)},
         )
 
@@ -177,7 +197,7 @@ class Authorizer:
             raise MalformedCredential("challenge echo cannot be canonicalised") from exc
         if not hmac.compare_digest(expected_id.encode(), echo.id.encode()):
             raise InvalidCredential("challenge was not issued by this station")
-        if (echo.realm, echo.method, echo.intent) != (self.realm, METHOD, INTENT):
+        if (echo.realm, echo.method) != (self.realm, METHOD) or echo.intent not in self.intents:
             raise InvalidCredential("credential is for another realm, method or intent")
         if request != expected_request:
             raise VerificationFailed("credential does not match this offer and cap")
@@ -187,7 +207,9 @@ class Authorizer:
             raise MalformedCredential("challenge has no valid expiry") from exc
         if expires.tzinfo is None or expires <= now:
             raise ChallengeExpired("challenge expired")
-        return VerifiedCredential(echo.id, _source(credential.payload, request), credential.source)
+        return VerifiedCredential(
+            echo.id, _source(credential.payload, request), credential.source, echo.intent
+        )
 
 
 def _source(payload: Any, request: dict[str, Any]) -> PaymentSource:

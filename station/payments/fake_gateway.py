@@ -1,4 +1,4 @@
-"""An in-memory payment gateway for unit tests: Stripe's manual-capture rules, no network.
+"""An in-memory payment gateway for unit tests: Stripe's capture and refund rules, no network.
 
 PaymentMethod ids listed in `declined` are refused; capturing twice or
 above the hold raises `PaymentUnavailable` like Stripe's invalid-request
@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from station.errors import PaymentDeclined, PaymentUnavailable
-from station.services.gateway import PaymentIntentState, PaymentSource
+from station.services.gateway import PaymentIntentState, PaymentSource, RefundState
 
 
 class FakeGateway:
@@ -23,6 +23,7 @@ class FakeGateway:
         self.calls: Counter[str] = Counter()
         self._ids = itertools.count(1)
         self.sessions: dict[str, str] = {}  # reference -> metadata[session_id]
+        self.refunds: dict[str, list[tuple[RefundState, str]]] = {}  # reference -> (refund, sid)
 
     async def authorize(
         self,
@@ -32,13 +33,16 @@ class FakeGateway:
         source: PaymentSource,
         idempotency_key: str,
         metadata: dict[str, str],
+        capture_method: str = "manual",
     ) -> PaymentIntentState:
         self.calls["authorize"] += 1
         if source.value in self.declined:
             raise PaymentDeclined("Your card was declined.")
-        state = PaymentIntentState(
-            f"pi_fake{next(self._ids)}", "requires_capture", amount_minor, currency
-        )
+        reference = f"pi_fake{next(self._ids)}"
+        if capture_method == "automatic":
+            state = PaymentIntentState(reference, "succeeded", amount_minor, currency, amount_minor)
+        else:
+            state = PaymentIntentState(reference, "requires_capture", amount_minor, currency)
         self.intents[state.reference] = state
         self.sessions[state.reference] = metadata.get("session_id", "")
         return state
@@ -62,6 +66,24 @@ class FakeGateway:
         state = replace(state, status="canceled")
         self.intents[reference] = state
         return state
+
+    async def refund(
+        self, reference: str, amount_minor: int, *, idempotency_key: str, metadata: dict[str, str]
+    ) -> RefundState:
+        self.calls["refund"] += 1
+        state = self._get(reference)
+        made = self.refunds.setdefault(reference, [])
+        if state.status != "succeeded" or amount_minor <= 0 or amount_minor > state.captured_minor:
+            raise PaymentUnavailable("invalid refund")
+        refund = RefundState(f"re_fake{next(self._ids)}", "succeeded", amount_minor)
+        made.append((refund, metadata.get("session_id", "")))
+        self.intents[reference] = replace(state, captured_minor=state.captured_minor - amount_minor)
+        return refund
+
+    async def find_refund(self, reference: str, session_id: str) -> RefundState | None:
+        self.calls["list_refunds"] += 1
+        found = [r for r, sid in self.refunds.get(reference, []) if sid == session_id]
+        return found[-1] if found else None
 
     async def retrieve(self, reference: str) -> PaymentIntentState:
         self.calls["retrieve"] += 1

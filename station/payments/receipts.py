@@ -81,5 +81,40 @@ def payment_receipt(
     return receipt.to_payment_receipt()
 
 
+def charge_receipt(reference: str, timestamp: datetime, external_id: str) -> str:
+    """The ``Payment-Receipt`` of a payment on the ``charge`` intent, sent with the
+    accept's 201 (draft-stripe-charge-00): ``status``, ``method``, ``reference`` (the
+    PaymentIntent), ``timestamp`` and the challenge's ``externalId`` (the offer id)."""
+    receipt = mpp.Receipt(
+        status="success",
+        timestamp=timestamp,
+        reference=reference,
+        method="stripe",
+        external_id=external_id,
+    )
+    return receipt.to_payment_receipt()
+
+
+def refund_receipt(
+    reference: str, settled_at: datetime, external_id: str, charged_minor: int, refunded_minor: int
+) -> str:
+    """The settlement's ``Payment-Receipt`` of a ``charge`` session: the charge receipt's
+    members plus chargepay's ``intent`` (``charge``), ``chargedAmount`` and
+    ``refundedAmount`` (minor units; what the payer keeps paying is their difference)."""
+    receipt = mpp.Receipt(
+        status="success",
+        timestamp=settled_at,
+        reference=reference,
+        method="stripe",
+        external_id=external_id,
+        extensions={
+            "intent": "charge",
+            "chargedAmount": str(charged_minor),
+            "refundedAmount": str(refunded_minor),
+        },
+    )
+    return receipt.to_payment_receipt()
+
+
 # MPP core: a response with a Payment-Receipt must not be stored by shared caches.
 RECEIPT_CACHE_CONTROL = "private"

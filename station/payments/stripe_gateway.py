@@ -23,7 +23,7 @@ import stripe
 
 from station.errors import PaymentDeclined, PaymentUnavailable
 from station.logs import get_logger
-from station.services.gateway import PaymentIntentState, PaymentSource
+from station.services.gateway import PaymentIntentState, PaymentSource, RefundState
 
 T = TypeVar("T")
 # The Stripe API version of Shared Payment Tokens (pympp's mpp.methods.stripe default).
@@ -51,6 +51,14 @@ def _state(intent: Any) -> PaymentIntentState:
         amount_minor=int(doc.get("amount", 0)),
         currency=str(doc.get("currency", "")),
         captured_minor=captured,
+    )
+
+
+def _refund_state(doc: dict[str, Any]) -> RefundState:
+    return RefundState(
+        reference=str(doc["id"]),
+        status=str(doc.get("status")),
+        amount_minor=int(doc.get("amount") or 0),
     )
 
 
@@ -91,11 +99,12 @@ class StripeGateway:
         source: PaymentSource,
         idempotency_key: str,
         metadata: dict[str, str],
+        capture_method: str = "manual",
     ) -> PaymentIntentState:
         params: dict[str, Any] = {
             "amount": amount_minor,
             "currency": currency,
-            "capture_method": "manual",
+            "capture_method": capture_method,
             "confirm": True,
             "metadata": metadata,
         }
@@ -121,7 +130,8 @@ class StripeGateway:
                 raise PaymentDeclined("payment method refused") from exc.__cause__
             raise
         state = _state(intent)
-        if state.status != "requires_capture":
+        placed = "requires_capture" if capture_method == "manual" else "succeeded"
+        if state.status != placed:
             if state.status in ("requires_action", "requires_confirmation"):
                 await self.cancel(state.reference, idempotency_key=f"{idempotency_key}_void")
             raise PaymentDeclined(f"hold not placed: {state.status}")
@@ -187,6 +197,38 @@ class StripeGateway:
         if len(found) > 1:
             _log.warning("stripe.several_holds", session_id=session_id, count=len(found))
         return found[-1] if found else None
+
+    async def refund(
+        self, reference: str, amount_minor: int, *, idempotency_key: str, metadata: dict[str, str]
+    ) -> RefundState:
+        refund = await self._call(
+            "refund",
+            self._client.v1.refunds.create_async(
+                {"payment_intent": reference, "amount": amount_minor, "metadata": metadata},
+                options={"idempotency_key": idempotency_key},
+            ),
+        )
+        return _refund_state(refund.to_dict())
+
+    async def find_refund(self, reference: str, session_id: str) -> RefundState | None:
+        """The refund of `reference` made for `session_id` (its metadata), newest first.
+
+        The list endpoint (filtered by PaymentIntent) is read, never search: a refund
+        that was made is there at once."""
+        params: dict[str, Any] = {"payment_intent": reference, "limit": self.list_page_size}
+        while True:
+            page = await self._call(
+                "list_refunds",
+                self._client.v1.refunds.list_async(params),  # type: ignore[arg-type]
+            )
+            doc: dict[str, Any] = page.to_dict()
+            data = doc.get("data") or []
+            for refund in data:
+                if (refund.get("metadata") or {}).get("session_id") == session_id:
+                    return _refund_state(refund)
+            if not doc.get("has_more") or not data:
+                return None
+            params["starting_after"] = data[-1]["id"]
 
     async def retrieve(self, reference: str) -> PaymentIntentState:
         intent = await self._call(

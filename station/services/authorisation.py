@@ -1,13 +1,15 @@
 """Authorisation over MPP (PROTOCOL §3): the 402 challenge, the hold, the session.
 
-    accept(no credential)   → PaymentRequired with a fresh challenge (recorded)
+    accept(no credential)   → PaymentRequired with a fresh challenge per offered intent
+                              (settings.mpp_intents: authorize, charge), each recorded
     accept(credential)      → verify the echo (HMAC, route, expiry)
                               unit 1: consume the challenge (one use), lock the
                                       negotiation and check it has no live
                                       session, reserve the agent's limits,
                                       create the session (authorized, payment
                                       pending)
-                              Stripe: manual-capture PaymentIntent for the cap, its
+                              Stripe: a PaymentIntent for the cap — manual capture on
+                                      `authorize`, captured at once on `charge` — its
                                       parameters built from the stored row alone
                                       (hold_request); an unknown outcome (timeout,
                                       outage) is looked up (find_hold): a placed hold
@@ -66,7 +68,8 @@ from station.errors import (
     ValidationError,
 )
 from station.logs import get_logger
-from station.payments.authorize import Authorizer, VerifiedCredential
+from station.payments.authorize import CHARGE, Authorizer, VerifiedCredential
+from station.payments.receipts import RECEIPT_CACHE_CONTROL, charge_receipt
 from station.services import limits
 from station.services.gateway import PaymentGateway, PaymentIntentState
 from station.services.kill_switch import STOP_REASON as AGENT_SUSPENDED
@@ -178,7 +181,9 @@ class AuthorisationService:
         offer_id: str,
         cap_text: str,
         authorization: str | None,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The session and the response's headers (a charge's Payment-Receipt), or raises
+        PaymentRequired (402) with the challenges."""
         now = self._now()
         has_credential = authorization is not None and "payment " in authorization.lower()
         async with self._db.reader() as session:
@@ -247,36 +252,41 @@ class AuthorisationService:
         now: datetime,
         error: PaymentRequired | None = None,
     ) -> PaymentRequired:
-        """A fresh, recorded challenge, as the 402 to raise."""
-        challenge = self.authorizer.challenge(request, now)
-        assert challenge.expires is not None
+        """Fresh, recorded challenges (one per offered intent), as the 402 to raise."""
+        challenges = [
+            self.authorizer.challenge(request, now, intent) for intent in self.authorizer.intents
+        ]
         async with self._db.session() as session:
-            session.add(
-                ChallengeRow(
-                    challenge_id=challenge.id,
-                    negotiation_id=neg.negotiation_id,
-                    offer_id=offer_id,
-                    agent_id=agent_id,
-                    amount_minor=int(request["amount"]),
-                    currency=request["currency"],
-                    expires_at=datetime.fromisoformat(challenge.expires.replace("Z", "+00:00")),
-                    created_at=now,
+            for challenge in challenges:
+                assert challenge.expires is not None
+                session.add(
+                    ChallengeRow(
+                        challenge_id=challenge.id,
+                        negotiation_id=neg.negotiation_id,
+                        offer_id=offer_id,
+                        agent_id=agent_id,
+                        amount_minor=int(request["amount"]),
+                        currency=request["currency"],
+                        expires_at=datetime.fromisoformat(challenge.expires.replace("Z", "+00:00")),
+                        created_at=now,
+                    )
                 )
-            )
-            await audit.record(
-                session,
-                actor=f"agent:{agent_id}",
-                action="payment.challenge_issued",
-                subject=neg.negotiation_id,
-                data={
-                    "challenge_id": challenge.id,
-                    "offer_id": offer_id,
-                    "amount_minor": request["amount"],
-                },
-            )
+                await audit.record(
+                    session,
+                    actor=f"agent:{agent_id}",
+                    action="payment.challenge_issued",
+                    subject=neg.negotiation_id,
+                    data={
+                        "challenge_id": challenge.id,
+                        "intent": challenge.intent,
+                        "offer_id": offer_id,
+                        "amount_minor": request["amount"],
+                    },
+                )
         exc = error or PaymentRequired("payment required: authorise a hold for the cap")
         exc.headers = {  # type: ignore[attr-defined]
-            "WWW-Authenticate": self.authorizer.www_authenticate(challenge),
+            # One field, the challenges comma-separated (RFC 9110 §11.6.1).
+            "WWW-Authenticate": ", ".join(map(self.authorizer.www_authenticate, challenges)),
             "Cache-Control": "no-store",
         }
         return exc
@@ -290,7 +300,7 @@ class AuthorisationService:
         request: dict[str, Any],
         authorization: str,
         now: datetime,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         started = time.perf_counter()
         verified = self.authorizer.verify(authorization, request, now)
         commands = self._commands()
@@ -333,7 +343,12 @@ class AuthorisationService:
             )
             row = locked
         if claimed:
-            await self._void(opened, hold.reference, log)
+            if opened.payment_intent == CHARGE:
+                await self._settlement.refund_charge(
+                    session_id, hold.reference, "the charge came after it was given up; refunded"
+                )
+            else:
+                await self._void(opened, hold.reference, log)
             raise PaymentUnavailable("the hold's outcome is being resolved; it will be released")
         if stopped:
             await self._release_stopped(row, log)
@@ -356,7 +371,13 @@ class AuthorisationService:
                 session.expunge_all()
                 row = fresh
         self.timings.append(AcceptTiming(self.last_accept_s, started_s))
-        return session_view(row)
+        headers: dict[str, str] = {}
+        if row.payment_intent == CHARGE:  # paid now: the charge spec's receipt, on this 201
+            headers = {
+                "Payment-Receipt": charge_receipt(hold.reference, now, offer.offer_id),
+                "Cache-Control": RECEIPT_CACHE_CONTROL,
+            }
+        return session_view(row), headers
 
     async def _open_session(
         self,
@@ -405,6 +426,7 @@ class AuthorisationService:
                     cost=Decimal(0),
                     payment_status="pending",
                     payment_source=f"{verified.source.kind}:{verified.source.value}",
+                    payment_intent=verified.intent,
                     created_at=now,
                     updated_at=now,
                 )
@@ -419,6 +441,7 @@ class AuthorisationService:
                         "cap": cap.to_wire(),
                         "offer_id": offer.offer_id,
                         "source": verified.source.kind,
+                        "intent": verified.intent,
                     },
                 )
                 await session.flush()
@@ -483,7 +506,11 @@ class AuthorisationService:
         except PaymentUnavailable as exc:
             log.warning("payment.hold_unknown", error=error.detail, look=exc.detail)
             found = None
-        decision = resolve_hold(found.status if found else None, may_adopt=True)
+        decision = resolve_hold(
+            found.status if found else None,
+            may_adopt=True,
+            charged=row.payment_intent == CHARGE,
+        )
         if found is not None and decision is HoldDecision.ADOPT:
             log.warning("payment.hold_adopted", reference=found.reference, error=error.detail)
             return found

@@ -34,6 +34,13 @@ class PaymentIntentState:
     captured_minor: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class RefundState:
+    reference: str  # re_…
+    status: str  # succeeded | pending | failed | canceled | requires_action
+    amount_minor: int
+
+
 class PaymentGateway(Protocol):
     async def authorize(
         self,
@@ -43,8 +50,21 @@ class PaymentGateway(Protocol):
         source: PaymentSource,
         idempotency_key: str,
         metadata: dict[str, str],
+        capture_method: str = "manual",
     ) -> PaymentIntentState:
-        """Place a manual-capture hold; returns it in ``requires_capture``."""
+        """Place a manual-capture hold (returned in ``requires_capture``), or with
+        ``capture_method="automatic"`` charge at once (returned ``succeeded``)."""
+        ...
+
+    async def refund(
+        self, reference: str, amount_minor: int, *, idempotency_key: str, metadata: dict[str, str]
+    ) -> RefundState:
+        """Refund `amount_minor` of the PaymentIntent `reference` (a charge)."""
+        ...
+
+    async def find_refund(self, reference: str, session_id: str) -> RefundState | None:
+        """The refund of PaymentIntent `reference` whose ``metadata[session_id]`` is
+        `session_id`, or None: an unknown refund outcome is resolved by looking."""
         ...
 
     async def capture(

@@ -68,6 +68,7 @@ class Payments:
             ttl_s=settings.challenge_ttl_s,
             network_id=settings.mpp_network_id,
             payment_method_types=tuple(settings.mpp_payment_method_types.split(",")),
+            intents=tuple(settings.mpp_intents.split(",")),
         )
         self.signer = ReceiptSigner(secret)
         self.events = events or SessionEvents()  # several nodes: station.cluster.events

@@ -11,7 +11,8 @@ from station.domain.money import Money
 from station.domain.session import SessionStatus, advance
 from station.errors import NotFound, NotSettled
 from station.logs import get_logger
-from station.payments.receipts import ReceiptSigner, payment_receipt
+from station.payments.authorize import CHARGE
+from station.payments.receipts import ReceiptSigner, payment_receipt, refund_receipt
 from station.services.offers import rfc3339
 from station.services.ports import ChargePointCommands
 from station.services.session_events import SessionEvents
@@ -52,6 +53,7 @@ def session_view(row: SessionRow) -> dict[str, Any]:
             "provider": "stripe",
             "reference": row.payment_reference,
             "status": row.payment_status,
+            "intent": row.payment_intent,
         },
     }
 
@@ -155,8 +157,26 @@ class SessionService:
             "released": (Money(row.cap, row.currency) - captured).to_wire(),
             "currency": row.currency,
             "payment_reference": row.payment_reference,
+            "intent": row.payment_intent,
         }
         settled_at = settlement.completed_at or row.updated_at
+        if row.payment_intent == CHARGE:
+            # Charged the cap at once; the unused part went back as a refund, not a release.
+            charged = Money(row.cap, row.currency)
+            refunded = Money(row.refunded or Decimal(0), row.currency)
+            body |= {
+                "charged": charged.to_wire(),
+                "refunded": refunded.to_wire(),
+                "released": (charged * 0).to_wire(),
+            }
+            header = refund_receipt(
+                row.payment_reference,
+                settled_at,
+                row.offer_id,
+                charged.to_minor_units(),
+                refunded.to_minor_units(),
+            )
+            return self._signer.sign(body), header
         header = payment_receipt(
             row.payment_reference, settled_at, row.offer_id, captured.rounded().to_minor_units()
         )

@@ -27,6 +27,15 @@ if open), never by sending the request again.
 A StopTransaction that arrives after a silence settlement, reporting more
 energy than was billed, is recorded as an ``unbilled_energy`` anomaly (billing).
 
+A session paid on the ``charge`` intent was charged its cap when it was
+authorised; its settlement is a refund of the unused part (cap − min(cost,
+cap)), by the same rules: the refund's intent (a settlements row, action
+``refund``, amount and idempotency key ``refund_<session_id>``) is committed
+before Stripe is called and the call is built from that row alone; a refund
+of nothing makes no call; an unknown outcome is resolved by looking
+(`find_refund`: the PaymentIntent's refunds, by the session's metadata) —
+a refund found is recorded, none found is the same stored request again.
+
 `request()` is what OCPP handlers call: it queues the session for the
 settlement worker (owned by `run()`) and returns at once.
 """
@@ -46,13 +55,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from station.domain.cost import SessionCost, Usage, session_cost
 from station.domain.money import Money
-from station.domain.payment import HoldDecision, resolve_hold
+from station.domain.payment import HoldDecision, refund_due, resolve_hold
 from station.domain.session import SessionStatus, advance
 from station.domain.tariff import Tariff
 from station.errors import PaymentUnavailable
 from station.logs import get_logger
 from station.services import limits
-from station.services.gateway import PaymentGateway, PaymentIntentState, PaymentSource
+from station.services.gateway import (
+    PaymentGateway,
+    PaymentIntentState,
+    PaymentSource,
+    RefundState,
+)
 from station.services.ports import ChargePointCommands, held_here
 from station.services.session_events import SessionEvents
 from station.settings import Settings
@@ -65,6 +79,9 @@ _log = get_logger(__name__)
 CRASH_AFTER_CAPTURE_INTENT = "crash_after_capture_intent"  # intent committed, Stripe not called
 SILENCE_FACTOR = 6
 CRASH_AFTER_CAPTURE = "crash_after_capture"  # Stripe captured, the outcome not recorded
+CRASH_AFTER_REFUND_INTENT = "crash_after_refund_intent"  # refund intent committed, no call
+CRASH_AFTER_REFUND = "crash_after_refund"  # Stripe refunded, the outcome not recorded
+CHARGE = "charge"  # SessionRow.payment_intent of a session charged at once
 HOLD_PENDING = "pending"  # payment_status while the hold request is in flight
 HOLD_OPEN = "requires_capture"
 # payment_status once the station gave up waiting for the hold's answer: the reconciler
@@ -89,7 +106,13 @@ def hold_request(row: SessionRow) -> dict[str, Any]:
             "offer_id": row.offer_id,
             "agent_id": row.agent_id,
         },
+        "capture_method": "automatic" if row.payment_intent == CHARGE else "manual",
     }
+
+
+def refund_key(session_id: str) -> str:
+    """The idempotency key of a charge session's refund (there is at most one)."""
+    return f"refund_{session_id}"
 
 
 def void_key(row: SessionRow) -> str:
@@ -234,9 +257,13 @@ class SettlementService:
         log.info("settlement.intended", action=settlement.action, amount=settlement.amount)
         if moved:
             self._events.publish(session_id, "status", {"status": SessionStatus.STOPPING.value})
-        if self._settings.fault_inject == CRASH_AFTER_CAPTURE_INTENT:
+        fault = self._settings.fault_inject
+        if fault == CRASH_AFTER_CAPTURE_INTENT and settlement.action != "refund":
             log.warning("fault.crash_after_capture_intent")
             os._exit(70)
+        if fault == CRASH_AFTER_REFUND_INTENT and settlement.action == "refund":
+            log.warning("fault.crash_after_refund_intent")
+            os._exit(72)
         await self._execute(settlement)
 
     async def _intend(
@@ -251,8 +278,16 @@ class SettlementService:
             row.stop_reason = reason
         delivered = row.energy_wh > 0
         cost = cost_of(row, now)
-        action = "capture" if delivered and cost.total.amount > 0 else "cancel"
-        amount = cost.total.min(Money(row.cap, row.currency)).amount if action == "capture" else 0
+        cap = Money(row.cap, row.currency)
+        final = cost.total.min(cap) if delivered and cost.total.amount > 0 else cap * 0
+        key = f"settle_{row.session_id}"
+        if row.payment_intent == CHARGE:  # charged the cap: give back what was not used
+            action, key = "refund", refund_key(row.session_id)
+            back = refund_due(cap.to_minor_units(), final.rounded().to_minor_units())
+            amount = Money.from_minor_units(back, row.currency).amount
+        else:
+            action = "capture" if final.amount > 0 else "cancel"
+            amount = final.amount
         row.cost = cost.total.amount if delivered else Decimal(0)
         row.updated_at = now
         settlement = SettlementRow(
@@ -261,7 +296,7 @@ class SettlementService:
             amount=Decimal(amount),
             currency=row.currency,
             payment_reference=row.payment_reference,
-            idempotency_key=f"settle_{row.session_id}",
+            idempotency_key=key,
             state="pending",
             node_id=self._settings.node_id,
             attempts=0,
@@ -280,6 +315,9 @@ class SettlementService:
     # -- Stripe and completion ---------------------------------------------------------------
 
     async def _execute(self, settlement: SettlementRow) -> None:
+        if settlement.action == "refund":
+            await self._execute_refund(settlement)
+            return
         key = settlement.idempotency_key
         try:
             if settlement.action == "capture":
@@ -298,6 +336,108 @@ class SettlementService:
             _log.warning("fault.crash_after_capture", session_id=settlement.session_id)
             os._exit(71)
         await self._complete(settlement.session_id, state)
+
+    async def _execute_refund(self, settlement: SettlementRow) -> None:
+        """The refund, built from its stored intent alone; a refund of nothing calls no one."""
+        minor = Money(settlement.amount, settlement.currency).to_minor_units()
+        refund: RefundState | None = None
+        if minor > 0:
+            try:
+                refund = await self._gateway.refund(
+                    settlement.payment_reference,
+                    minor,
+                    idempotency_key=settlement.idempotency_key,
+                    metadata={"session_id": settlement.session_id},
+                )
+            except PaymentUnavailable as exc:
+                await self._note_failure(settlement.session_id, str(exc))
+                return
+            if self._settings.fault_inject == CRASH_AFTER_REFUND:
+                _log.warning("fault.crash_after_refund", session_id=settlement.session_id)
+                os._exit(73)
+        await self._complete_refund(settlement.session_id, refund)
+
+    async def _complete_refund(self, session_id: str, refund: RefundState | None) -> None:
+        """Record a charge session's refund: captured = charged − refunded."""
+        now = self._now()
+        async with self._db.session() as session:
+            row = await locked_session(session, session_id)
+            settlement = await session.get(SettlementRow, session_id, with_for_update=True)
+            if row is None or settlement is None or settlement.state == "done":
+                return
+            if refund is not None and refund.status not in ("succeeded", "pending"):
+                settlement.attempts += 1
+                settlement.last_error = f"refund {refund.reference} is {refund.status}"
+                _log.error("settlement.refund_failed", session_id=session_id, status=refund.status)
+                return  # left pending for the operator: Stripe refused the money back
+            charged = Money(row.cap, row.currency)
+            back = Money.from_minor_units(refund.amount_minor if refund else 0, row.currency)
+            row.refunded, row.captured = back.amount, (charged - back).amount
+            target = SessionStatus.SETTLED if row.captured > 0 else SessionStatus.CANCELLED
+            if not SessionStatus(row.status).final:
+                row.status = advance(SessionStatus(row.status), target).value
+            row.payment_status = "refunded" if refund is not None else "succeeded"
+            row.updated_at = now
+            settlement.state, settlement.completed_at = "done", now
+            settlement.refund_reference = refund.reference if refund else None
+            await limits.settle(session, session_id=session_id, amount=row.captured)
+            await audit.record(
+                session,
+                actor="system",
+                action="settlement.refunded",
+                subject=session_id,
+                data={
+                    "charged": str(charged.amount),
+                    "refunded": str(row.refunded),
+                    "reference": row.payment_reference,
+                    "refund": settlement.refund_reference,
+                },
+            )
+            status = row.status
+        _log.info("session.settled", session_id=session_id, status=status, refunded=back.amount)
+        self._events.publish(session_id, "status", {"status": status})
+        if self.receipt_for is not None and status == SessionStatus.SETTLED:
+            self._events.publish(session_id, "settled", await self.receipt_for(session_id))
+        else:
+            self._events.publish(
+                session_id, "settled", {"session_id": session_id, "status": status}
+            )
+
+    async def refund_charge(self, session_id: str, reference: str, detail: str) -> None:
+        """A charge made for a session that will not use it: refund it all, exactly once.
+
+        Records the PaymentIntent on the session and the refund's intent (the whole
+        charge) in one unit, then refunds from that row. A session already settling
+        (its settlements row exists) is left to that settlement.
+        """
+        now = self._now()
+        async with self._db.session() as session:
+            row = await locked_session(session, session_id)
+            if row is None or await session.get(SettlementRow, session_id) is not None:
+                return
+            row.payment_reference = row.payment_reference or reference
+            row.payment_status, row.detail, row.updated_at = "succeeded", detail, now
+            settlement = SettlementRow(
+                session_id=session_id,
+                action="refund",
+                amount=row.cap,
+                currency=row.currency,
+                payment_reference=row.payment_reference,
+                idempotency_key=refund_key(session_id),
+                state="pending",
+                node_id=self._settings.node_id,
+                attempts=0,
+                created_at=now,
+            )
+            session.add(settlement)
+            await audit.record(
+                session,
+                actor="system",
+                action="settlement.refund_intended",
+                subject=session_id,
+                data={"amount": str(row.cap), "reference": row.payment_reference},
+            )
+        await self._execute(settlement)
 
     async def _note_failure(self, session_id: str, error: str) -> None:
         _log.warning("settlement.deferred", session_id=session_id, error=error)
@@ -583,6 +723,9 @@ class SettlementService:
         if row is None or row.payment_reference is None or not SessionStatus(row.status).final:
             return
         reference = row.payment_reference
+        if row.payment_intent == CHARGE:  # charged, not held: the money goes back as a refund
+            await self.refund_charge(session_id, reference, "the session ended; refunded")
+            return
         try:
             state = await self._gateway.retrieve(reference)
             if state.status == HOLD_OPEN:
@@ -628,8 +771,17 @@ class SettlementService:
             found = await self._gateway.find_hold(
                 session_id, created_after=row.created_at - HOLD_LOOKBACK
             )
-            decision = resolve_hold(found.status if found else None, may_adopt=False)
+            charged = row.payment_intent == CHARGE
+            decision = resolve_hold(
+                found.status if found else None, may_adopt=False, charged=charged
+            )
             state = found
+            if found is not None and decision is HoldDecision.REFUND:
+                # Charged at once: the money goes back through a recorded refund intent.
+                await self.refund_charge(
+                    session_id, found.reference, "the charge's outcome was unknown; refunded"
+                )
+                return
             if found is not None and decision is HoldDecision.RELEASE:
                 state = await self._gateway.cancel(found.reference, idempotency_key=void_key(row))
         except PaymentUnavailable as exc:
@@ -671,6 +823,9 @@ class SettlementService:
     async def _repair(self, settlement: SettlementRow) -> None:
         """Finish an interrupted settlement: look first, act only on an open hold."""
         log = _log.bind(session_id=settlement.session_id)
+        if settlement.action == "refund":
+            await self._repair_refund(settlement)
+            return
         try:
             state = await self._gateway.retrieve(settlement.payment_reference)
         except PaymentUnavailable as exc:
@@ -681,3 +836,27 @@ class SettlementService:
             await self._execute(settlement)
         else:
             await self._complete(settlement.session_id, state)
+
+    async def _repair_refund(self, settlement: SettlementRow) -> None:
+        """Finish an intended refund: look for it first; only if none was made, make it
+        (the same stored request and key)."""
+        minor = Money(settlement.amount, settlement.currency).to_minor_units()
+        found: RefundState | None = None
+        if minor > 0:
+            try:
+                found = await self._gateway.find_refund(
+                    settlement.payment_reference, settlement.session_id
+                )
+            except PaymentUnavailable as exc:
+                await self._note_failure(settlement.session_id, str(exc))
+                return
+        _log.info(
+            "reconcile.repair",
+            session_id=settlement.session_id,
+            action="refund",
+            found=found.reference if found else None,
+        )
+        if minor > 0 and found is None:
+            await self._execute_refund(settlement)
+        else:
+            await self._complete_refund(settlement.session_id, found)

@@ -130,17 +130,24 @@ class SessionRow(Base):
     # "payment_method:pm_…" | "spt:spt_…": the hold request is built from the row alone
     # (settlement.hold_request), so every try of it carries the same parameters.
     payment_source: Mapped[str | None] = mapped_column(String(255))
+    # The MPP intent paid on: "authorize" (a hold, captured at the end) or "charge" (the
+    # cap charged at once, the unused part refunded at settlement; `refunded` is that part).
+    payment_intent: Mapped[str] = mapped_column(
+        String(16), default="authorize", server_default="authorize"
+    )
+    refunded: Mapped[Decimal | None] = mapped_column(Amount())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class SettlementRow(Base):
-    """The intent to capture (or cancel), written before Stripe is called; one per session."""
+    """The intent to capture, cancel or refund, written before Stripe is called; one per
+    session. A refund's `amount` is what goes back (a charge session's unused part)."""
 
     __tablename__ = "settlements"
 
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.session_id"), primary_key=True)
-    action: Mapped[str] = mapped_column(String(16))  # capture | cancel
+    action: Mapped[str] = mapped_column(String(16))  # capture | cancel | refund
     amount: Mapped[Decimal] = mapped_column(Amount())
     currency: Mapped[str] = mapped_column(String(3))
     payment_reference: Mapped[str] = mapped_column(String(64))
@@ -151,6 +158,7 @@ class SettlementRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    refund_reference: Mapped[str | None] = mapped_column(String(64))  # re_…, once done
 
 
 class TariffRow(Base):

@@ -12,6 +12,7 @@ import mpp
 
 from tests.api import test_negotiations_api as base
 from tests.api.test_negotiations_api import Api, open_negotiation
+from vehicle.payer import parse_challenge
 
 api = base.api  # the same running station, agents and charge point
 
@@ -38,7 +39,7 @@ async def _pay(api: Api, neg: dict[str, Any], authorization: str) -> httpx.Respo
 async def test_the_challenge_request_is_the_drafts(api: Api) -> None:
     neg, response = await _challenge(api)
 
-    challenge = mpp.Challenge.from_www_authenticate(response.headers["www-authenticate"])
+    challenge = parse_challenge(response.headers["www-authenticate"], ("authorize",))
     assert challenge.request == {
         "amount": "2500",
         "currency": "usd",
@@ -70,7 +71,7 @@ async def test_a_malformed_credential_is_a_malformed_credential_problem(api: Api
 
 async def test_a_credential_for_another_cap_is_a_verification_failure(api: Api) -> None:
     neg, response = await _challenge(api)
-    challenge = mpp.Challenge.from_www_authenticate(response.headers["www-authenticate"])
+    challenge = parse_challenge(response.headers["www-authenticate"], ("authorize",))
     credential = mpp.Credential(
         challenge=challenge.to_echo(), payload={"spt": "spt_1", "externalId": "off_other"}
     ).to_authorization()
@@ -87,7 +88,7 @@ async def test_a_credential_for_another_cap_is_a_verification_failure(api: Api) 
 async def test_a_challenge_not_issued_here_is_an_invalid_challenge(api: Api) -> None:
     neg, response = await _challenge(api)
     forged = response.headers["www-authenticate"].replace('realm="', 'realm="x', 1)
-    challenge = mpp.Challenge.from_www_authenticate(forged)
+    challenge = parse_challenge(forged, ("authorize",))
     credential = mpp.Credential(
         challenge=challenge.to_echo(), payload={"payment_method": "pm_card_visa"}
     ).to_authorization()

@@ -19,6 +19,7 @@ from simulators.charge_point import SimulatedChargePoint
 from simulators.stripe_sandbox import SANDBOX_API_KEY
 from station.app import Station, running_station
 from station.settings import Settings
+from vehicle.payer import parse_challenge
 from vehicle.signing import AgentSigner, generate_keypair, public_key_b64
 
 ADMIN_TOKEN = "e2e-admin-token-0123456789"
@@ -57,6 +58,12 @@ def intent_in_stripe(client: stripe.StripeClient, reference: str) -> dict[str, A
     return {"status": doc["status"], "amount": doc["amount"], "captured": captured}
 
 
+def refunds_in_stripe(client: stripe.StripeClient, reference: str) -> list[dict[str, Any]]:
+    """The refunds localstripe has made of a PaymentIntent: amount and metadata."""
+    page = client.v1.refunds.list({"payment_intent": reference}).to_dict()
+    return [{"amount": r["amount"], "metadata": r.get("metadata") or {}} for r in page["data"]]
+
+
 @dataclass
 class World:
     station: Station
@@ -90,11 +97,15 @@ class World:
         assert response.status_code == 201, response.text
         return dict(response.json())
 
-    async def challenge(self, negotiation: dict[str, Any], cap: str) -> mpp.Challenge:
+    async def challenge(
+        self, negotiation: dict[str, Any], cap: str, intent: str = "authorize"
+    ) -> mpp.Challenge:
         response = await self.accept(negotiation, cap)
         assert response.status_code == 402, response.text
         assert response.headers["cache-control"] == "no-store"
-        return mpp.Challenge.from_www_authenticate(response.headers["www-authenticate"])
+        challenge = parse_challenge(response.headers["www-authenticate"], (intent,))
+        assert challenge.intent == intent, response.headers["www-authenticate"]
+        return challenge
 
     async def accept(
         self, negotiation: dict[str, Any], cap: str, authorization: str | None = None
@@ -107,9 +118,13 @@ class World:
         )
 
     async def pay(
-        self, negotiation: dict[str, Any], cap: str, payment_method: str = "pm_card_visa"
+        self,
+        negotiation: dict[str, Any],
+        cap: str,
+        payment_method: str = "pm_card_visa",
+        intent: str = "authorize",
     ) -> httpx.Response:
-        challenge = await self.challenge(negotiation, cap)
+        challenge = await self.challenge(negotiation, cap, intent)
         return await self.accept(negotiation, cap, credential(challenge, payment_method))
 
 

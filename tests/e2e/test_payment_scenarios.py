@@ -13,6 +13,7 @@ import stripe
 
 from simulators.battery import Battery
 from tests.e2e.conftest import World, battery, credential, intent_in_stripe
+from vehicle.payer import parse_challenge
 
 
 async def settled_state(world: World, session_id: str, *final: str) -> dict[str, Any]:
@@ -155,7 +156,7 @@ async def test_accept_refuses_declined_tampered_replayed_and_out_of_limit_paymen
         stopped = await settled_state(world, paid.json()["session_id"], "settled", "cancelled")
 
     assert (declined.status_code, declined.json()["code"]) == (402, "payment_declined")
-    fresh = mpp.Challenge.from_www_authenticate(declined.headers["www-authenticate"])
+    fresh = parse_challenge(declined.headers["www-authenticate"], ("authorize",))
     assert fresh.intent == "authorize" and fresh.request["amount"] == "500"
     for refused in (tampered, replayed, other_cap):
         assert (refused.status_code, refused.json()["code"]) == (402, "invalid_credential")

@@ -21,7 +21,14 @@ import stripe
 
 from simulators.charge_point import SimulatedChargePoint
 from simulators.stripe_sandbox import SANDBOX_API_KEY
-from tests.e2e.conftest import ADMIN_TOKEN, SECRET, World, battery, intent_in_stripe
+from tests.e2e.conftest import (
+    ADMIN_TOKEN,
+    SECRET,
+    World,
+    battery,
+    intent_in_stripe,
+    refunds_in_stripe,
+)
 from vehicle.signing import AgentSigner, generate_keypair, public_key_b64
 
 
@@ -181,3 +188,60 @@ async def _settled(agent: httpx.AsyncClient, session_id: str) -> dict[str, Any]:
             if doc["status"] in ("settled", "cancelled", "failed"):
                 return doc
             await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("fault", ["crash_after_refund_intent", "crash_after_refund"])
+async def test_a_refund_interrupted_by_a_crash_is_made_once_after_restart(
+    database_url: str,
+    stripe_url: str,
+    tmp_path: Path,
+    stripe_client: stripe.StripeClient,
+    fault: str,
+) -> None:
+    """A session paid on `charge`: SIGKILL-like exit between "refund intended" and "refund
+    done" (before the call, or after it with the outcome unrecorded); the restarted
+    reconciler looks for the refund and makes it only if none was made."""
+    if fault == "crash_after_refund" and "postgres" in database_url:
+        pytest.skip("one database is enough for the second fault point")
+    with station_process(database_url, stripe_url, tmp_path) as station:
+        station.start(CHARGEPAY_FAULT_INJECT=fault)
+        await station.ready()
+        admin, agent = await _register(station)
+        world = World(station=None, admin=admin, agent=agent, agent_id="")  # type: ignore[arg-type]
+        ocpp = f"ws://127.0.0.1:{station.env['CHARGEPAY_OCPP_PORT']}/ocpp"
+        cp_id, password = "CP-REFUND", "refund-test-password-01"
+        await admin.post(
+            "/v1/admin/charge-points", json={"charge_point_id": cp_id, "password": password}
+        )
+        sim = SimulatedChargePoint(
+            ocpp, cp_id, password, "ocpp2.0.1", time_scale=600, charger_max_kw=50
+        )
+        async with sim:
+            await asyncio.wait_for(sim.booted.wait(), 10)
+            plug = sim.plug_in(1, battery("5"))
+            negotiation = await world.negotiate(sim, "5")
+            response = await world.pay(negotiation, "5.00", intent="charge")
+            assert response.status_code == 201, response.text
+            session = response.json()
+            code = await station.exited()
+            reference = session["payment"]["reference"]
+            before = refunds_in_stripe(stripe_client, reference)
+
+            station.start()
+            await station.ready()
+            settled = await _settled(agent, session["session_id"])
+            await asyncio.wait_for(plug.ended.wait(), 10)
+
+        receipt = (await agent.get(f"/v1/sessions/{session['session_id']}/receipt")).json()
+        await admin.aclose()
+        await agent.aclose()
+
+    refunds = refunds_in_stripe(stripe_client, reference)
+    back = 500 - int(Decimal(settled["captured"]) * 100)
+    if fault == "crash_after_refund_intent":
+        assert code == 72 and before == []
+    else:
+        assert code == 73 and [r["amount"] for r in before] == [back]
+    assert 0 < back < 500
+    assert refunds == [{"amount": back, "metadata": {"session_id": session["session_id"]}}]
+    assert receipt["refunded"] == str(Decimal(back).scaleb(-2)) and receipt["intent"] == "charge"

@@ -30,6 +30,7 @@ from station.store.charging import ChargePointRow
 from station.store.db import Database
 from station.store.payments import SessionRow
 from station.store.trust import AgentRow, SpendRow
+from vehicle.payer import parse_challenge
 
 SECRET = "unit-secret"
 
@@ -74,12 +75,13 @@ class Desk:
         with pytest.raises(PaymentRequired) as refused:
             await self.accept(neg, cap, None)
         header = refused.value.headers["WWW-Authenticate"]  # type: ignore[attr-defined]
-        return mpp.Challenge.from_www_authenticate(header)
+        return parse_challenge(header, ("authorize",))
 
     async def accept(self, neg: dict[str, Any], cap: str, auth: str | None) -> dict[str, Any]:
-        return await self.accepts.accept(
+        view, _ = await self.accepts.accept(
             "agt_1", neg["negotiation_id"], neg["offer"]["offer_id"], cap, auth
         )
+        return view
 
 
 def pay(challenge: mpp.Challenge, method: str = "pm_card_visa") -> str:
@@ -135,7 +137,7 @@ async def test_a_paid_credential_holds_the_cap_and_starts_the_charge_point(desk:
     assert (intent.amount_minor, intent.status) == (1250, "requires_capture")
     assert session["status"] == "authorized" and session["cap"] == "12.50"
     assert session["payment"] == {"provider": "stripe", "reference": intent.reference,
-                                  "status": "requires_capture"}  # fmt: skip
+                                  "status": "requires_capture", "intent": "authorize"}  # fmt: skip
     assert desk.commands.started == [session["id_token"]]
     assert desk.gateway.calls == {"authorize": 1}
 
