@@ -40,8 +40,15 @@ from vehicle.errors import (
 from vehicle.follower import SessionUpdate, follow_session
 from vehicle.goal import Goal
 from vehicle.logs import get_logger
+from vehicle.merchant import MerchantPayment, pay_merchant
 from vehicle.money import Money
-from vehicle.payer import ExpectedPayment, authorization, mismatches, parse_challenge
+from vehicle.payer import (
+    INTENTS,
+    ExpectedPayment,
+    authorization,
+    mismatches,
+    parse_challenge,
+)
 from vehicle.receipt import AgreedSession, Verdict, verify_receipt
 from vehicle.signing import AgentSigner
 from vehicle.spt import TokenRequest
@@ -121,6 +128,7 @@ class VehicleAgent:
         on_event: Callable[[AgentEvent], None] | None = None,
         stop_on_cancel: bool = False,
         events_idle_timeout_s: float = 30.0,
+        intents: tuple[str, ...] = INTENTS,
     ) -> None:
         self.agent_id = agent_id
         self.wallet = wallet
@@ -134,6 +142,14 @@ class VehicleAgent:
         # Silence on the event stream longer than this: fall back to polling.
         self.events_idle_timeout_s = events_idle_timeout_s
         self.on_event = on_event or (lambda _event: None)
+        # The MPP intents the agent pays, in order of preference: a 402 offering several is
+        # paid on the first listed that it offers (`authorize`: a hold; `charge`: the cap
+        # charged at once, the unused part refunded).
+        unknown = set(intents) - set(INTENTS)
+        if not intents or unknown:
+            raise ValueError(f"intents must be among {INTENTS}, got {intents}")
+        self.intents = intents
+        self._paid_on: dict[str, str] = {}  # offer id -> the intent it was paid on
         self._private_key = private_key
         self._signers: dict[str, AgentSigner] = {}
         self.http = httpx.AsyncClient(
@@ -274,7 +290,7 @@ class VehicleAgent:
         try:
             session = await client.accept(deal.negotiation_id, offer_id, cap)
         except PaymentRefused as refused:
-            challenge = parse_challenge(refused.www_authenticate)
+            challenge = parse_challenge(refused.www_authenticate, self.intents)
         else:  # the station asked for no payment: nothing to hold
             self.log.warning("agent.accepted_without_payment", session_id=session.session_id)
             return session
@@ -283,7 +299,7 @@ class VehicleAgent:
             currency=challenge.request.get("currency"), expires=challenge.expires,
         )  # fmt: skip
         now = self.clock()
-        expected = ExpectedPayment(cap, offer_id)
+        expected = ExpectedPayment(cap, offer_id, self.intents)
         reasons = mismatches(challenge, expected, now)
         if reasons:
             raise ChallengeMismatch(reasons)
@@ -313,11 +329,29 @@ class VehicleAgent:
             self.wallet.release(offer_id)  # the station answered: no hold stands
             raise
         self.wallet.placed(offer_id)
+        self._paid_on[offer_id] = challenge.intent
         self._emit(
             "paid", deal.target, session_id=session.session_id, cap=cap.to_wire(),
-            reference=session.payment_reference,
+            reference=session.payment_reference, intent=challenge.intent,
         )  # fmt: skip
         return session
+
+    async def pay_merchant(
+        self, method: str, url: str, *, max_amount: Money | None = None, **request: Any
+    ) -> MerchantPayment:
+        """A request to a standard MPP merchant (not a chargepay station): a stripe/charge
+        402 is paid within the wallet's limits (`vehicle.merchant`). Unsigned: a merchant
+        knows nothing of the agent's key; the payment is the authentication."""
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(self.timeout_s), headers={"User-Agent": "chargepay-vehicle/0.1"}
+        ) as http:
+            paid = await pay_merchant(
+                http, self.wallet, method, url, clock=self.clock, timeout_s=self.timeout_s,
+                max_amount=max_amount, **request,
+            )  # fmt: skip
+        if paid.amount is not None:
+            self.log.info("agent.merchant_paid", url=url, amount=paid.amount.to_wire())
+        return paid
 
     # -- the whole charge --------------------------------------------------------
 
@@ -389,6 +423,7 @@ class VehicleAgent:
             cap=deal.accept.cap,
             payment_reference=authorized.payment_reference or "",
             offer_id=offer_id,
+            intent=self._paid_on.get(offer_id, authorized.payment_intent),
         )
         key = deal.target.receipt_key
         if key is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -68,6 +68,10 @@ class SessionView:
     payment_status: str | None
     detail: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # The MPP intent it was paid on: `authorize` (a hold) or `charge` (charged at once).
+    payment_intent: str = "authorize"
+    # The Payment-Receipt of the accept's 201 (a `charge` is paid then), if any.
+    payment_receipt: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def terminal(self) -> bool:
@@ -96,6 +100,7 @@ class SessionView:
             payment_status=payment.get("status"),
             detail=doc.get("detail") if isinstance(doc.get("detail"), str) else None,
             raw=doc,
+            payment_intent=str(payment.get("intent") or "authorize"),
         )
 
 
@@ -229,7 +234,8 @@ class StationClient:
             headers=headers,
         )
         _raise_for_problem(response)
-        return SessionView.from_wire(_json(response))
+        view = SessionView.from_wire(_json(response))
+        return replace(view, payment_receipt=response.headers.get("payment-receipt"))
 
     async def session(self, session_id: str) -> SessionView:
         response = await self._request("GET", f"/v1/sessions/{session_id}")
