@@ -23,7 +23,10 @@ request replayed under its `Idempotency-Key` is the proxy's stored answer, so
 a retried hold never counts as a second use.
 
 `GET /v1/shared_payment/issued_tokens/{id}` shows a token (with its `status`:
-`active`, `used` or `expired`).
+`active`, `used` or `expired`). The seller's view, `GET
+/v1/shared_payment/granted_tokens/{id}`, shows its `payment_method_details`
+(`type`, and a card `fingerprint`: here the payment method's id), which is how a
+station tells apart payers it knows only by their payment method.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from urllib.parse import parse_qsl, urlencode
 from simulators.stripe_proxy import StripeProxy
 
 ISSUED_TOKENS = "/v1/shared_payment/issued_tokens"
+GRANTED_TOKENS = "/v1/shared_payment/granted_tokens"
 
 
 @dataclass
@@ -125,6 +129,20 @@ class SptSandbox(StripeProxy):
                 if token is None:
                     return 404, _error("No such shared payment token", "id")
                 return 200, json.dumps(token.to_wire(self._now())).encode()
+            if path.startswith(GRANTED_TOKENS + "/") and method == "GET":
+                token = self.tokens.get(path.rsplit("/", 1)[1])
+                if token is None:
+                    return 404, _error("No such shared payment token", "id")
+                granted = {
+                    "id": token.token_id,
+                    "object": "shared_payment.granted_token",
+                    "payment_method_details": {
+                        "type": "card",
+                        "card": {"fingerprint": token.payment_method},
+                    },
+                    "usage_limits": token.to_wire(self._now())["usage_limits"],
+                }
+                return 200, json.dumps(granted).encode()
             if path == "/v1/payment_intents" and method == "POST":
                 body = self._resolve(body, headers.get("idempotency-key"))
                 # localstripe knows no machine-payments API version.

@@ -96,6 +96,12 @@ class AmountExceeded(ChargepayError):
     code, status, title = "amount_exceeded", 403, "Amount exceeds the agent's limits"
 
 
+class PaymentMethodBlocked(ChargepayError):
+    """An unregistered payer's payment method the operator has blocked (kill switch)."""
+
+    code, status, title = "payment_method_blocked", 403, "Payment method blocked"
+
+
 class CrossSiteRefused(ChargepayError):
     """A dashboard change without its CSRF token, or sent from another origin."""
 

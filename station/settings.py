@@ -150,6 +150,16 @@ class Settings(BaseSettings):
         pattern=r"^(authorize|charge)(,(authorize|charge))?$",
         description="authorize, charge, or both comma-separated (authorize,charge)",
     )
+    # Unregistered payers (off by default): a standard MPP client with no RFC 9421 key may
+    # negotiate and pay, the payment being its authentication, within these ceilings (in
+    # default_currency): per session, and per payment method per day (24 h).
+    open_payers: bool = False
+    open_payer_limit_per_session: Decimal = Field(
+        default=Decimal("50"), gt=0, le=100_000, description="an amount, more than 0"
+    )
+    open_payer_limit_per_method_per_day: Decimal = Field(
+        default=Decimal("100"), gt=0, le=1_000_000, description="an amount, more than 0"
+    )
     offer_ttl_s: int = Field(default=300, gt=0, description="whole seconds, more than 0")
     negotiation_max_rounds: int = Field(
         default=5, ge=1, le=50, description="a whole number from 1 to 50"

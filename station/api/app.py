@@ -40,7 +40,7 @@ def create_app(station: Station) -> FastAPI:
 
 def _include_trust(app: FastAPI, station: Station) -> None:
     """Agent identity, the operator API, /metrics and the body size cap (issue 4)."""
-    from station.api import admin, admin_sessions, admin_tariffs, identity, metrics
+    from station.api import admin, admin_sessions, admin_tariffs, identity, metrics, open_payers
     from station.api.body_limit import BodyLimit
     from station.api.rate_limits import FailureWindow, InFlight
     from station.metrics import bind_engine, instrument_gateway
@@ -49,6 +49,7 @@ def _include_trust(app: FastAPI, station: Station) -> None:
     app.include_router(admin.router)
     app.include_router(admin_sessions.router)
     app.include_router(admin_tariffs.router)
+    app.include_router(open_payers.router)
     app.include_router(metrics.router)
     app.add_middleware(
         BodyLimit,

@@ -49,6 +49,7 @@ from station.domain.money import Money
 from station.errors import AgentSuspended, NotFound, Unauthenticated
 from station.logs import get_logger
 from station.ocpp.auth import address_key
+from station.services import open_payers
 from station.services.limits import limits_of, remaining
 from station.store.trust import AgentRow, NonceRow
 
@@ -158,6 +159,11 @@ async def authenticated_agent(request: Request) -> AgentPrincipal:
     settings = station.settings
     headers = request.headers
     if "signature-input" not in headers or "signature" not in headers:
+        if settings.open_payers:  # an unregistered MPP payer: its payment authenticates it
+            payer = AgentPrincipal.of(await open_payers.open_agent(station.db, settings))
+            if payer.status != "active":
+                raise AgentSuspended("unregistered payers are suspended")
+            return payer
         raise _refuse(request, "unsigned", "request is not signed (RFC 9421)")
     key_id = _key_id(headers["signature-input"])
     async with station.db.reader() as session:

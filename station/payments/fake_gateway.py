@@ -85,6 +85,9 @@ class FakeGateway:
         found = [r for r, sid in self.refunds.get(reference, []) if sid == session_id]
         return found[-1] if found else None
 
+    async def payer_method(self, source: PaymentSource) -> str:
+        return f"{source.kind}:{source.value}"
+
     async def retrieve(self, reference: str) -> PaymentIntentState:
         self.calls["retrieve"] += 1
         return self._get(reference)

@@ -230,6 +230,25 @@ class StripeGateway:
                 return None
             params["starting_after"] = data[-1]["id"]
 
+    async def payer_method(self, source: PaymentSource) -> str:
+        """Who pays, as a payment method: a PaymentMethod's id, or for a Shared Payment
+        Token the card fingerprint Stripe shows the seller (its granted-token view)."""
+        if source.kind != "spt":
+            return f"payment_method:{source.value}"
+        response = await self._call(
+            "granted_token",
+            self._client.raw_request_async(
+                "get", f"/v1/shared_payment/granted_tokens/{source.value}"
+            ),
+        )
+        doc: dict[str, Any] = self._client.deserialize(response, api_mode="V1").to_dict()
+        details = doc.get("payment_method_details") or {}
+        kind = str(details.get("type") or "card")
+        fingerprint = (details.get(kind) or {}).get("fingerprint")
+        if not isinstance(fingerprint, str) or not fingerprint:
+            raise PaymentDeclined("the token's payment method cannot be identified")
+        return f"{kind}:{fingerprint}"
+
     async def retrieve(self, reference: str) -> PaymentIntentState:
         intent = await self._call(
             "retrieve", self._client.v1.payment_intents.retrieve_async(reference)

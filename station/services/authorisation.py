@@ -70,7 +70,7 @@ from station.errors import (
 from station.logs import get_logger
 from station.payments.authorize import CHARGE, Authorizer, VerifiedCredential
 from station.payments.receipts import RECEIPT_CACHE_CONTROL, charge_receipt
-from station.services import limits
+from station.services import limits, open_payers
 from station.services.gateway import PaymentGateway, PaymentIntentState
 from station.services.kill_switch import STOP_REASON as AGENT_SUSPENDED
 from station.services.offers import new_id, offer_signature
@@ -308,7 +308,17 @@ class AuthorisationService:
             raise ChargePointNotConnected(f"charge point {neg.charge_point_id} is not connected")
         session_id = new_id("ses")
         log = _log.bind(session_id=session_id, agent_id=agent_id)
-        opened = await self._open_session(agent_id, neg, offer, cap, verified, session_id, now)
+        payer_method = None
+        if agent_id == open_payers.OPEN_AGENT_ID:  # known only by its payment method
+            try:
+                payer_method = await self._gateway.payer_method(verified.source)
+            except PaymentDeclined as exc:
+                raise await self._challenge(
+                    agent_id, neg, offer.offer_id, request, now, exc
+                ) from exc
+        opened = await self._open_session(
+            agent_id, neg, offer, cap, verified, session_id, now, payer_method
+        )
         try:
             hold = await self._gateway.authorize(**hold_request(opened))
         except PaymentDeclined as exc:
@@ -388,8 +398,12 @@ class AuthorisationService:
         verified: VerifiedCredential,
         session_id: str,
         now: datetime,
+        payer_method: str | None = None,
     ) -> SessionRow:
         """Unit 1: consume the challenge, reserve the limits, create the session (pending).
+
+        An unregistered payer (`payer_method` given) is also held to its payment
+        method's daily ceiling and the operator's block on it (open_payers).
 
         Returns the stored row (detached): the hold request is built from it alone.
         """
@@ -401,6 +415,8 @@ class AuthorisationService:
                 if not await consume_challenge(session, verified.challenge_id, now):
                     raise InvalidCredential("credential already used")
                 await _check_not_accepted(session, neg.negotiation_id, lock=True)
+                if payer_method is not None:
+                    await open_payers.check_method(session, self._settings, payer_method, cap, now)
                 await limits.reserve(
                     session,
                     agent_id=agent_id,
@@ -427,6 +443,7 @@ class AuthorisationService:
                     payment_status="pending",
                     payment_source=f"{verified.source.kind}:{verified.source.value}",
                     payment_intent=verified.intent,
+                    payer_method=payer_method,
                     created_at=now,
                     updated_at=now,
                 )
@@ -442,6 +459,7 @@ class AuthorisationService:
                         "offer_id": offer.offer_id,
                         "source": verified.source.kind,
                         "intent": verified.intent,
+                        **({"payment_method": payer_method} if payer_method else {}),
                     },
                 )
                 await session.flush()

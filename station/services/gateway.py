@@ -75,6 +75,11 @@ class PaymentGateway(Protocol):
 
     async def retrieve(self, reference: str) -> PaymentIntentState: ...
 
+    async def payer_method(self, source: PaymentSource) -> str:
+        """The payment method behind `source`, as a stable key (an unregistered payer's
+        identity): raises PaymentDeclined when it cannot be told."""
+        ...
+
     async def find_hold(
         self, session_id: str, *, created_after: datetime | None = None
     ) -> PaymentIntentState | None:

@@ -136,6 +136,8 @@ class SessionRow(Base):
         String(16), default="authorize", server_default="authorize"
     )
     refunded: Mapped[Decimal | None] = mapped_column(Amount())
+    # An unregistered payer's payment method (open_payers.py), its identity for the ceilings.
+    payer_method: Mapped[str | None] = mapped_column(String(255), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
