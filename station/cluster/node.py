@@ -106,16 +106,28 @@ UPDATE charge_point_leases SET expires_at = now() + make_interval(secs => $2)
 WHERE node_id = $1
 RETURNING charge_point_id, epoch
 """
-_EXPIRE = """
-WITH gone AS (
-    DELETE FROM charge_point_leases WHERE expires_at < now() RETURNING charge_point_id
-)
+_FORGET = f"""
+WITH d AS (DELETE FROM charge_point_leases WHERE {{}} RETURNING charge_point_id, epoch)
+SELECT pg_notify('{LEASES}', concat_ws(E'\\t', 'R', charge_point_id, epoch)) FROM d
+"""
+# Leases of a previous life of this node; leases their node stopped renewing.
+_FORGET_MINE = _FORGET.format("node_id = $1")
+_FORGET_EXPIRED = _FORGET.format("expires_at < now()")
+_DISCONNECTED = """
 UPDATE charge_points SET connected = false
 WHERE connected AND node_id IS DISTINCT FROM $1
     AND NOT EXISTS (
         SELECT 1 FROM charge_point_leases l
         WHERE l.charge_point_id = charge_points.charge_point_id AND l.expires_at >= now()
     )
+"""
+# Session events are kept this long after their session ended (Last-Event-ID replays).
+EVENTS_KEPT_S = 86_400
+_PRUNE_EVENTS = """
+DELETE FROM session_event_log e USING sessions s
+WHERE e.session_id = s.session_id
+    AND s.status IN ('settled', 'cancelled', 'failed')
+    AND s.updated_at < now() - make_interval(secs => $1)
 """
 _SEND = """
 WITH c AS (
@@ -159,6 +171,7 @@ class ClusterNode:
         # Charge points this node holds: epoch and when it was taken (monotonic).
         self._held: dict[str, tuple[int, float]] = {}
         self._renewed_ok = time.monotonic()
+        self._pruned_at = 0.0
         self._waiting: dict[int, asyncio.Future[str]] = {}
         self._early: dict[int, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -175,7 +188,9 @@ class ClusterNode:
         self.pool = await asyncpg.create_pool(
             self._dsn, min_size=2, max_size=8, server_settings={"synchronous_commit": "off"}
         )
-        await self.pool.execute("DELETE FROM charge_point_leases WHERE node_id = $1", self.node_id)
+        # Other nodes hear that these are gone (they would count them live again once
+        # this node, under the same id, renews).
+        await self.pool.execute(_FORGET_MINE, self.node_id)
         await self._listen()
         _log.info("cluster.started", node_id=self.node_id, lease_s=self.lease_s)
 
@@ -292,9 +307,13 @@ class ClusterNode:
 
     async def _expire(self) -> None:
         """Leases a node stopped renewing (it died): gone, and its charge points recorded
-        as connected nowhere (until they reconnect, to any node)."""
+        as connected nowhere (until they reconnect, to any node). Hourly, old events go."""
         assert self.pool is not None
-        await self.pool.execute(_EXPIRE, self.node_id)
+        await self.pool.execute(_FORGET_EXPIRED)
+        await self.pool.execute(_DISCONNECTED, self.node_id)
+        if time.monotonic() - self._pruned_at > 3600:
+            self._pruned_at = time.monotonic()
+            await self.pool.execute(_PRUNE_EVENTS, float(EVENTS_KEPT_S))
 
     def _check_renewal_deadline(self) -> None:
         if time.monotonic() - self._renewed_ok < self.lease_s:
