@@ -112,6 +112,11 @@ class StripeGateway:
         params["payment_method_types"] = ["card"]
         if source.kind == "spt":
             # Shared Payment Tokens: Stripe's machine-payments API version (as pympp sends).
+            # The token goes top-level, as Stripe's shared-payment-tokens guide
+            # (docs.stripe.com/agentic-commerce/concepts/shared-payment-tokens) and both
+            # MPP SDKs' stripe servers (pympp 0.16, mppx 0.11) send it. The mpp-specs draft's
+            # `payment_method_data.shared_payment_granted_token` is the spelling of the
+            # 2026-04-22.preview granted-token changelog; checked 2026-12-01, not adopted.
             params["shared_payment_granted_token"] = source.value
             options["stripe_version"] = MACHINE_PAYMENTS_API_VERSION
         else:
