@@ -36,6 +36,15 @@ from vehicle.spt import StripeTokenIssuer, TokenRequest
 
 __all__ = ["sandbox", "station"]
 world = e2e.world
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """The MPP wire is what is tested here, not the database: SQLite only (the
+    payment paths run on both databases in tests/e2e and tests/payments)."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'station.db'}"
+
+
 HERE = Path(__file__).parent
 NODE = shutil.which("node")
 MPPX_MISSING = (

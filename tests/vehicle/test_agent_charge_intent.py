@@ -25,6 +25,13 @@ world = e2e.world
 
 
 @pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """The MPP wire is what is tested here, not the database: SQLite only (the
+    payment paths run on both databases in tests/e2e and tests/payments)."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'station.db'}"
+
+
+@pytest.fixture
 async def station(
     database_url: str, stripe_url: str, request: pytest.FixtureRequest
 ) -> AsyncIterator[Station]:
