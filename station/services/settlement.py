@@ -19,7 +19,13 @@ session whose charge point has been silent for 6 × ``session_start_timeout_s``
 node for that long; a connected charge point that sends no meter values is
 left charging. A stopping session whose transaction has not ended is told to
 stop again on every pass, and ended by the station (settled, with an
-``unbilled_energy`` anomaly) once its stop is ``session_stop_timeout_s`` old.
+``unbilled_energy`` anomaly) once its charge point has been connected to this
+node for ``session_stop_timeout_s`` since the stop (counted by this process,
+from pass to pass: time offline or while the station was down does not count —
+at a simulated 600x, a few seconds of restart were hours of offline charging
+whose backlog the charge point was still delivering). Likewise the silence and
+the wait for a start from a charge point away count only from this process's
+start: after a restart every charge point gets the whole period to come back.
 It releases the hold of any session that ended with it still open, and
 resolves a hold request whose outcome was never recorded by looking
 (`_recover_hold`: find the PaymentIntent by the session's metadata, cancel it
@@ -169,6 +175,12 @@ class SettlementService:
         # charge point itself neither connected here nor seen by any node for as long — is
         # settled for what was metered, so that its hold is never left open.
         self._silence = timedelta(seconds=SILENCE_FACTOR * settings.session_start_timeout_s)
+        # The timers count only time this process could hear the charge point: its start,
+        # and per stopping session the seconds its charge point was connected here.
+        self._up_since = clock()
+        self._last_pass: datetime | None = None
+        # session id → (seconds connected since its stop, connected at the last pass)
+        self._connected_s: dict[str, tuple[float, bool]] = {}
         # Builds the receipt for the final SSE event (set by the wiring).
         self.receipt_for: Callable[[str], Awaitable[dict[str, Any]]] | None = None
 
@@ -600,11 +612,12 @@ class SettlementService:
             await self._repair(settlement)
         commands = self._commands()
         timed_out = 0
+        heard_since = max(self._up_since, now - self._silence)
         for session_id, charge_point_id, created_at in never_started:
             # A charge point away from this node may have started offline and not told us
             # yet (its queue is delivered on reconnect): wait for it, up to the silence.
             away = commands is not None and not commands.is_connected(charge_point_id)
-            if away and created_at >= now - self._silence:
+            if away and max(created_at, self._up_since) >= heard_since:
                 continue
             _log.info("reconcile.start_timeout", session_id=session_id)
             await self.settle(session_id, reason="start_timeout", still=_never_started)
@@ -612,7 +625,10 @@ class SettlementService:
         for session_id in ended:
             await self.settle(session_id)
         silent = [
-            q.session_id for q in quiet if self._is_silent(q.charge_point_id, q.last_seen, now)
+            q.session_id
+            for q in quiet
+            if self._up_since < now - self._silence
+            and self._is_silent(q.charge_point_id, q.last_seen, now)
         ]
         ignored = await self._stop_again([u for u in unstopped if u.session_id not in silent], now)
         for session_id in set(silent) - set(ended):
@@ -659,13 +675,30 @@ class SettlementService:
         whatever it delivers after. Returns the sessions so ended.
         """
         commands = self._commands()
-        deadline = now - timedelta(seconds=self._settings.session_stop_timeout_s)
+        timeout_s = self._settings.session_stop_timeout_s
+        since_last = 0.0 if self._last_pass is None else (now - self._last_pass).total_seconds()
+        self._last_pass = now
+        counted = {u.session_id for u in unstopped}
+        self._connected_s = {k: v for k, v in self._connected_s.items() if k in counted}
         ended: list[str] = []
         for u in unstopped:
             if u.stop_requested_at is None:  # asked before the time was kept: count from now
                 await self._note_stop_requested(u.session_id, now)
-            elif u.stop_requested_at < deadline:
+            # Connected time since the stop (every second, without a central system): a
+            # pass adds the time since the last one if the charge point was held here
+            # at both.
+            connected = commands is None or held_here(commands, u.charge_point_id)
+            known = self._connected_s.get(u.session_id)
+            if known is None:
+                # First seen by this process: from the stop if this process was up then.
+                asked = max(u.stop_requested_at or now, self._up_since)
+                elapsed = max((now - asked).total_seconds(), 0.0) if connected else 0.0
+            else:
+                elapsed = known[0] + (since_last if connected and known[1] else 0.0)
+            self._connected_s[u.session_id] = (elapsed, connected)
+            if u.stop_requested_at is not None and elapsed > timeout_s:
                 await self._end_ignored(u.session_id, u.stop_requested_at, now)
+                self._connected_s.pop(u.session_id, None)
                 ended.append(u.session_id)
                 continue
             # With several nodes, the node holding the charge point repeats the stop.

@@ -400,3 +400,60 @@ async def test_a_start_not_yet_reported_by_a_charge_point_away_is_waited_for(
     assert (early, during.status) == (0, "authorized")
     assert late == 1
     assert (row.status, row.stop_reason) == ("cancelled", "start_timeout")
+
+
+async def test_the_stop_timeout_counts_only_time_the_charge_point_was_connected(
+    db: Database,
+) -> None:
+    """At 600x simulated time a station restart of seconds is hours of offline charging:
+    a charge point away (or a station down) does not run down its stop timer."""
+    gateway, clock, ocpp = FakeGateway(), Clock(), ConnectedChargePoints()
+    settings = Settings(
+        database_url=db.url, node_id="node-a", session_start_timeout_s=60,
+        session_stop_timeout_s=300,
+    )  # fmt: skip
+    settlement = SettlementService(
+        db, settings, gateway, SessionEvents(), clock, lambda: ocpp,  # type: ignore[arg-type,return-value]
+    )  # fmt: skip
+    session_id = await new_session(db, gateway, status="stopping")
+    async with db.session() as session:
+        row = await session.get(SessionRow, session_id)
+        assert row is not None
+        row.stopped_at, row.stop_requested_at = None, T0
+
+    for _ in range(4):  # 5 minutes away (short of the silence): none of it counts
+        await settlement.reconcile()
+        clock.now += timedelta(seconds=75)
+    ocpp.connected.add("CP-1")  # back: delivering its backlog, told to stop again
+    await settlement.reconcile()
+    clock.now += timedelta(seconds=290)
+    await settlement.reconcile()
+    during, _ = await stored(db, session_id)
+    clock.now += timedelta(seconds=20)  # 310 s connected since the stop: ended
+    await settlement.reconcile()
+
+    row, _ = await stored(db, session_id)
+    assert during.status == "stopping"
+    assert (row.status, row.stop_reason) == ("settled", "stop_ignored")
+    assert ocpp.stops == [("CP-1", "tx-1")] * 2
+
+
+async def test_after_a_restart_a_charge_point_gets_the_whole_silence_to_come_back(
+    db: Database,
+) -> None:
+    gateway, clock, ocpp = FakeGateway(), Clock(), ConnectedChargePoints()
+    settings = Settings(database_url=db.url, node_id="node-a", session_start_timeout_s=60)
+    session_id = await new_session(db, gateway, status="charging")
+    clock.now += timedelta(hours=2)  # the station was down (the session's row is old)
+    settlement = SettlementService(
+        db, settings, gateway, SessionEvents(), clock, lambda: ocpp,  # type: ignore[arg-type,return-value]
+    )  # fmt: skip
+
+    await settlement.reconcile()
+    just_started, _ = await stored(db, session_id)
+    clock.now += timedelta(minutes=6, seconds=1)  # the silence: 6 x 60 s
+    await settlement.reconcile()
+
+    row, _ = await stored(db, session_id)
+    assert just_started.status == "charging"
+    assert (row.status, row.stop_reason) == ("settled", "charge_point_silent")
