@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -35,10 +37,12 @@ def _basic(cp_id: str, password: str | None) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-async def _call(ws: ClientConnection, unique_id: str, action: str, payload: dict) -> list:
+async def _call(
+    ws: ClientConnection, unique_id: str, action: str, payload: dict[str, Any]
+) -> list[Any]:
     await ws.send(json.dumps([2, unique_id, action, payload]))
     while True:
-        reply = json.loads(await ws.recv())
+        reply: list[Any] = json.loads(await ws.recv())
         if reply[0] == 2:  # a call from the server: answer it and keep waiting
             await ws.send(json.dumps([3, reply[1], {}]))
             continue
@@ -50,8 +54,8 @@ def _stamp(n: int) -> str:
     return (EPOCH + timedelta(seconds=n)).isoformat().replace("+00:00", "Z")
 
 
-def _event(cp_id: str, kind: str, seq_no: int, energy_wh: int) -> dict:
-    event: dict = {
+def _event(cp_id: str, kind: str, seq_no: int, energy_wh: int) -> dict[str, Any]:
+    event: dict[str, Any] = {
         "eventType": kind,
         "timestamp": _stamp(seq_no),
         "triggerReason": "Authorized" if kind == "Started" else "MeterValuePeriodic",
@@ -112,6 +116,105 @@ async def _charge_point(
                 tally.errors += reply[0] == 4
 
 
+@dataclass
+class PaidTally(Tally):
+    """`Tally`, plus what the paid mode checks: server calls by action, sessions settled."""
+
+    calls: dict[str, int] = field(default_factory=dict)
+    settled: int = 0
+
+
+def _now_stamp() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _paid_event(
+    cp_id: str, kind: str, seq_no: int, energy_wh: int, start: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A TransactionEvent of a remotely started (paid) transaction, stamped now."""
+    event = _event(cp_id, kind, seq_no, energy_wh)
+    event["timestamp"] = event["meterValue"][0]["timestamp"] = _now_stamp()
+    if kind == "Started" and start is not None:
+        event["triggerReason"] = "RemoteStart"
+        event["idToken"] = start["idToken"]
+        event["transactionInfo"]["remoteStartId"] = start["remoteStartId"]
+    elif kind == "Ended":
+        event["triggerReason"] = "EVCommunicationLost"
+        event["transactionInfo"]["stoppedReason"] = "EVDisconnected"
+    return event
+
+
+async def _paid_call(
+    ws: ClientConnection, unique_id: str, action: str, payload: dict[str, Any], tally: PaidTally
+) -> list[Any]:
+    """`_call`, answering the station's calls (CostUpdated, …) and counting them."""
+    await ws.send(json.dumps([2, unique_id, action, payload]))
+    while True:
+        reply: list[Any] = json.loads(await ws.recv())
+        if reply[0] == 2:
+            tally.calls[reply[2]] = tally.calls.get(reply[2], 0) + 1
+            answer = {"status": "Accepted"} if reply[2].startswith("Request") else {}
+            await ws.send(json.dumps([3, reply[1], answer]))
+            continue
+        if reply[1] == unique_id:
+            return reply
+
+
+async def paid_charge_point(
+    url: str,
+    cp_id: str,
+    password: str,
+    window: _Window,
+    tally: PaidTally,
+    booted: asyncio.Event,
+    wh_per_reading: int = 1,
+) -> None:
+    """Boot, wait for the station's RequestStartTransaction (a paid session), then load.
+
+    The transaction is the station's: started with its id token and
+    remoteStartId, each reading billed, CostUpdated answered, and ended
+    (EVDisconnected) once the window closes, so the station settles it.
+    """
+    async with await _connect(url, cp_id, password) as ws:
+        ids = (str(n) for n in itertools.count())
+        await _call(ws, next(ids), "BootNotification", BOOT)
+        booted.set()
+        while True:  # the agent pays; then the station asks for the start
+            message = json.loads(await ws.recv())
+            if message[0] != 2:
+                continue
+            tally.calls[message[2]] = tally.calls.get(message[2], 0) + 1
+            if message[2] == "RequestStartTransaction":
+                start = message[3]
+                await ws.send(json.dumps([3, message[1], {"status": "Accepted"}]))
+                break
+            await ws.send(json.dumps([3, message[1], {}]))
+        started = _paid_event(cp_id, "Started", 0, 0, start)
+        await _paid_call(ws, next(ids), "TransactionEvent", started, tally)
+        begin, stop = await window.ready()
+        seq_no = 0
+        for seq_no in itertools.count(1):
+            sent = time.perf_counter()
+            if sent >= stop:
+                break
+            event = _paid_event(cp_id, "Updated", seq_no, seq_no * wh_per_reading)
+            reply = await _paid_call(ws, next(ids), "TransactionEvent", event, tally)
+            done = time.perf_counter()
+            if done >= begin:
+                tally.messages += 1
+                tally.latencies_s.append(done - sent)
+                tally.errors += reply[0] == 4
+        ended = _paid_event(cp_id, "Ended", seq_no + 1, seq_no * wh_per_reading)
+        await _paid_call(ws, next(ids), "TransactionEvent", ended, tally)
+        with contextlib.suppress(TimeoutError):  # the station's last calls (CostUpdated, …)
+            async with asyncio.timeout(0.5):
+                while True:
+                    message = json.loads(await ws.recv())
+                    if message[0] == 2:
+                        tally.calls[message[2]] = tally.calls.get(message[2], 0) + 1
+                        await ws.send(json.dumps([3, message[1], {}]))
+
+
 class _Window:
     """The measured window opens once every charge point is connected and booted.
 
@@ -134,6 +237,10 @@ class _Window:
             self._open.set()
         await self._open.wait()
         return self.start, self.stop
+
+
+def window(charge_points: int, warmup_s: float, duration_s: float) -> _Window:
+    return _Window(charge_points, warmup_s, duration_s)
 
 
 async def throughput(

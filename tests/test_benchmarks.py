@@ -34,6 +34,22 @@ def test_the_ocpp_benchmark_prints_the_ratios_and_the_idle_memory() -> None:
     assert "station memory with 20 idle charge points" in out
 
 
+def test_the_paid_mode_settles_every_session_and_prints_its_ratios() -> None:
+    out = _run(
+        "benchmarks.ocpp_throughput",
+        *("--charge-points", "2", "--duration", "0.5", "--warmup", "0.2", "--rounds", "1"),
+        *("--skip-idle", "--paid"),
+    )
+
+    rows = [line.split() for line in out.splitlines() if line[:5].strip().isdigit()]
+    assert [r[1] for r in rows] == ["bare", "plain", "station", "paid"]
+    assert all(float(r[2]) > 0 and r[5] == "0" for r in rows)
+    assert "paid / bare ws       :" in out and "paid / unpaid        :" in out
+    # Every transaction was an agent's paid session: started by the station, costed, captured.
+    assert "paid sessions settled: 2 of 2" in out
+    assert "RequestStartTransaction 2" in out and "CostUpdated" in out
+
+
 def test_the_payments_benchmark_prints_latencies_and_stripe_calls() -> None:
     out = _run("benchmarks.payments", "--sessions", "2")
 
