@@ -26,6 +26,7 @@ from simulators.charge_point import SimulatedChargePoint
 from simulators.stripe_sandbox import SANDBOX_API_KEY
 from tests.cluster.nodes import LEASE_S, Balancer, Clients, clients, nodes, settled
 from tests.e2e.conftest import battery, credential, intent_in_stripe
+from vehicle.payer import parse_challenge
 
 pytestmark = pytest.mark.postgres
 
@@ -56,9 +57,7 @@ async def _pay(agent: httpx.AsyncClient, cp: SimulatedChargePoint, cap: str) -> 
     body = {"offer_id": negotiation["offer"]["offer_id"], "cap": cap}
     challenge_response = await agent.post(url, json=body)
     assert challenge_response.status_code == 402, challenge_response.text
-    import mpp
-
-    challenge = mpp.Challenge.from_www_authenticate(challenge_response.headers["www-authenticate"])
+    challenge = parse_challenge(challenge_response.headers["www-authenticate"], ("authorize",))
     return await agent.post(url, json=body, headers={"Authorization": credential(challenge)})
 
 
