@@ -16,10 +16,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from station.errors import ChargepayError
+from station.errors import ChargepayError, StoreUnavailable
 from station.logs import get_logger
+from station.store.writer import is_outage
 
 PROBLEM_JSON = "application/problem+json"
 _log = get_logger(__name__)
@@ -103,7 +105,23 @@ async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
     return await _on_unexpected(request, exc)
 
 
+# The database out of reach (connection refused, reset or lost mid-operation, the pool
+# waiting past its timeout): the request can be tried again, so a 503 with Retry-After,
+# never a 500. Seen in the fault campaign on accepts during PostgreSQL outages.
+DATABASE_RETRY_AFTER_S = 2
+
+
+def _database_unavailable(exc: BaseException) -> JSONResponse:
+    _log.warning("http.database_unavailable", error=type(exc).__name__)
+    return render_error(
+        StoreUnavailable("the database is unreachable; try again"),
+        {"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
 async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    if is_outage(exc) or isinstance(exc, SATimeoutError):  # the store's own classifier
+        return _database_unavailable(exc)
     _log.exception("http.unhandled", error=type(exc).__name__)
     return problem(500, "internal_error", "Internal error", "internal error")
 
