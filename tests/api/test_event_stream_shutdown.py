@@ -13,7 +13,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
-import mpp
 import pytest
 
 from simulators.battery import Battery
@@ -21,6 +20,7 @@ from simulators.charge_point import SimulatedChargePoint
 from simulators.stripe_sandbox import SANDBOX_API_KEY
 from tests.e2e.conftest import credential
 from tests.ocpp.station_process import free_port, station_process
+from vehicle.payer import parse_challenge
 from vehicle.signing import AgentSigner, generate_keypair, public_key_b64
 
 ADMIN = {"Authorization": "Bearer test-admin-token-0123456789"}
@@ -74,7 +74,7 @@ async def test_sigterm_ends_an_open_agent_event_stream_at_once(
             accept = f"/v1/negotiations/{negotiation['negotiation_id']}/accept"
             terms = {"offer_id": negotiation["offer"]["offer_id"], "cap": "20.00"}
             challenged = await agent.post(accept, json=terms)
-            challenge = mpp.Challenge.from_www_authenticate(challenged.headers["www-authenticate"])
+            challenge = parse_challenge(challenged.headers["www-authenticate"], ("authorize",))
             paid = await agent.post(
                 accept, json=terms, headers={"Authorization": credential(challenge)}
             )
