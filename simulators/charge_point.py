@@ -340,6 +340,8 @@ class SimulatedChargePoint:
                 _log.info("sim.refused %s %s", self.charge_point_id, exc)
             except (OSError, InvalidHandshake, ConnectionClosed, TimeoutError) as exc:
                 _log.debug("sim.connect_failed %s %r", self.charge_point_id, exc)
+            except OCPPError as exc:  # the boot refused (a CALLERROR): try again later
+                _log.info("sim.boot_failed %s %s", self.charge_point_id, exc)
             self.connected.clear()
             self._client = None
             await asyncio.sleep(backoff)
@@ -383,11 +385,13 @@ class SimulatedChargePoint:
         for evse_id in self.meter_wh:
             plug = self.plugs.get(evse_id)
             busy = plug is not None and not plug.ended.is_set()
-            status = await self._call(
-                client,
-                self._status_payload(evse_id, "Occupied" if busy else "Available"),
-            )
-            del status
+            # Informational: a CALLERROR to it (the station's database away) is no reason
+            # to give the connection up.
+            with contextlib.suppress(OCPPError):
+                await self._call(
+                    client,
+                    self._status_payload(evse_id, "Occupied" if busy else "Available"),
+                )
         self.booted.set()
 
     def _status_payload(self, evse_id: int, status: str) -> Any:
