@@ -343,7 +343,7 @@ async def run(args: argparse.Namespace) -> int:
                     sys.executable, "-m", "benchmarks.density", "--fleet",
                     str(station.ocpp_port), str(first), str(count), password,
                     ",".join(addresses), str(args.interval), str(int(args.compression)),
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, limit=2**26,
                 )  # fmt: skip
                 generators.append(Generator(proc))
                 readers.append(asyncio.create_task(generators[-1].read()))
