@@ -181,6 +181,9 @@ class SettlementService:
         self._last_pass: datetime | None = None
         # session id → (seconds connected since its stop, connected at the last pass)
         self._connected_s: dict[str, tuple[float, bool]] = {}
+        # Likewise per session never started: seconds connected since it was authorised.
+        self._start_wait_s: dict[str, tuple[float, bool]] = {}
+        self._start_pass: datetime | None = None
         # Builds the receipt for the final SSE event (set by the wiring).
         self.receipt_for: Callable[[str], Awaitable[dict[str, Any]]] | None = None
 
@@ -613,12 +616,32 @@ class SettlementService:
         commands = self._commands()
         timed_out = 0
         heard_since = max(self._up_since, now - self._silence)
+        since_start_pass = (
+            0.0 if self._start_pass is None else (now - self._start_pass).total_seconds()
+        )
+        self._start_pass = now
+        waiting = {row[0] for row in never_started}
+        self._start_wait_s = {k: v for k, v in self._start_wait_s.items() if k in waiting}
+        start_timeout_s = self._settings.session_start_timeout_s
         for session_id, charge_point_id, created_at in never_started:
             # A charge point away from this node may have started offline and not told us
             # yet (its queue is delivered on reconnect): wait for it, up to the silence.
             away = commands is not None and not commands.is_connected(charge_point_id)
-            if away and max(created_at, self._up_since) >= heard_since:
-                continue
+            known = self._start_wait_s.get(session_id)
+            if away:
+                self._start_wait_s[session_id] = ((known or (0.0, False))[0], False)
+                if max(created_at, self._up_since) >= heard_since:
+                    continue
+            elif commands is not None:
+                # Connected: only the time it was connected counts (back from an outage,
+                # its start comes after the backlog queued before it).
+                if known is None:
+                    waited = (now - max(created_at, self._up_since)).total_seconds()
+                else:
+                    waited = known[0] + (since_start_pass if known[1] else 0.0)
+                self._start_wait_s[session_id] = (waited, True)
+                if waited <= start_timeout_s:
+                    continue
             _log.info("reconcile.start_timeout", session_id=session_id)
             await self.settle(session_id, reason="start_timeout", still=_never_started)
             timed_out += 1

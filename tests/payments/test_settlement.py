@@ -457,3 +457,30 @@ async def test_after_a_restart_a_charge_point_gets_the_whole_silence_to_come_bac
     row, _ = await stored(db, session_id)
     assert just_started.status == "charging"
     assert (row.status, row.stop_reason) == ("settled", "charge_point_silent")
+
+
+async def test_the_start_timeout_counts_only_time_the_charge_point_was_connected(
+    db: Database,
+) -> None:
+    """Back from an outage, a charge point delivers its queue in order: its start may come
+    after a backlog, so only the time it was connected counts toward the start timeout."""
+    gateway, clock, ocpp = FakeGateway(), Clock(), ConnectedChargePoints()  # CP-1 is away
+    settings = Settings(database_url=db.url, node_id="node-a", session_start_timeout_s=60)
+    settlement = SettlementService(
+        db, settings, gateway, SessionEvents(), clock, lambda: ocpp,  # type: ignore[arg-type,return-value]
+    )  # fmt: skip
+    session_id = await new_session(db, gateway, energy_wh="0", started=False, status="authorized")
+
+    clock.now += timedelta(seconds=100)  # away, within the silence
+    await settlement.reconcile()
+    ocpp.connected.add("CP-1")  # back: its queue is on the way
+    await settlement.reconcile()
+    clock.now += timedelta(seconds=50)
+    await settlement.reconcile()
+    during, _ = await stored(db, session_id)
+    clock.now += timedelta(seconds=15)  # 65 s connected without a start: given up on
+    await settlement.reconcile()
+
+    row, _ = await stored(db, session_id)
+    assert during.status == "authorized"
+    assert (row.status, row.stop_reason) == ("cancelled", "start_timeout")
