@@ -85,26 +85,34 @@ class HandshakeGuard:
         """Close every connection that has not sent its request within the deadline."""
         self._shed(len(self._pending), older_than=self.request_timeout_s)
 
-    def _half_open(self, older_than: float) -> Iterator[ServerConnection]:
+    def _half_open(self, older_than: float, count: int) -> list[ServerConnection]:
+        """Up to ``count`` of the oldest half-open connections older than ``older_than``.
+
+        Scans from the oldest and stops at the first younger one, dropping on the
+        way those that have sent their request: no copy of the whole table per
+        connection in a burst (that was quadratic in a reconnect storm).
+        """
         horizon = time.monotonic() - older_than
-        for connection, opened in list(self._pending.items()):
+        found: list[ServerConnection] = []
+        done: list[ServerConnection] = []
+        for connection, opened in self._pending.items():
             if connection.request is not None:  # it sent its request: no longer half-open
-                del self._pending[connection]
-            elif opened <= horizon:
-                yield connection
+                done.append(connection)
+            elif opened <= horizon and len(found) < count:
+                found.append(connection)
             else:
-                return  # the rest are younger
+                break  # the rest are younger, or enough were found
+        for connection in done:
+            del self._pending[connection]
+        return found
 
     def _shed(self, count: int, older_than: float = 0.0) -> None:
-        for connection in self._half_open(older_than):
-            if count <= 0:
-                break
+        for connection in self._half_open(older_than, count):
             del self._pending[connection]
             connection.transport.abort()
             self.shed += 1
             if self.metrics is not None:
                 self.metrics.ocpp_handshakes_shed.inc()
-            count -= 1
 
     def connection_class(self) -> type[ServerConnection]:
         """A `ServerConnection` that reports to this guard (for ``serve(create_connection=)``)."""
