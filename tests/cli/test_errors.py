@@ -223,6 +223,9 @@ BAD_BY_NAME = {
     "negotiation_max_rounds": "51",
     "mpp_network_id": "profile one",
     "mpp_payment_method_types": "card;link",
+    "mpp_intents": "authorize,bitcoin",
+    "open_payer_limit_per_session": "-5",
+    "open_payer_limit_per_method_per_day": "plenty",
 }
 
 
