@@ -201,6 +201,9 @@ class Settings(BaseSettings):
     # Per agent and client address: signed requests being worked on at once (429 past it),
     # counted before the signature check, so a burst cannot take the database pool.
     max_requests_in_flight_per_agent: int = Field(default=16, gt=0)
+    # Per client address, over every keyid: a flood of made-up keyids (each one a look-up
+    # and a 401) cannot take the pool either. Above the per-agent figure, for cars behind NAT.
+    max_requests_in_flight_per_address: int = Field(default=64, gt=0)
     # Negotiations for unknown charge points per agent and minute before all its opens get 429.
     unknown_charge_points_per_minute: int = Field(default=10, gt=0)
     # An event stream whose client takes no data for this long is closed.

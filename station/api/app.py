@@ -58,9 +58,11 @@ def _include_trust(app: FastAPI, station: Station) -> None:
     )
     # Added last, so it runs first: a signed burst is cut before its body is even read.
     app.state.in_flight = InFlight(station.settings.max_requests_in_flight_per_agent)
+    app.state.in_flight_per_site = InFlight(station.settings.max_requests_in_flight_per_address)
     app.add_middleware(
         identity.SignedRequestBudget,
         budget=app.state.in_flight,
+        site_budget=app.state.in_flight_per_site,
         metrics=getattr(station, "metrics", None),
     )
     # Wrong bearer tokens (operator API, /metrics) per client address.

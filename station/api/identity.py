@@ -18,7 +18,10 @@ check or database work and until the answer starts; the rest get 429
 ``rate_limited`` with ``Retry-After`` at once. A burst from one agent then
 cannot take the database pool from everyone else (a charge point's login,
 other agents). The keyid is not trusted yet: someone forging it spends only
-that keyid's budget at their own address.
+that keyid's budget at their own address. Over every keyid, at most
+``settings.max_requests_in_flight_per_address`` signed requests per client
+address are in flight, so made-up keyids (each a look-up and a 401) are
+bounded too.
 """
 
 from __future__ import annotations
@@ -244,10 +247,16 @@ class SignedRequestBudget:
     """
 
     def __init__(
-        self, app: ASGIApp, *, budget: InFlight, metrics: StationMetrics | None = None
+        self,
+        app: ASGIApp,
+        *,
+        budget: InFlight,
+        site_budget: InFlight,
+        metrics: StationMetrics | None = None,
     ) -> None:
         self.app = app
         self.budget = budget
+        self.site_budget = site_budget
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -255,19 +264,14 @@ class SignedRequestBudget:
         if key is None:
             await self.app(scope, receive, send)
             return
+        site = ("*", key[1])
+        if not self.site_budget.acquire(site):
+            await self._refuse(scope, receive, send, f"{self.site_budget.per_key} requests")
+            return
         if not self.budget.acquire(key):
-            if self.metrics is not None:
-                self.metrics.http_rate_limited.labels(limit="in_flight").inc()
-            per_key = self.budget.per_key
-            response = problem(
-                429,
-                "rate_limited",
-                "Too many requests",
-                f"{per_key} requests of this agent already in flight from this address",
-                headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_S)},
-                retry_after_s=IN_FLIGHT_RETRY_AFTER_S,
-            )
-            await response(scope, receive, send)
+            self.site_budget.release(site)
+            agent = f"{self.budget.per_key} requests of this agent"
+            await self._refuse(scope, receive, send, agent)
             return
         held = True
 
@@ -276,6 +280,7 @@ class SignedRequestBudget:
             if held:
                 held = False
                 self.budget.release(key)
+                self.site_budget.release(site)
 
         async def answering(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -286,6 +291,19 @@ class SignedRequestBudget:
             await self.app(scope, receive, answering)
         finally:
             release()
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, what: str) -> None:
+        if self.metrics is not None:
+            self.metrics.http_rate_limited.labels(limit="in_flight").inc()
+        response = problem(
+            429,
+            "rate_limited",
+            "Too many requests",
+            f"{what} already in flight from this address",
+            headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_S)},
+            retry_after_s=IN_FLIGHT_RETRY_AFTER_S,
+        )
+        await response(scope, receive, send)
 
 
 def _budget_key(scope: Scope) -> tuple[str, str] | None:

@@ -18,7 +18,7 @@ import httpx
 from station.app import Station
 from tests.api.test_ceilings import _admin, _base, metric, new_agent, station_with
 from tests.ocpp.test_security import handshake_status
-from vehicle.signing import AgentSigner
+from vehicle.signing import AgentSigner, generate_keypair
 
 BODY = json.dumps({"charge_point_id": "CP-1", "energy_kwh": "20"}).encode()
 
@@ -90,6 +90,32 @@ async def test_one_agents_requests_in_flight_are_bounded_and_others_are_served(
     assert answers == [201, 201, 201]  # the held ones were worked on as usual
     assert again.status_code == 200  # and gave their budget back
     assert metric(metrics, 'chargepay_http_rate_limited_total{limit="in_flight"}') == 5
+
+
+async def test_made_up_keyids_from_one_address_are_bounded_too(database_url: str) -> None:
+    # Each made-up keyid is a new key for the per-agent budget; the address's budget holds.
+    settings = {"max_requests_in_flight_per_agent": 16, "max_requests_in_flight_per_address": 3}
+    async with station_with(database_url, **settings) as station:
+        forgers = [AgentSigner(f"agt_made_up_{n}", generate_keypair()[0]) for n in range(4)]
+        held = [await held_request(station, forger) for forger in forgers[:3]]
+        for _ in range(200):  # the station has read their heads
+            if station.api.state.in_flight_per_site.total() == 3:
+                break
+            await asyncio.sleep(0.02)
+        async with httpx.AsyncClient(base_url=_base(station), auth=forgers[3], timeout=10) as c:
+            refused = await c.get("/v1/agents/me")
+        ocpp = f"ws://127.0.0.1:{station.ocpp_port}/ocpp"
+        charge_point = await handshake_status(ocpp, "CP-1", "ceilings-password-0001")
+        answers = [await answer_of(sock) for sock in held]
+        real = await new_agent(station)
+        async with httpx.AsyncClient(base_url=_base(station), auth=real, timeout=10) as client:
+            served = await client.get("/v1/agents/me")
+
+    assert refused.status_code == 429 and refused.json()["code"] == "rate_limited"
+    assert charge_point == 101
+    assert answers == [401, 401, 401]
+    assert served.status_code == 200, served.text  # the address's budget was given back
+    assert station.api.state.in_flight_per_site.total() == 0
 
 
 def test_the_budget_is_per_keyid_and_site() -> None:
