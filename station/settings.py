@@ -160,6 +160,10 @@ class Settings(BaseSettings):
     open_payer_limit_per_method_per_day: Decimal = Field(
         default=Decimal("100"), gt=0, le=1_000_000, description="an amount, more than 0"
     )
+    # Unregistered payers act as one agent, so its live-negotiation ceiling is the station's
+    # for all of them; each client site (address, IPv6 /64) also opens at most
+    # max_open_negotiations_per_agent a minute, so one payer cannot take it from the rest.
+    open_payer_max_live_negotiations: int = Field(default=1000, gt=0)
     offer_ttl_s: int = Field(default=300, gt=0, description="whole seconds, more than 0")
     negotiation_max_rounds: int = Field(
         default=5, ge=1, le=50, description="a whole number from 1 to 50"

@@ -86,6 +86,8 @@ def _include_payments(app: FastAPI, station: Station) -> None:
     app.state.unknown_charge_points = FailureWindow(
         station.settings.unknown_charge_points_per_minute
     )
+    # Negotiations opened a minute per client site by unregistered payers (one shared agent).
+    app.state.open_payer_opens = FailureWindow(station.settings.max_open_negotiations_per_agent)
     payments = getattr(station, "payments", None)
     if payments is not None:
         counter = station.metrics.session_transitions

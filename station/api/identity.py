@@ -21,7 +21,8 @@ other agents). The keyid is not trusted yet: someone forging it spends only
 that keyid's budget at their own address. Over every keyid, at most
 ``settings.max_requests_in_flight_per_address`` signed requests per client
 address are in flight, so made-up keyids (each a look-up and a 401) are
-bounded too.
+bounded too; unsigned requests to the agent paths (unregistered payers,
+``settings.open_payers``) count against that budget alone.
 """
 
 from __future__ import annotations
@@ -76,6 +77,13 @@ class AgentPrincipal:
     limits: SpendingLimits
     status: str
     allowed_charge_points: tuple[str, ...] | None = None
+    # What the per-agent ceilings (event streams, probes, opens) count by: the agent, or
+    # for unregistered payers, who all act as one agent, the agent at one client site.
+    ceilings_key: str = ""
+
+    @property
+    def unregistered(self) -> bool:
+        return self.ceilings_key not in ("", self.agent_id)
 
     def may_use(self, charge_point_id: str) -> bool:
         return self.allowed_charge_points is None or charge_point_id in self.allowed_charge_points
@@ -86,7 +94,8 @@ class AgentPrincipal:
             raise NotFound(f"no charge point {charge_point_id}")
 
     @classmethod
-    def of(cls, agent: AgentRow) -> AgentPrincipal:
+    def of(cls, agent: AgentRow, *, site: str | None = None) -> AgentPrincipal:
+        """The agent of a row; ``site`` (a client address) for an unregistered payer."""
         allowed = agent.allowed_charge_points
         return cls(
             agent_id=agent.agent_id,
@@ -95,6 +104,7 @@ class AgentPrincipal:
             limits=limits_of(agent),
             status=agent.status,
             allowed_charge_points=tuple(allowed) if allowed is not None else None,
+            ceilings_key=agent.agent_id if site is None else f"{agent.agent_id}@{site}",
         )
 
 
@@ -163,7 +173,9 @@ async def authenticated_agent(request: Request) -> AgentPrincipal:
     headers = request.headers
     if "signature-input" not in headers or "signature" not in headers:
         if settings.open_payers:  # an unregistered MPP payer: its payment authenticates it
-            payer = AgentPrincipal.of(await open_payers.open_agent(station.db, settings))
+            site = address_key(request.client.host) if request.client else "unknown"
+            shared = await open_payers.open_agent(station.db, settings)
+            payer = AgentPrincipal.of(shared, site=site)
             if payer.status != "active":
                 raise AgentSuspended("unregistered payers are suspended")
             return payer
@@ -260,15 +272,19 @@ class SignedRequestBudget:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        key = _budget_key(scope) if scope["type"] == "http" else None
-        if key is None:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        site = ("*", key[1])
+        key = _budget_key(scope)
+        if key is None and not scope.get("path", "").startswith(_AGENT_PATHS):
+            await self.app(scope, receive, send)
+            return
+        # An unsigned agent request (an unregistered payer's) counts for its site only.
+        site = ("*", key[1] if key is not None else _site(scope))
         if not self.site_budget.acquire(site):
             await self._refuse(scope, receive, send, f"{self.site_budget.per_key} requests")
             return
-        if not self.budget.acquire(key):
+        if key is not None and not self.budget.acquire(key):
             self.site_budget.release(site)
             agent = f"{self.budget.per_key} requests of this agent"
             await self._refuse(scope, receive, send, agent)
@@ -279,7 +295,8 @@ class SignedRequestBudget:
             nonlocal held
             if held:
                 held = False
-                self.budget.release(key)
+                if key is not None:
+                    self.budget.release(key)
                 self.site_budget.release(site)
 
         async def answering(message: Message) -> None:
@@ -306,6 +323,16 @@ class SignedRequestBudget:
         await response(scope, receive, send)
 
 
+# Where unsigned requests are agents' too (unregistered payers), and do database work.
+_AGENT_PATHS = ("/v1/negotiations", "/v1/sessions", "/v1/agents")
+
+
+def _site(scope: Scope) -> str:
+    client = scope.get("client")
+    # IPv6 by its /64, as the OCPP login limits count it: one site, not one address.
+    return address_key(client[0]) if client else "unknown"
+
+
 def _budget_key(scope: Scope) -> tuple[str, str] | None:
     """(keyid, client site) of a signed request, from the headers alone; else None."""
     for name, value in scope.get("headers", ()):
@@ -314,9 +341,7 @@ def _budget_key(scope: Scope) -> tuple[str, str] | None:
                 key_id = _key_id(value.decode("latin-1"))
             except Unauthenticated:
                 return None
-            client = scope.get("client")
-            # IPv6 by its /64, as the OCPP login limits count it: one site, not one address.
-            return key_id, address_key(client[0]) if client else "unknown"
+            return key_id, _site(scope)
     return None
 
 

@@ -81,9 +81,15 @@ async def open_negotiation(body: NegotiationIn, agent: Agent, request: Request) 
     """
     station = station_of(request)
     probes: FailureWindow = request.app.state.unknown_charge_points
-    wait = probes.retry_after(agent.agent_id)
+    wait = probes.retry_after(agent.ceilings_key)
     if wait is not None:
         refuse(station.metrics, "unknown_charge_points", "too many unknown charge points", wait)
+    if agent.unregistered:  # one agent for all of them: each site opens its share a minute
+        opens: FailureWindow = request.app.state.open_payer_opens
+        wait = opens.retry_after(agent.ceilings_key)
+        if wait is not None:
+            refuse(station.metrics, "open_negotiations", "too many negotiations a minute", wait)
+        opens.record(agent.ceilings_key)
     try:
         agent.check_charge_point(body.charge_point_id)
         view = await station.payments.negotiations.open(
@@ -98,7 +104,7 @@ async def open_negotiation(body: NegotiationIn, agent: Agent, request: Request) 
             ),
         )
     except NotFound:
-        probes.record(agent.agent_id)
+        probes.record(agent.ceilings_key)
         raise
     return JSONResponse(view, status_code=201)
 

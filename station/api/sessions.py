@@ -78,7 +78,7 @@ async def session_events(session_id: str, agent: Agent, request: Request) -> Str
     payments = station.payments
     await payments.sessions.get(agent.agent_id, session_id)  # 404 before streaming
     slots: Slots[str] = request.app.state.event_streams
-    if not slots.acquire(agent.agent_id):
+    if not slots.acquire(agent.ceilings_key):
         refuse(
             station.metrics,
             "event_streams",
@@ -88,7 +88,7 @@ async def session_events(session_id: str, agent: Agent, request: Request) -> Str
     station.metrics.event_streams.inc()
 
     def release() -> None:
-        slots.release(agent.agent_id)
+        slots.release(agent.ceilings_key)
         station.metrics.event_streams.dec()
 
     events = payments.events

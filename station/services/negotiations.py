@@ -27,6 +27,7 @@ from station.errors import NegotiationClosed, NotFound, RateLimited, ValidationE
 from station.logs import get_logger
 from station.metrics import metrics_for
 from station.services.offers import negotiation_view, new_id, offer_signature
+from station.services.open_payers import OPEN_AGENT_ID
 from station.services.pricing import effective_policy
 from station.settings import Settings
 from station.store import audit
@@ -152,7 +153,11 @@ class NegotiationService:
                 )
             )
         ).one()
-        ceiling = self._settings.max_open_negotiations_per_agent
+        ceiling = (
+            self._settings.open_payer_max_live_negotiations
+            if agent_id == OPEN_AGENT_ID  # every unregistered payer: the station's bound
+            else self._settings.max_open_negotiations_per_agent
+        )
         if live < ceiling:
             return
         metrics = metrics_for(session)
