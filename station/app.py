@@ -117,6 +117,10 @@ class Station:
             # Slow and idle peers (station.api.http_server).
             http=http_server.protocol_class(settings.http_header_timeout_s),
             timeout_keep_alive=settings.http_keep_alive_s,
+            # X-Forwarded-For believed from the operator's load balancers only (uvicorn's
+            # default would believe it from any local process).
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=settings.trusted_proxies or None,
         )
         server = StationServer(config)
         loop = asyncio.get_running_loop()

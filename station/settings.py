@@ -11,6 +11,7 @@ setting is one line naming the variable, what is wrong and what to set.
 
 from __future__ import annotations
 
+import ipaddress
 from decimal import Decimal
 from pathlib import Path
 
@@ -25,6 +26,10 @@ DATABASE_BACKENDS = ("sqlite", "postgresql", "postgres")
 
 def default_database_url() -> str:
     return f"sqlite+aiosqlite:///{Path.cwd() / 'chargepay.db'}"
+
+
+def _items(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def _http_url(value: str | None, what: str) -> str | None:
@@ -46,6 +51,11 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535, description="a port 0–65535 (0: any)")
     ocpp_host: str = Field(default="127.0.0.1", description="an address to listen on")
     ocpp_port: int = Field(default=9000, ge=0, le=65535, description="a port 0–65535 (0: any)")
+    # Load balancers in front of the station whose X-Forwarded-For is believed, on both
+    # ports; empty: every limit counts the peer's own address (docs/cluster.md).
+    trusted_proxies: str = Field(
+        default="", description="addresses or networks, comma-separated (e.g. 10.0.0.5,10.1.0.0/16)"
+    )
     # Public base URL of the HTTP API, used as the MPP realm and in signatures.
     public_url: str | None = Field(
         default=None, description="the API's public base URL, e.g. https://pay.example.net"
@@ -247,6 +257,22 @@ class Settings(BaseSettings):
         if value.upper() not in LOG_LEVELS:
             raise ValueError("unknown log level")
         return value.upper()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: str) -> str:
+        for item in _items(value):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or a network") from None
+        return ",".join(_items(value))
+
+    @property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(
+            ipaddress.ip_network(item, strict=False) for item in _items(self.trusted_proxies)
+        )
 
     @field_validator("public_url")
     @classmethod

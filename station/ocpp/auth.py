@@ -48,7 +48,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -87,6 +87,36 @@ class Verdict:
     outcome: Outcome
     # THROTTLED, UNAVAILABLE: seconds to wait before trying again (Retry-After).
     retry_after_s: float = 0.0
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _within(address: str, networks: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def client_address(peer: str, forwarded_for: str, trusted: Sequence[Network]) -> str:
+    """The client a limit counts: the peer, or behind trusted load balancers (``trusted``)
+    the rightmost ``X-Forwarded-For`` hop that is not one of them.
+
+    The rightmost hops are the ones the balancers appended themselves; anything
+    left of them came from the client and is not believed. A hop that is not
+    an address leaves the peer.
+    """
+    if not trusted or not forwarded_for or not _within(peer, trusted):
+        return peer
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        if not _within(hop, trusted):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer
+    return peer
 
 
 def address_key(address: str) -> str:

@@ -50,7 +50,7 @@ from station.domain.cap import ChargingLimit
 from station.domain.events import OcppVersion
 from station.errors import ChargePointNotConnected
 from station.logs import get_logger
-from station.ocpp.auth import Authenticator, Outcome
+from station.ocpp.auth import Authenticator, Outcome, client_address
 from station.ocpp.connection import OcppConnection
 from station.ocpp.frame_log import FrameLog
 from station.ocpp.handshakes import HandshakeGuard, pending_bound
@@ -110,6 +110,7 @@ class CentralSystem:
         self.frames = frames
         self.port: int | None = None
         self.auth = Authenticator(settings, db)
+        self._trusted_proxies = settings.trusted_networks
         self.handshakes = HandshakeGuard(
             pending_bound(settings.ocpp_max_pending_handshakes),
             settings.ocpp_accept_log_interval_s,
@@ -200,6 +201,8 @@ class CentralSystem:
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
         peer = str(connection.remote_address[0]) if connection.remote_address else "?"
+        forwarded = ", ".join(request.headers.get_all("X-Forwarded-For"))
+        peer = client_address(peer, forwarded, self._trusted_proxies)
         cp_id = _charge_point_id(request)
         if cp_id is None:
             return connection.respond(HTTPStatus.NOT_FOUND, "Use /ocpp/{charge_point_id}\n")

@@ -224,6 +224,7 @@ BAD_BY_NAME = {
     "mpp_network_id": "profile one",
     "mpp_payment_method_types": "card;link",
     "mpp_intents": "authorize,bitcoin",
+    "trusted_proxies": "10.0.0.1,ten",
     "open_payer_limit_per_session": "-5",
     "open_payer_limit_per_method_per_day": "plenty",
 }
