@@ -310,6 +310,7 @@ async def _chaos(
     kills: int,
     outages: int,
     until: float,
+    min_uptime_s: float = MIN_UPTIME_S,
 ) -> None:
     start = time.monotonic()
     span = max(until - start - 5, 1)
@@ -325,7 +326,7 @@ async def _chaos(
             return
         await station.running.wait()
         # Let it serve a while first: sessions must get through between the faults.
-        while (wait := station.up_since + MIN_UPTIME_S - time.monotonic()) > 0:
+        while (wait := station.up_since + min_uptime_s - time.monotonic()) > 0:
             await asyncio.sleep(wait)
             await station.running.wait()
         if time.monotonic() >= until:
@@ -588,6 +589,7 @@ async def run_campaign(
     workdir: Path | None = None,
     log_level: str = "WARNING",
     out: IO[str] | None = None,
+    min_uptime_s: float = MIN_UPTIME_S,
 ) -> tuple[Verdict, Tally]:
     out = out or sys.stdout
     rng = random.Random(seed)
@@ -647,7 +649,9 @@ async def run_campaign(
                     budget = asyncio.Semaphore(sessions)
                     began = time.monotonic()
                     chaos = asyncio.create_task(
-                        _chaos(station, proxy, relay, tally, rng, kills, outages, until)
+                        _chaos(
+                            station, proxy, relay, tally, rng, kills, outages, until, min_uptime_s
+                        )
                     )
                     try:
                         async with asyncio.TaskGroup() as campaign:
