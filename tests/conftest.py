@@ -9,7 +9,11 @@ CI (`CI` set), where that is a failure.
 from __future__ import annotations
 
 import asyncio
+import gc
+import io
 import os
+import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,6 +27,44 @@ try:
     import vehicle.money  # noqa: F401
 except ImportError:  # a checkout installed before the agent became its own distribution
     pytest.exit("the agent is its own distribution (agent/): .venv/bin/pip install -e ./agent", 4)
+
+# A test that hangs prints what every task of its event loop awaits, this long
+# before pytest-timeout ends it (its own dump shows only the loop's select()).
+HANG_REPORT_BEFORE_TIMEOUT_S = 15
+
+
+def _report_hung_tasks(test: str) -> None:
+    out = io.StringIO()
+    out.write(f"\n==== {test} is about to time out; its event loops' tasks:\n")
+    loops = [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop)]
+    for loop in loops:
+        if not loop.is_running():
+            continue
+        for task in list(asyncio.all_tasks(loop)):
+            out.write(f"-- {task!r}\n")
+            task.print_stack(limit=12, file=out)
+    sys.stderr.write(out.getvalue())
+    sys.stderr.flush()
+
+
+@pytest.fixture(autouse=True)
+def report_hangs(request: pytest.FixtureRequest) -> Iterator[None]:
+    marker = request.node.get_closest_marker("timeout")
+    timeout = request.config.getini("timeout")
+    if marker is not None:
+        timeout = marker.args[0] if marker.args else marker.kwargs.get("timeout", timeout)
+    delay = float(timeout or 0) - HANG_REPORT_BEFORE_TIMEOUT_S
+    if delay <= 0:
+        yield
+        return
+    timer = threading.Timer(delay, _report_hung_tasks, args=(request.node.nodeid,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
 
 PG_DSN = os.environ.get("CHARGEPAY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
