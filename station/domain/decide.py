@@ -700,4 +700,3 @@ def _pay(session: Session, *, status: PaymentStatus, reference: str | None = Non
         session.payment, status=status, reference=reference or session.payment.reference
     )
     return replace(session, payment=payment)
-
