@@ -25,6 +25,7 @@ from station.cli_common import fail as _fail
 from station.cli_common import print_rows, with_database
 from station.domain.money import Money
 from station.store.db import Database
+from station.store.unit_of_work import SqlUnitsOfWork
 
 T = TypeVar("T")
 agents_app = typer.Typer(
@@ -81,8 +82,8 @@ def add(
     )
 
     async def work(db: Database) -> str:
-        async with db.session() as session:
-            agent = await agents.register(session, new, actor=ACTOR)
+        async with SqlUnitsOfWork(db)() as uow:
+            agent = await agents.register(uow, new, actor=ACTOR)
             return agent.agent_id
 
     typer.echo(_with_db(work))
@@ -114,8 +115,8 @@ def list_agents(
         _fail(f"--status {status!r} is not a status; use one of {', '.join(AGENT_STATUSES)}")
 
     async def work(db: Database) -> list[dict[str, Any]]:
-        async with db.reader() as session:
-            return [_agent_line(a) for a in await agents.list_all(session, status=status)]
+        async with SqlUnitsOfWork(db).reader() as uow:
+            return [_agent_line(a) for a in await agents.list_all(uow, status=status)]
 
     print_rows(_with_db(work), AGENT_COLUMNS, as_json=as_json, title="agents")
 
@@ -129,8 +130,8 @@ def suspend(
     from station.services import agents
 
     async def work(db: Database) -> None:
-        async with db.session() as session:
-            await agents.suspend(session, agent_id, reason=reason, actor=ACTOR)
+        async with SqlUnitsOfWork(db)() as uow:
+            await agents.suspend(uow, agent_id, reason=reason, actor=ACTOR)
 
     _with_db(work)
     typer.echo(f"{agent_id} suspended")
@@ -145,8 +146,8 @@ def resume(
     from station.services import agents
 
     async def work(db: Database) -> None:
-        async with db.session() as session:
-            await agents.resume(session, agent_id, reason=reason, actor=ACTOR)
+        async with SqlUnitsOfWork(db)() as uow:
+            await agents.resume(uow, agent_id, reason=reason, actor=ACTOR)
 
     _with_db(work)
     typer.echo(f"{agent_id} active")
@@ -161,8 +162,8 @@ def remove(
     from station.services import agents
 
     async def work(db: Database) -> None:
-        async with db.session() as session:
-            await agents.remove(session, agent_id, reason=reason, actor=ACTOR)
+        async with SqlUnitsOfWork(db)() as uow:
+            await agents.remove(uow, agent_id, reason=reason, actor=ACTOR)
 
     _with_db(work)
     typer.echo(f"{agent_id} removed")

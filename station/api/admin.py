@@ -29,9 +29,10 @@ from station.logs import get_logger
 from station.services import agents as agent_registry
 from station.services import kill_switch
 from station.services.limits import remaining
+from station.services.repositories.agents import Agent
 from station.store import audit
 from station.store import charging as charging_store
-from station.store.trust import AgentRow
+from station.store.unit_of_work import SqlUnitOfWork, SqlUnitsOfWork
 
 _log = get_logger(__name__)
 _bearer = HTTPBearer(auto_error=False, description="CHARGEPAY_ADMIN_TOKEN")
@@ -181,7 +182,7 @@ class ChargePointOut(BaseModel):
 ChargePointId = Annotated[str, Path(max_length=48, pattern=NO_NUL)]
 
 
-def _agent_out(agent: AgentRow, left: Any = None) -> dict[str, Any]:
+def _agent_out(agent: Agent, left: Any = None) -> dict[str, Any]:
     def wire(amount: Any) -> str:
         return Money(amount, agent.currency).to_wire()
 
@@ -205,9 +206,9 @@ def _agent_out(agent: AgentRow, left: Any = None) -> dict[str, Any]:
 @router.post("/agents", status_code=201, response_model=AgentOut)
 async def register_agent(body: AgentIn, actor: Operator, request: Request) -> dict[str, Any]:
     """Register an agent that may pay; answers with its id (``agt_…``)."""
-    async with station_of(request).db.session() as session:
+    async with SqlUnitsOfWork(station_of(request).db)() as uow:
         agent = await agent_registry.register(
-            session, agent_registry.NewAgent(**body.model_dump()), actor=actor
+            uow, agent_registry.NewAgent(**body.model_dump()), actor=actor
         )
         return _agent_out(agent, agent.limit_per_window.min(agent.limit_per_session))
 
@@ -218,15 +219,15 @@ async def list_agents(
     request: Request,
     status: Annotated[str | None, Query(pattern="^(active|suspended|removed)$")] = None,
 ) -> list[dict[str, Any]]:
-    async with station_of(request).db.reader() as session:
-        return [_agent_out(a) for a in await agent_registry.list_all(session, status=status)]
+    async with SqlUnitsOfWork(station_of(request).db).reader() as uow:
+        return [_agent_out(a) for a in await agent_registry.list_all(uow, status=status)]
 
 
 @router.get("/agents/{agent_id}", response_model=AgentOut)
 async def show_agent(agent_id: AgentId, _actor: Operator, request: Request) -> dict[str, Any]:
     """One agent, with what its spending window still allows."""
     async with station_of(request).db.reader() as session:
-        agent = await agent_registry.get(session, agent_id)
+        agent = await agent_registry.get(SqlUnitOfWork.bound(session), agent_id)
         return _agent_out(agent, await remaining(session, agent))
 
 
@@ -237,7 +238,7 @@ async def update_agent(
     """Change limits, allowed charge points, name, owner or the key (rotation); audited."""
     async with station_of(request).db.session() as session:
         agent = await agent_registry.update(
-            session, agent_id, body.model_dump(exclude_unset=True), actor=actor
+            SqlUnitOfWork.bound(session), agent_id, body.model_dump(exclude_unset=True), actor=actor
         )
         return _agent_out(agent, await remaining(session, agent))
 
@@ -248,8 +249,8 @@ async def remove_agent(
 ) -> dict[str, Any]:
     """Soft removal, audited: every request of the agent is refused from now on; its
     history stays. 409 while one of its sessions is live (stop it first)."""
-    async with station_of(request).db.session() as session:
-        agent = await agent_registry.remove(session, agent_id, reason=body.reason, actor=actor)
+    async with SqlUnitsOfWork(station_of(request).db)() as uow:
+        agent = await agent_registry.remove(uow, agent_id, reason=body.reason, actor=actor)
         return _agent_out(agent)
 
 
@@ -274,9 +275,9 @@ async def suspend_agent(
 async def resume_agent(
     agent_id: AgentId, actor: Operator, request: Request, body: OptionalReason | None = None
 ) -> dict[str, Any]:
-    async with station_of(request).db.session() as session:
+    async with SqlUnitsOfWork(station_of(request).db)() as uow:
         agent = await agent_registry.resume(
-            session, agent_id, actor=actor, reason=body.reason if body else ""
+            uow, agent_id, actor=actor, reason=body.reason if body else ""
         )
         return _agent_out(agent)
 

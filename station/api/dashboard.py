@@ -34,6 +34,7 @@ from station.api.rate_limits import FailureWindow
 from station.logs import get_logger
 from station.services import agents as agent_registry
 from station.services import kill_switch
+from station.store.unit_of_work import SqlUnitsOfWork
 
 _log = get_logger(__name__)
 STATIC = pathlib.Path(__file__).with_name("dashboard_static")
@@ -196,6 +197,6 @@ async def suspend(
 
 @router.post("/dashboard/api/agents/{agent_id}/resume")
 async def resume(agent_id: AgentId, actor: DashboardChange, request: Request) -> JSONResponse:
-    async with station_of(request).db.session() as session:
-        agent = await agent_registry.resume(session, agent_id, actor=actor)
+    async with SqlUnitsOfWork(station_of(request).db)() as uow:
+        agent = await agent_registry.resume(uow, agent_id, actor=actor)
         return JSONResponse({"agent_id": agent_id, "status": agent.status})

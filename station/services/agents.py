@@ -1,6 +1,7 @@
 """The agent registry: register, look up, suspend and resume paying agents.
 
-Every change writes an audit row in the same unit of work. Suspension here
+Every change writes an audit row in the same unit of work (the persistence
+port, `station.services.unit_of_work`: these functions take an open unit). Suspension here
 only flips the agent's status (its next request is refused at once); stopping
 its running sessions is the kill switch's job (`station.services.kill_switch`).
 """
@@ -11,22 +12,17 @@ import base64
 import binascii
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from station.domain.limits import LimitsError, SpendingLimits
 from station.domain.money import MoneyError, minor_unit_exponent, parse_decimal
-from station.domain.session import SessionStatus
 from station.errors import Conflict, NotFound, ValidationError
 from station.logs import get_logger
-from station.store import audit
-from station.store.base import utcnow
-from station.store.payments import SessionRow
-from station.store.trust import AgentRow
+from station.services.repositories.agents import Agent
+from station.services.unit_of_work import UnitOfWork
 
 _log = get_logger(__name__)
 MAX_WINDOW_HOURS = 24 * 366
@@ -104,24 +100,23 @@ def _checked(new: NewAgent) -> dict[str, Any]:
         "limit_per_session": limits.limit_per_session,
         "limit_per_window": limits.limit_per_window,
         "window_hours": limits.window_hours,
-        "allowed_charge_points": allowed,
+        "allowed_charge_points": tuple(allowed) if allowed is not None else None,
     }
 
 
-async def register(session: AsyncSession, new: NewAgent, *, actor: str) -> AgentRow:
+async def register(uow: UnitOfWork, new: NewAgent, *, actor: str) -> Agent:
     """Validate and store a new agent (status ``active``); ValidationError on bad input."""
     checked = _checked(new)
-    agent = AgentRow(
+    agent = Agent(
         agent_id=new_agent_id(),
         currency=new.currency,
         status="active",
-        created_at=utcnow(),
+        suspended_reason=None,
+        created_at=datetime.now(UTC),
         **checked,
     )
-    session.add(agent)
-    await session.flush()
-    await audit.record(
-        session,
+    await uow.agents.add(agent)
+    await uow.audit.record(
         actor=actor,
         action="agent.registered",
         subject=agent.agent_id,
@@ -131,19 +126,15 @@ async def register(session: AsyncSession, new: NewAgent, *, actor: str) -> Agent
     return agent
 
 
-async def get(session: AsyncSession, agent_id: str, *, lock: bool = False) -> AgentRow:
-    query = select(AgentRow).where(AgentRow.agent_id == agent_id)
-    agent = (await session.scalars(query.with_for_update() if lock else query)).one_or_none()
+async def get(uow: UnitOfWork, agent_id: str, *, lock: bool = False) -> Agent:
+    agent = await uow.agents.get(agent_id, lock=lock)
     if agent is None:
         raise NotFound(f"no agent {agent_id}")
     return agent
 
 
-async def list_all(session: AsyncSession, *, status: str | None = None) -> list[AgentRow]:
-    query = select(AgentRow).order_by(AgentRow.created_at, AgentRow.agent_id)
-    if status is not None:
-        query = query.where(AgentRow.status == status)
-    return list((await session.scalars(query)).all())
+async def list_all(uow: UnitOfWork, *, status: str | None = None) -> list[Agent]:
+    return await uow.agents.list(status=status)
 
 
 UPDATABLE = frozenset(
@@ -155,9 +146,7 @@ UPDATABLE = frozenset(
 NULLABLE = frozenset({"owner", "allowed_charge_points"})
 
 
-async def update(
-    session: AsyncSession, agent_id: str, changes: dict[str, Any], *, actor: str
-) -> AgentRow:
+async def update(uow: UnitOfWork, agent_id: str, changes: dict[str, Any], *, actor: str) -> Agent:
     """Change an agent's name, owner, key (rotation), limits or charge points; audited.
 
     The currency stays: the spend ledger counts in it. Keys absent from
@@ -169,7 +158,7 @@ async def update(
     required = [k for k, v in changes.items() if v is None and k not in NULLABLE]
     if required:
         raise ValidationError(f"{', '.join(sorted(required))} cannot be null")
-    agent = await get(session, agent_id, lock=True)
+    agent = await get(uow, agent_id, lock=True)
     merged = NewAgent(
         name=changes.get("name", agent.name),
         public_key=changes.get("public_key", agent.public_key),
@@ -181,11 +170,9 @@ async def update(
         allowed_charge_points=changes.get("allowed_charge_points", agent.allowed_charge_points),
     )
     checked = _checked(merged)
-    for name in changes:
-        setattr(agent, name, checked[name])
-    await session.flush()
-    await audit.record(
-        session,
+    agent = replace(agent, **{name: checked[name] for name in changes})
+    await uow.agents.save(agent)
+    await uow.audit.record(
         actor=actor,
         action="agent.updated",
         subject=agent_id,
@@ -195,13 +182,13 @@ async def update(
     return agent
 
 
-async def suspend(session: AsyncSession, agent_id: str, *, reason: str, actor: str) -> AgentRow:
+async def suspend(uow: UnitOfWork, agent_id: str, *, reason: str, actor: str) -> Agent:
     """Mark the agent suspended (its requests get 403 at once) and audit who and why."""
-    agent = await get(session, agent_id, lock=True)
+    agent = await get(uow, agent_id, lock=True)
     was = agent.status
-    agent.status, agent.suspended_reason = "suspended", reason
-    await audit.record(
-        session,
+    agent = replace(agent, status="suspended", suspended_reason=reason)
+    await uow.agents.save(agent)
+    await uow.audit.record(
         actor=actor,
         action="agent.suspended",
         subject=agent_id,
@@ -211,14 +198,14 @@ async def suspend(session: AsyncSession, agent_id: str, *, reason: str, actor: s
     return agent
 
 
-async def resume(session: AsyncSession, agent_id: str, *, actor: str, reason: str = "") -> AgentRow:
-    agent = await get(session, agent_id, lock=True)
+async def resume(uow: UnitOfWork, agent_id: str, *, actor: str, reason: str = "") -> Agent:
+    agent = await get(uow, agent_id, lock=True)
     if agent.status == REMOVED:
         raise Conflict(f"agent {agent_id} was removed; register its key again as a new agent")
     was = agent.status
-    agent.status, agent.suspended_reason = "active", None
-    await audit.record(
-        session,
+    agent = replace(agent, status="active", suspended_reason=None)
+    await uow.agents.save(agent)
+    await uow.audit.record(
         actor=actor,
         action="agent.resumed",
         subject=agent_id,
@@ -229,31 +216,24 @@ async def resume(session: AsyncSession, agent_id: str, *, actor: str, reason: st
 
 
 REMOVED = "removed"
-_LIVE = tuple(s.value for s in SessionStatus if not s.final)
 
 
-async def remove(session: AsyncSession, agent_id: str, *, reason: str, actor: str) -> AgentRow:
+async def remove(uow: UnitOfWork, agent_id: str, *, reason: str, actor: str) -> Agent:
     """Soft removal: the row and its history stay, every request is refused from now on.
 
     Refused (409) while one of the agent's sessions is live: stop it first, so no
     hold is left without anyone to settle it with.
     """
-    agent = await get(session, agent_id, lock=True)
+    agent = await get(uow, agent_id, lock=True)
     if agent.status == REMOVED:
         return agent
-    live = (
-        await session.scalars(
-            select(SessionRow.session_id)
-            .where(SessionRow.agent_id == agent_id, SessionRow.status.in_(_LIVE))
-            .limit(1)
-        )
-    ).first()
+    live = await uow.sessions.live_session_of_agent(agent_id)
     if live is not None:
         raise Conflict(f"agent {agent_id} has a live session {live}; stop it first")
     was = agent.status
-    agent.status, agent.suspended_reason = REMOVED, reason
-    await audit.record(
-        session,
+    agent = replace(agent, status=REMOVED, suspended_reason=reason)
+    await uow.agents.save(agent)
+    await uow.audit.record(
         actor=actor,
         action="agent.removed",
         subject=agent_id,

@@ -25,9 +25,11 @@ from station.errors import ChargepayError
 from station.logs import get_logger
 from station.services import agents as agent_registry
 from station.services.limits import PAUSE
+from station.services.repositories.agents import Agent
 from station.store import audit
 from station.store.base import utcnow
 from station.store.trust import AgentRow, NonceRow, SwitchRow
+from station.store.unit_of_work import SqlUnitsOfWork
 
 if TYPE_CHECKING:
     from station.app import Station
@@ -57,7 +59,7 @@ def session_stopper(station: Station) -> SessionStopper | None:
 
 @dataclass
 class SuspendOutcome:
-    agent: AgentRow | None
+    agent: Agent | None
     sessions_stopping: list[str] = field(default_factory=list)
     # Charging on a charge point connected to another node: that node's watcher stops it.
     sessions_elsewhere: list[str] = field(default_factory=list)
@@ -145,8 +147,8 @@ async def suspend_agent(
     A session that cannot be stopped right now is reported in
     ``sessions_failed`` (the watcher tries again) or ``sessions_elsewhere``.
     """
-    async with station.db.session() as session:
-        agent = await agent_registry.suspend(session, agent_id, reason=reason, actor=actor)
+    async with SqlUnitsOfWork(station.db)() as uow:
+        agent = await agent_registry.suspend(uow, agent_id, reason=reason, actor=actor)
     outcome = await stop_suspended_sessions(station, actor=actor, agent_id=agent_id)
     outcome.agent = agent
     return outcome

@@ -28,6 +28,7 @@ from station.domain.money import Money
 from station.errors import AgentSuspended, AmountExceeded, Conflict, NotFound
 from station.logs import get_logger
 from station.metrics import StationMetrics, metrics_for
+from station.services.repositories.agents import Agent
 from station.store.base import utcnow
 from station.store.trust import AgentRow, SpendRow, SwitchRow
 
@@ -35,7 +36,7 @@ _log = get_logger(__name__)
 PAUSE = "pause"
 
 
-def limits_of(agent: AgentRow) -> SpendingLimits:
+def limits_of(agent: Agent | AgentRow) -> SpendingLimits:
     return SpendingLimits(
         currency=agent.currency,
         limit_per_session=agent.limit_per_session,
@@ -62,7 +63,7 @@ async def _locked_agent(session: AsyncSession, agent_id: str) -> AgentRow:
 
 
 async def spent_in_window(
-    session: AsyncSession, agent: AgentRow, *, now: datetime, excluding: str | None = None
+    session: AsyncSession, agent: Agent | AgentRow, *, now: datetime, excluding: str | None = None
 ) -> Decimal:
     """What the agent's holds and captures started within its window add up to."""
     query = select(func.coalesce(func.sum(SpendRow.amount), 0)).where(
@@ -75,7 +76,7 @@ async def spent_in_window(
 
 
 async def remaining(
-    session: AsyncSession, agent: AgentRow, *, now: datetime | None = None
+    session: AsyncSession, agent: Agent | AgentRow, *, now: datetime | None = None
 ) -> Decimal:
     """What one new session of this agent could hold right now."""
     spent = await spent_in_window(session, agent, now=now or utcnow())

@@ -14,6 +14,7 @@ from station.services import agents, limits
 from station.store.base import utcnow
 from station.store.db import Database
 from station.store.trust import SwitchRow
+from station.store.unit_of_work import SqlUnitsOfWork
 from vehicle.signing import generate_keypair, public_key_b64
 
 
@@ -21,9 +22,9 @@ async def make_agent(
     db: Database, *, per_session: str = "50.00", per_window: str = "200.00", hours: int = 24
 ) -> str:
     key, _ = generate_keypair()
-    async with db.session() as session:
+    async with SqlUnitsOfWork(db)() as uow:
         agent = await agents.register(
-            session,
+            uow,
             agents.NewAgent(
                 name="fleet-car-7",
                 public_key=public_key_b64(key),
@@ -109,8 +110,8 @@ async def test_reserving_again_for_a_session_replaces_its_hold(db: Database) -> 
 
 async def test_a_suspended_agent_reserves_nothing(db: Database) -> None:
     agent_id = await make_agent(db)
-    async with db.session() as session:
-        await agents.suspend(session, agent_id, reason="stolen car", actor="test")
+    async with SqlUnitsOfWork(db)() as uow:
+        await agents.suspend(uow, agent_id, reason="stolen car", actor="test")
 
     with pytest.raises(AgentSuspended):
         await reserve(db, agent_id, "ses_1", "1.00")

@@ -16,6 +16,7 @@ import httpx
 import stripe
 
 from station.services import agents
+from station.store.unit_of_work import SqlUnitsOfWork
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import World, battery, credential, intent_in_stripe
 from vehicle.signing import AgentSigner, generate_keypair, public_key_b64
@@ -271,8 +272,8 @@ async def test_a_suspension_made_outside_the_api_stops_charging_within_seconds(
         await wait_until(world, session_id, lambda s: Decimal(s["energy_kwh"]) > 0)
 
         # What `chargepay agents suspend` (or another node) does: the database only.
-        async with world.station.db.session() as session:
-            await agents.suspend(session, world.agent_id, reason="lost key", actor="cli")
+        async with SqlUnitsOfWork(world.station.db)() as uow:
+            await agents.suspend(uow, world.agent_id, reason="lost key", actor="cli")
         await asyncio.wait_for(plug.ended.wait(), 20)
         settled = await wait_until(world, session_id, lambda s: s["status"] == "settled")
 

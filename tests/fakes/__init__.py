@@ -1,0 +1,1 @@
+"""In-memory fakes of the station's ports (contract-tested beside the real adapters)."""

@@ -1,0 +1,201 @@
+"""The unit-of-work port's contract, run against every adapter.
+
+The same tests drive the SQLAlchemy adapter on SQLite and on PostgreSQL and
+the in-memory fake (`tests.fakes.unit_of_work`), so a service test that runs
+on the fake is testing what the database would do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from station.errors import NotFound
+from station.services.repositories.agents import Agent
+from station.services.unit_of_work import AlreadyExists, UnitOfWorkFactory
+from station.store.db import Database
+from station.store.unit_of_work import SqlUnitsOfWork
+from tests.conftest import _pg_create, _pg_drop, _pg_url
+from tests.fakes.unit_of_work import FakeStore
+
+T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "fake"])
+async def units(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[UnitOfWorkFactory]:
+    if request.param == "fake":
+        yield FakeStore()
+        return
+    if request.param == "sqlite":
+        url, name = f"sqlite+aiosqlite:///{tmp_path / 'station.db'}", None
+    else:
+        name = f"chargepay_{uuid.uuid4().hex[:12]}"
+        try:
+            await _pg_create(name)
+        except OSError as exc:
+            pytest.fail(f"PostgreSQL is required: {exc}")
+        url = _pg_url(name)
+    db = Database(url)
+    await db.upgrade()
+    try:
+        yield SqlUnitsOfWork(db)
+    finally:
+        await db.dispose()
+        if name is not None:
+            await _pg_drop(name)
+
+
+def agent(agent_id: str = "agt_1", **changes: object) -> Agent:
+    base = Agent(
+        agent_id=agent_id,
+        name="fleet car 7",
+        owner=None,
+        public_key="A" * 43 + "=",
+        currency="usd",
+        limit_per_session=Decimal("50.0000"),
+        limit_per_window=Decimal("200.1234"),
+        window_hours=24,
+        allowed_charge_points=("CP-1", "CP-2"),
+        status="active",
+        suspended_reason=None,
+        created_at=T0,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+async def test_an_added_agent_reads_back_equal(units: UnitOfWorkFactory) -> None:
+    async with units() as uow:
+        await uow.agents.add(agent())
+
+    async with units.reader() as uow:
+        got = await uow.agents.get("agt_1")
+
+    assert got == agent()
+    assert got is not None and got.created_at.tzinfo is not None
+
+
+async def test_an_unknown_agent_is_none(units: UnitOfWorkFactory) -> None:
+    async with units.reader() as uow:
+        assert await uow.agents.get("agt_none") is None
+        assert await uow.agents.get("agt_none", lock=True) is None
+
+
+async def test_a_taken_id_is_already_exists_and_the_unit_goes_on(
+    units: UnitOfWorkFactory,
+) -> None:
+    async with units() as uow:
+        await uow.agents.add(agent())
+
+    async with units() as uow:
+        with pytest.raises(AlreadyExists) as refused:
+            await uow.agents.add(agent(name="impostor"))
+        await uow.agents.add(agent("agt_2"))
+
+    assert refused.value.key == "agent_id"
+    assert refused.value.status == 409
+    async with units.reader() as uow:
+        assert [a.name for a in await uow.agents.list()] == ["fleet car 7", "fleet car 7"]
+
+
+async def test_saving_changes_every_field_but_the_id(units: UnitOfWorkFactory) -> None:
+    async with units() as uow:
+        await uow.agents.add(agent())
+    changed = agent(
+        name="renamed",
+        owner="ops",
+        limit_per_session=Decimal("0.0100"),
+        allowed_charge_points=None,
+        status="suspended",
+        suspended_reason="lost key",
+    )
+
+    async with units() as uow:
+        await uow.agents.save(changed)
+
+    async with units.reader() as uow:
+        assert await uow.agents.get("agt_1") == changed
+
+
+async def test_saving_an_absent_agent_is_not_found(units: UnitOfWorkFactory) -> None:
+    with pytest.raises(NotFound):
+        async with units() as uow:
+            await uow.agents.save(agent())
+
+
+async def test_listing_is_oldest_first_and_filters_by_status(units: UnitOfWorkFactory) -> None:
+    async with units() as uow:
+        await uow.agents.add(agent("agt_b", created_at=T0 + timedelta(hours=1)))
+        await uow.agents.add(agent("agt_c", created_at=T0, status="suspended"))
+        await uow.agents.add(agent("agt_a", created_at=T0))
+
+    async with units.reader() as uow:
+        every = [a.agent_id for a in await uow.agents.list()]
+        suspended = [a.agent_id for a in await uow.agents.list(status="suspended")]
+
+    assert every == ["agt_a", "agt_c", "agt_b"]
+    assert suspended == ["agt_c"]
+
+
+async def test_an_exception_rolls_the_whole_unit_back(units: UnitOfWorkFactory) -> None:
+    async with units() as uow:
+        await uow.agents.add(agent())
+
+    with pytest.raises(RuntimeError):
+        async with units() as uow:
+            await uow.agents.add(agent("agt_2"))
+            await uow.agents.save(agent(status="suspended"))
+            await uow.audit.record(actor="test", action="agent.suspended", subject="agt_1")
+            raise RuntimeError("boom")
+
+    async with units.reader() as uow:
+        assert [a.agent_id for a in await uow.agents.list()] == ["agt_1"]
+        assert (await uow.agents.get("agt_1")) == agent()
+
+
+async def test_a_reader_keeps_nothing(units: UnitOfWorkFactory) -> None:
+    async with units.reader() as uow:
+        await uow.agents.add(agent())
+
+    async with units.reader() as uow:
+        assert await uow.agents.get("agt_1") is None
+
+
+async def test_the_audit_log_refuses_floats(units: UnitOfWorkFactory) -> None:
+    with pytest.raises(TypeError):
+        async with units() as uow:
+            await uow.audit.record(actor="test", action="x", data={"amount": 1.5})
+
+
+async def test_locked_read_then_write_units_serialise(units: UnitOfWorkFactory) -> None:
+    async with units() as uow:
+        await uow.agents.add(agent(window_hours=0))
+
+    async def bump() -> None:
+        async with units() as uow:
+            current = await uow.agents.get("agt_1", lock=True)
+            assert current is not None
+            await asyncio.sleep(0.01)  # let the other unit try to interleave
+            await uow.agents.save(replace(current, window_hours=current.window_hours + 1))
+
+    await asyncio.gather(*(bump() for _ in range(5)))
+
+    async with units.reader() as uow:
+        got = await uow.agents.get("agt_1")
+    assert got is not None and got.window_hours == 5
+
+
+async def test_a_unit_is_entered_once(units: UnitOfWorkFactory) -> None:
+    uow = units()
+    async with uow:
+        pass
+
+    with pytest.raises(RuntimeError):
+        async with uow:
+            pass
