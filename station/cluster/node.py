@@ -171,7 +171,8 @@ class ClusterNode:
         # Charge points this node holds: epoch and when it was taken (monotonic).
         self._held: dict[str, tuple[int, float]] = {}
         self._renewed_ok = time.monotonic()
-        self._pruned_at = 0.0
+        # never pruned: the first pass prunes (monotonic time counts from boot, not from 0)
+        self._pruned_at: float | None = None
         self._waiting: dict[int, asyncio.Future[str]] = {}
         self._early: dict[int, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -311,7 +312,7 @@ class ClusterNode:
         assert self.pool is not None
         await self.pool.execute(_FORGET_EXPIRED)
         await self.pool.execute(_DISCONNECTED, self.node_id)
-        if time.monotonic() - self._pruned_at > 3600:
+        if self._pruned_at is None or time.monotonic() - self._pruned_at > 3600:
             self._pruned_at = time.monotonic()
             await self.pool.execute(_PRUNE_EVENTS, float(EVENTS_KEPT_S))
 
