@@ -23,11 +23,14 @@ pays the 402, charges and sometimes stops early. Meanwhile it:
   the station's own process: there is no outage of it to inject short of
   the kills, which the campaign does on both.
 
-Pacing: a fault waits until the station has served for `MIN_UPTIME_S` since
-its last start (kills drawn close together would otherwise keep it restarting
-and no session would get through: 74 of 300 were attempted in 9 minutes), and
-the charge points default to one per 25 sessions (at least 6), so that the
-whole budget is reached within the minutes.
+Pacing: the session starts are spread evenly over the first `DRIVING_SHARE`
+of the minutes (session n starts no earlier than n × that span / sessions), so
+the sessions last as long as the fault schedule does (let loose, they ran out in
+2-5 of 9 minutes, and 7 of 40 kills, 5 of 27 outages happened); a fault waits
+until the station has served for `MIN_UPTIME_S` since its last start (kills
+drawn close together would otherwise keep it restarting and no session would
+get through); the charge points default to one per 25 sessions (at least 6).
+The printout says how many of the planned kills and outages ran.
 
 At the end it clears every fault, restarts the station cleanly, asks the
 agents to stop what still runs, lets the reconciler finish, and checks the
@@ -88,6 +91,9 @@ STRIPE_TIMEOUT_S = 2.0
 # A fault waits until the station has served this long since its last start.
 MIN_UPTIME_S = 4.0
 SESSIONS_PER_CHARGE_POINT = 25
+# The session starts are spread over this share of the minutes (the rest lets the last
+# ones charge, under the faults still to come).
+DRIVING_SHARE = 0.8
 KILL_POINTS = (
     "random",
     "hold_in_flight",
@@ -113,6 +119,28 @@ class Tally:
     kills: Counter[str] = field(default_factory=Counter)
     outages: Counter[str] = field(default_factory=Counter)
     restarts: int = 0
+    kills_planned: int = 0
+    outages_planned: int = 0
+
+
+class Pacer:
+    """Session n may start from `began` + n × `spacing_s` on (a start late is not made up)."""
+
+    def __init__(self, sessions: int, span_s: float, began: float) -> None:
+        self.left = sessions
+        self.spacing_s = span_s / max(sessions, 1)
+        self._began = began
+        self._issued = 0
+
+    async def turn(self) -> bool:
+        """Wait for the next session's time; False when the budget is spent."""
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        at = self._began + self._issued * self.spacing_s
+        self._issued += 1
+        await asyncio.sleep(max(0.0, at - time.monotonic()))
+        return True
 
 
 # -- the station as a process ------------------------------------------------------------
@@ -284,13 +312,12 @@ async def _drive(
     station: StationProcess,
     tally: Tally,
     rng: random.Random,
-    budget: asyncio.Semaphore,
+    pacer: Pacer,
     until: float,
 ) -> None:
     while time.monotonic() < until:
-        if budget.locked():
+        if not await pacer.turn() or time.monotonic() >= until:
             return
-        await budget.acquire()
         try:
             await _one_session(driver, station, tally, rng, until)
         except Exception as exc:  # a driver's own trouble is counted, never fatal
@@ -312,6 +339,7 @@ async def _chaos(
     until: float,
     min_uptime_s: float = MIN_UPTIME_S,
 ) -> None:
+    tally.kills_planned, tally.outages_planned = kills, outages
     start = time.monotonic()
     span = max(until - start - 5, 1)
     events = [
@@ -466,7 +494,9 @@ async def _check(
                 unpaid += billed * (row.cost - captured) / row.cost
             if unpaid > interval_wh:
                 unbilled.append(
-                    f"{row.session_id} {row.status} delivered {delivered} Wh, billed {billed} Wh,"
+                    f"{row.session_id} {row.status} ({row.stop_reason}) on"
+                    f" {driver.cp.charge_point_id} transaction {plug.transaction_id}:"
+                    f" delivered {delivered} Wh, billed {billed} Wh,"
                     f" cost {row.cost} captured {captured}"
                 )
     detail += [f"unbilled {u}" for u in unbilled]
@@ -587,99 +617,104 @@ async def run_campaign(
     seed: int = 1,
     settle_timeout_s: float = 120,
     workdir: Path | None = None,
-    log_level: str = "WARNING",
+    log_level: str = "INFO",
     out: IO[str] | None = None,
     min_uptime_s: float = MIN_UPTIME_S,
+    driving_share: float = DRIVING_SHARE,
 ) -> tuple[Verdict, Tally]:
+    """The campaign; `driving_share` of the minutes is what the session starts are spread
+    over (0: every charge point starts its next session as soon as its last one is over)."""
     out = out or sys.stdout
     rng = random.Random(seed)
     charge_points = charge_points or max(6, -(-sessions // SESSIONS_PER_CHARGE_POINT))
     kills = kills if kills is not None else max(6, int(minutes * 4.5))
     outages = outages if outages is not None else max(5, int(minutes * 3))
     tally = Tally()
-    with contextlib.ExitStack() as stack:
-        tmp = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        async with (
-            async_stripe_sandbox() as stripe_url,
-            StripeProxy(stripe_url).running() as proxy,
-            _database(database, tmp) as (station_url, check_url, relay),
-        ):
-            http_port, ocpp_port = _free_port(), _free_port()
-            env = {
-                **os.environ,
-                "CHARGEPAY_DATABASE_URL": station_url,
-                "CHARGEPAY_HTTP_PORT": str(http_port),
-                "CHARGEPAY_OCPP_PORT": str(ocpp_port),
-                "CHARGEPAY_LOG_LEVEL": log_level,
-                "CHARGEPAY_LOG_FORMAT": "text",
-                "CHARGEPAY_ADMIN_TOKEN": ADMIN_TOKEN,
-                "CHARGEPAY_SECRET_KEY": "faults-secret-key-0123456789abcdef",
-                "CHARGEPAY_STRIPE_API_KEY": SANDBOX_API_KEY,
-                "CHARGEPAY_STRIPE_API_BASE": proxy.url,
-                "CHARGEPAY_STRIPE_TIMEOUT_S": str(STRIPE_TIMEOUT_S),
-                "CHARGEPAY_RECONCILE_INTERVAL_S": "1",
-                "CHARGEPAY_SESSION_START_TIMEOUT_S": "15",
-                "CHARGEPAY_SESSION_STOP_TIMEOUT_S": "30",
-                "CHARGEPAY_OCPP_CALL_TIMEOUT_S": "5",
-            }
-            env.pop("CHARGEPAY_FAULT_INJECT", None)
-            station = StationProcess(env, http_port, tmp / "station.log")
-            base = f"http://127.0.0.1:{http_port}"
-            async with asyncio.TaskGroup() as tasks:
-                supervisor = tasks.create_task(station.supervise())
-                await asyncio.wait_for(station.running.wait(), 90)
-                agents = await _register(base, charge_points, station)
-                drivers: list[Driver] = []
-                async with contextlib.AsyncExitStack() as sims:
-                    for n, (agent_id, key) in enumerate(agents):
-                        cp = SimulatedChargePoint(
-                            f"ws://127.0.0.1:{ocpp_port}/ocpp", f"CP-{n}", PASSWORD,
-                            VERSIONS[n % len(VERSIONS)], time_scale=TIME_SCALE,
-                            meter_interval_s=METER_INTERVAL_S, charger_max_kw=CHARGER_KW,
-                            reconnect_max_s=0.5, call_timeout_s=10,
-                        )  # fmt: skip
-                        await sims.enter_async_context(cp)
-                        http = await sims.enter_async_context(
-                            httpx.AsyncClient(
-                                base_url=base, auth=AgentSigner(agent_id, key), timeout=20
-                            )
-                        )
-                        drivers.append(Driver(cp, agent_id, http))
-                    until = time.monotonic() + minutes * 60
-                    budget = asyncio.Semaphore(sessions)
-                    began = time.monotonic()
-                    chaos = asyncio.create_task(
-                        _chaos(
-                            station, proxy, relay, tally, rng, kills, outages, until, min_uptime_s
+    # The run's directory keeps the station's log (and the SQLite file): it is what says
+    # why a count is not zero.
+    tmp = workdir or Path(tempfile.mkdtemp(prefix="chargepay-faults-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    log_path = tmp / "station.log"
+    print(f"station log: {log_path}", file=out, flush=True)
+    async with (
+        async_stripe_sandbox() as stripe_url,
+        StripeProxy(stripe_url).running() as proxy,
+        _database(database, tmp) as (station_url, check_url, relay),
+    ):
+        http_port, ocpp_port = _free_port(), _free_port()
+        env = {
+            **os.environ,
+            "CHARGEPAY_DATABASE_URL": station_url,
+            "CHARGEPAY_HTTP_PORT": str(http_port),
+            "CHARGEPAY_OCPP_PORT": str(ocpp_port),
+            "CHARGEPAY_LOG_LEVEL": log_level,
+            "CHARGEPAY_LOG_FORMAT": "text",
+            "CHARGEPAY_ADMIN_TOKEN": ADMIN_TOKEN,
+            "CHARGEPAY_SECRET_KEY": "faults-secret-key-0123456789abcdef",
+            "CHARGEPAY_STRIPE_API_KEY": SANDBOX_API_KEY,
+            "CHARGEPAY_STRIPE_API_BASE": proxy.url,
+            "CHARGEPAY_STRIPE_TIMEOUT_S": str(STRIPE_TIMEOUT_S),
+            "CHARGEPAY_RECONCILE_INTERVAL_S": "1",
+            "CHARGEPAY_SESSION_START_TIMEOUT_S": "15",
+            "CHARGEPAY_SESSION_STOP_TIMEOUT_S": "30",
+            "CHARGEPAY_OCPP_CALL_TIMEOUT_S": "5",
+        }
+        env.pop("CHARGEPAY_FAULT_INJECT", None)
+        station = StationProcess(env, http_port, log_path)
+        base = f"http://127.0.0.1:{http_port}"
+        async with asyncio.TaskGroup() as tasks:
+            supervisor = tasks.create_task(station.supervise())
+            await asyncio.wait_for(station.running.wait(), 90)
+            agents = await _register(base, charge_points, station)
+            drivers: list[Driver] = []
+            async with contextlib.AsyncExitStack() as sims:
+                for n, (agent_id, key) in enumerate(agents):
+                    cp = SimulatedChargePoint(
+                        f"ws://127.0.0.1:{ocpp_port}/ocpp", f"CP-{n}", PASSWORD,
+                        VERSIONS[n % len(VERSIONS)], time_scale=TIME_SCALE,
+                        meter_interval_s=METER_INTERVAL_S, charger_max_kw=CHARGER_KW,
+                        reconnect_max_s=0.5, call_timeout_s=10,
+                    )  # fmt: skip
+                    await sims.enter_async_context(cp)
+                    http = await sims.enter_async_context(
+                        httpx.AsyncClient(
+                            base_url=base, auth=AgentSigner(agent_id, key), timeout=20
                         )
                     )
-                    try:
-                        async with asyncio.TaskGroup() as campaign:
-                            for driver in drivers:
-                                campaign.create_task(
-                                    _drive(driver, station, tally, random.Random(rng.random()),
-                                           budget, until)
-                                )  # fmt: skip
-                    finally:
-                        chaos.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await chaos
-                    driving_s = time.monotonic() - began
-                    print(f"driving done in {driving_s:.0f} s; settling", file=out, flush=True)
-                    # The end: faults off, a clean station, stop what still runs, settle.
-                    proxy.clear()
-                    proxy.on_forwarded = None
-                    proxy.up()
-                    if relay is not None:
-                        relay.up()
-                    await _settle_everything(drivers, station, check_url, settle_timeout_s)
-                    verdict = await _check(check_url, stripe_url, drivers, station)
-                await station.stop()
-                supervisor.cancel()
-            tally.restarts = station.restarts
-            _print(verdict, tally, database, sessions, minutes, proxy, out)
-            if not verdict.ok:
-                print((tmp / "station.log").read_text()[-4000:], file=sys.stderr)
+                    drivers.append(Driver(cp, agent_id, http))
+                until = time.monotonic() + minutes * 60
+                began = time.monotonic()
+                pacer = Pacer(sessions, minutes * 60 * driving_share, began)
+                chaos = asyncio.create_task(
+                    _chaos(station, proxy, relay, tally, rng, kills, outages, until, min_uptime_s)
+                )
+                try:
+                    async with asyncio.TaskGroup() as campaign:
+                        for driver in drivers:
+                            campaign.create_task(
+                                _drive(driver, station, tally, random.Random(rng.random()),
+                                       pacer, until)
+                            )  # fmt: skip
+                finally:
+                    chaos.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await chaos
+                driving_s = time.monotonic() - began
+                print(f"driving done in {driving_s:.0f} s; settling", file=out, flush=True)
+                # The end: faults off, a clean station, stop what still runs, settle.
+                proxy.clear()
+                proxy.on_forwarded = None
+                proxy.up()
+                if relay is not None:
+                    relay.up()
+                await _settle_everything(drivers, station, check_url, settle_timeout_s)
+                verdict = await _check(check_url, stripe_url, drivers, station)
+            await station.stop()
+            supervisor.cancel()
+        tally.restarts = station.restarts
+        _print(verdict, tally, database, sessions, minutes, proxy, out)
+        if not verdict.ok:
+            _print_log_of(verdict, log_path, out)
     return verdict, tally
 
 
@@ -714,6 +749,20 @@ async def _settle_everything(
         await asyncio.sleep(1)
 
 
+def _print_log_of(verdict: Verdict, log_path: Path, out: IO[str], limit: int = 60) -> None:
+    """The station's log lines about each session a count names (the first `limit`)."""
+    named = {word for line in verdict.detail for word in line.split() if word.startswith("ses_")}
+    if not named or not log_path.exists():
+        return
+    with log_path.open(errors="replace") as log:
+        for session_id in sorted(named):
+            lines = [line.rstrip() for line in log if session_id in line]
+            log.seek(0)
+            print(f"\n{log_path}, {session_id} ({len(lines)} lines):", file=out)
+            for line in lines[:limit]:
+                print(f"  {line}", file=out)
+
+
 def _print(
     verdict: Verdict,
     tally: Tally,
@@ -726,9 +775,11 @@ def _print(
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p(f"\nfault campaign on {database}: {tally.sessions_started} sessions attempted"
       f" (budget {sessions}, {minutes:g} min), {tally.accepted} accepted with a hold")  # fmt: skip
-    p(f"station SIGKILLs: {sum(tally.kills.values())} ({dict(sorted(tally.kills.items()))});"
-      f" restarts {tally.restarts}")  # fmt: skip
-    p(f"outages: {sum(tally.outages.values())} ({dict(sorted(tally.outages.items()))})")
+    killed = sum(n for point, n in tally.kills.items() if not point.endswith("in flight)"))
+    p(f"station SIGKILLs: {killed} of {tally.kills_planned} planned"
+      f" ({dict(sorted(tally.kills.items()))}); restarts {tally.restarts}")  # fmt: skip
+    p(f"outages: {sum(tally.outages.values())} of {tally.outages_planned} planned"
+      f" ({dict(sorted(tally.outages.items()))})")  # fmt: skip
     p(f"Stripe faults hit: {dict(sorted(proxy.faults.items()))}; idempotency errors"
       f" {proxy.idempotency_errors}, stored answers replayed {proxy.replayed}")  # fmt: skip
     if tally.refused:
@@ -756,8 +807,11 @@ def main() -> None:
     parser.add_argument("--outages", type=int, default=None, help="outages (default ~3/min)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--settle-timeout", type=float, default=120)
-    parser.add_argument("--workdir", type=Path, default=None, help="keep the station log here")
-    parser.add_argument("--log-level", default="WARNING", help="the station's log level")
+    parser.add_argument(
+        "--workdir", type=Path, default=None,
+        help="the run's directory, kept: the station's log (default: a new temporary one)",
+    )  # fmt: skip
+    parser.add_argument("--log-level", default="INFO", help="the station's log level")
     args = parser.parse_args()
     verdict, _ = asyncio.run(
         run_campaign(
