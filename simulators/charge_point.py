@@ -14,8 +14,8 @@ Usage::
         plug.meter_start_wh, plug.meter_stop_wh, plug.energy_wh, plug.transaction_id
 
 What it does: BootNotification, StatusNotification per EVSE, Heartbeat; answers
-RemoteStart/RemoteStop (1.6), RequestStart/RequestStop, CostUpdated and
-TriggerMessage (2.x); Authorize on a local start; meter values (energy
+RemoteStart/RemoteStop (1.6), RequestStart/RequestStop, CostUpdated,
+TriggerMessage and GetTransactionStatus (2.x); Authorize on a local start; meter values (energy
 register in Wh, power, SoC) every ``meter_interval_s`` of *simulated* time,
 from the battery's CC-CV curve; 2.1: stops by itself when the running cost it
 hears (``totalCost``) reaches the ``transactionLimit.maxCost`` it was given.
@@ -180,6 +180,7 @@ class Plug:
 class _Outgoing:
     build: Callable[[], Any]  # the payload, built when sent (1.6 ids arrive late)
     on_result: Callable[[Any], None] | None = None
+    plug: Plug | None = None  # the transaction it belongs to
 
 
 class SimulatedChargePoint:
@@ -293,8 +294,13 @@ class SimulatedChargePoint:
             plug.nudge()
 
     def go_offline(self) -> None:
-        """Drop the connection and stay away until `go_online()`."""
+        """Drop the connection and stay away until `go_online()`.
+
+        Nothing more is sent from this moment (the link is gone before its close is):
+        what is queued from now on waits for the reconnection.
+        """
         self._online.clear()
+        self.booted.clear()
         if self._client is not None:
             self._client_closer()
 
@@ -473,8 +479,13 @@ class SimulatedChargePoint:
         self._side.put_nowait(payload)
         self._outbox_ready.set()
 
-    def _enqueue(self, build: Callable[[], Any], on_result: Callable[[Any], None] | None) -> None:
-        self._outbox.append(_Outgoing(build, on_result))
+    def _enqueue(
+        self,
+        build: Callable[[], Any],
+        on_result: Callable[[Any], None] | None,
+        plug: Plug | None = None,
+    ) -> None:
+        self._outbox.append(_Outgoing(build, on_result, plug))
         self._outbox_ready.set()
 
     # --- one EV session ----------------------------------------------------------------
@@ -624,7 +635,7 @@ class SimulatedChargePoint:
                 plug._start_acknowledged.set()
                 plug.nudge()
 
-            self._enqueue(build, on_result)
+            self._enqueue(build, on_result, plug)
             return
         sampled = self._register(evse, "Transaction.Begin", stamp, Decimal(0))
         self._enqueue_event(plug, "Started", stamp, sampled, trigger="Authorized")
@@ -639,7 +650,7 @@ class SimulatedChargePoint:
                     connector_id=evse, transaction_id=plug.transaction_id, meter_value=sampled
                 )
 
-            self._enqueue(build, None)
+            self._enqueue(build, None, plug)
             return
         self._enqueue_event(plug, "Updated", stamp, sampled, trigger="MeterValuePeriodic")
 
@@ -659,7 +670,7 @@ class SimulatedChargePoint:
                     transaction_data=sampled,
                 )
 
-            self._enqueue(build, lambda _result: done.set())
+            self._enqueue(build, lambda _result: done.set(), plug)
             return
         trigger = {
             "Remote": "RemoteStop",
@@ -726,7 +737,7 @@ class SimulatedChargePoint:
             if done is not None:
                 done.set()
 
-        self._enqueue(build, on_result)
+        self._enqueue(build, on_result, plug)
 
     # --- what the station asks ---------------------------------------------------------
 
@@ -788,6 +799,26 @@ class SimulatedChargePoint:
         plug.limits_w.append(periods[0][1])
         plug.nudge()
         return True
+
+    def transaction_status(self, transaction_id: str | None) -> tuple[bool | None, bool]:
+        """GetTransactionStatus (2.x): (ongoing, messages in queue), as a charge point has it.
+
+        With a transaction id: whether that transaction still runs here (False when it
+        has ended or is unknown) and whether any of its messages wait to be delivered
+        (one sent and not yet answered included). Without: ongoing is not given, and
+        the queue is every transaction's.
+        """
+        if transaction_id is None:
+            return None, bool(self._outbox)
+        queued = any(
+            item.plug is not None and item.plug.transaction_id == transaction_id
+            for item in self._outbox
+        )
+        ongoing = any(
+            plug.transaction_id == transaction_id and plug.meter_stop_wh is None
+            for plug in self.plugs.values()
+        )
+        return ongoing, queued
 
     def cost_updated(self, transaction_id: str, total_cost: float) -> None:
         for plug in self.plugs.values():
@@ -864,6 +895,13 @@ class _Client201(v201.ChargePoint):
             self.sim.side_call(self._module.call.Heartbeat())
             return self._module.call_result.TriggerMessage(status="Accepted")
         return self._module.call_result.TriggerMessage(status="NotImplemented")
+
+    @on("GetTransactionStatus")
+    async def on_get_transaction_status(self, transaction_id: str | None = None, **_: Any) -> Any:
+        ongoing, queued = self.sim.transaction_status(transaction_id)
+        return self._module.call_result.GetTransactionStatus(
+            messages_in_queue=queued, ongoing_indicator=ongoing
+        )
 
 
 class _Client21(_Client201, v21.ChargePoint):
