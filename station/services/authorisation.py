@@ -56,6 +56,7 @@ from station.errors import (
     CapTooLow,
     ChargepayError,
     ChargePointNotConnected,
+    ChargePointTimeout,
     Conflict,
     InvalidCredential,
     NegotiationClosed,
@@ -491,7 +492,14 @@ class AuthorisationService:
         raise Conflict("the session was stopped before its hold was placed; the hold was released")
 
     async def _start(self, commands: ChargePointCommands, row: SessionRow, log: Any) -> None:
+        """RemoteStart / RequestStart. Refused, or never sent: the hold is released and
+        StationUnavailable raised. Sent and unanswered (a timeout, the link lost while
+        it was in flight) the outcome is unknown — the charge point may be charging, its
+        start still queued — so the session proceeds as authorised: its start is billed
+        when it comes, and the reconciler's start timeout releases the hold if none does.
+        """
         on_21 = commands.ocpp_version(row.charge_point_id) == OcppVersion.V21.value
+        was_connected = commands.is_connected(row.charge_point_id)
         try:
             accepted = await commands.start_transaction(
                 row.charge_point_id,
@@ -500,6 +508,12 @@ class AuthorisationService:
                 remote_start_id=row.remote_start_id,
                 max_cost=row.cap if on_21 else None,
             )
+        except (ChargePointTimeout, ChargePointNotConnected, TimeoutError) as exc:
+            if was_connected:
+                log.warning("session.start_unknown", error=type(exc).__name__, detail=str(exc))
+                return
+            log.warning("session.start_failed", error=str(exc))
+            accepted = False
         except StationUnavailable as exc:
             log.warning("session.start_failed", error=exc.detail)
             accepted = False

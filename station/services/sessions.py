@@ -86,13 +86,21 @@ class SessionService:
     async def stop(
         self, agent_id: str | None, session_id: str, *, reason: str = AGENT_STOP
     ) -> dict[str, Any]:
-        """Stop charging (RemoteStop / RequestStop) or, before it started, release the hold.
+        """Stop charging (RemoteStop / RequestStop), or end a session that never started.
 
         ``agent_id`` None: the operator, who may stop any session. A session already
         stopping whose transaction has not ended is asked to stop again (the first stop
         may never have reached the charge point); one that cannot be reached now raises
         ChargePointNotConnected (503) and the station keeps the stop: it is sent again on
         reconnect and on every reconciler pass.
+
+        A session whose transaction the station has not heard of yet is not cancelled
+        here: its charge point accepted the start (or its answer was lost) and may be
+        charging with the start still in its queue (offline, or a slow answer). It
+        becomes ``stopping``; its start, when it comes, is told to stop and what it
+        delivered is billed; if none comes, the reconciler's start timeout (counted
+        while the charge point is connected) releases the hold. A session whose hold
+        request is still in flight is ended by that request (it sees the stop).
         """
         now = self._now()
         async with self._db.session() as session:
@@ -108,8 +116,11 @@ class SessionService:
                 row.stop_reason = row.stop_reason or reason
                 row.updated_at = now
             ref, charge_point_id = row.transaction_ref, row.charge_point_id
-            settle_now = ref is None or row.stopped_at is not None
-            if not settle_now and row.stop_requested_at is None:
+            # Ended already, or no hold yet (the hold request, or the reconciler looking
+            # for its outcome, ends it): settle; a start still to come: wait for it.
+            settle_now = row.stopped_at is not None or row.payment_reference is None
+            # The stop timer runs from the stop, or from the start reported after it.
+            if not settle_now and ref is not None and row.stop_requested_at is None:
                 row.stop_requested_at = now
             view = session_view(row)
         if moved:
@@ -117,7 +128,9 @@ class SessionService:
         commands = self._commands()
         if settle_now:
             await self._settlement.settle(session_id, reason=reason)
-        elif commands is not None and ref is not None:
+        elif ref is None:
+            _log.info("session.stop_awaits_start", session_id=session_id)
+        elif commands is not None:
             _log.info("session.stop_requested", session_id=session_id, again=not moved)
             await commands.stop_transaction(charge_point_id, ref)
         return view

@@ -126,8 +126,13 @@ def void_key(row: SessionRow) -> str:
     return f"hold_{row.challenge_id}_void"
 
 
+# A session whose transaction has not been reported: authorised, or stopped before its
+# start came (a stop never cancels a session whose start may still come).
+_UNSTARTED = (SessionStatus.AUTHORIZED.value, SessionStatus.STOPPING.value)
+
+
 def _never_started(row: SessionRow) -> bool:
-    return row.status == SessionStatus.AUTHORIZED.value and row.transaction_ref is None
+    return row.status in _UNSTARTED and row.transaction_ref is None and row.stopped_at is None
 
 
 def usage_of(row: SessionRow, now: datetime) -> Usage:
@@ -539,8 +544,9 @@ class SettlementService:
                     select(
                         SessionRow.session_id, SessionRow.charge_point_id, SessionRow.created_at
                     ).where(
-                        SessionRow.status == SessionStatus.AUTHORIZED.value,
+                        SessionRow.status.in_(_UNSTARTED),
                         SessionRow.transaction_ref.is_(None),
+                        SessionRow.stopped_at.is_(None),
                         SessionRow.payment_reference.is_not(None),
                         SessionRow.created_at
                         < now - timedelta(seconds=self._settings.session_start_timeout_s),
