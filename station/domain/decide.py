@@ -347,7 +347,10 @@ def _interval(previous: datetime | None, latest: datetime | None) -> Decimal:
 
 
 def _stop(session: Session, reason: str, now: datetime) -> Decision:
-    """Stopping; the charge point told, or (no transaction running) settled at once."""
+    """Stopping; the charge point told — or, its start not reported yet, the start awaited
+    (told to stop when it comes; the start timeout releases the hold if it never does);
+    settled at once when the transaction ended, or no hold was placed yet (the hold
+    request, or the reconciler looking for its outcome, ends it)."""
     if session.status.final:
         return session, []
     moved = session.status is not SessionStatus.STOPPING
@@ -360,12 +363,15 @@ def _stop(session: Session, reason: str, now: datetime) -> Decision:
             updated_at=now,
         )
     ref = session.metering.transaction_ref
-    settle_now = ref is None or session.metering.stopped_at is not None
+    settle_now = session.metering.stopped_at is not None or session.payment.reference is None
     actions: list[SessionAction] = [PublishStatus(SessionStatus.STOPPING)] if moved else []
     if settle_now:
         actions.append(Settle(reason))
         return new, actions
-    assert ref is not None
+    if ref is None:
+        actions.append(Log("session.stop_awaits_start"))
+        return new, actions
+    # The stop timer runs from the stop, or from the start reported after it.
     if new.stop_requested_at is None:
         new = replace(new, stop_requested_at=now)
     actions.append(StopCharging(session.charge_point_id, ref, again=not moved))
@@ -428,7 +434,7 @@ def _settle(session: Session, reason: str | None, now: datetime, node_id: str) -
     return new, actions
 
 
-def _payment_call(session_id: str, settlement: Settlement) -> SessionAction:
+def _payment_call(session_id: str, settlement: Settlement) -> Capture | Cancel | Refund:
     """The Stripe call a settlement intent stands for, built from it alone."""
     ref, key = settlement.payment_reference, settlement.idempotency_key
     match settlement.action:
@@ -442,7 +448,7 @@ def _payment_call(session_id: str, settlement: Settlement) -> SessionAction:
             assert_never(settlement.action)
 
 
-def payment_call(session: Session) -> SessionAction | None:
+def payment_call(session: Session) -> Capture | Cancel | Refund | None:
     """The Stripe call of the session's pending settlement (to repeat it as it was)."""
     s = session.settlement
     if s is None or s.done:
@@ -681,10 +687,10 @@ def _hold_released(session: Session, status: str, now: datetime) -> Decision:
         detail="the session ended before its hold was placed; the hold was released",
         updated_at=now,
     )
-    audit = Audit(
-        "payment.hold_released", {"reference": session.payment.reference, "status": status}
-    )
-    return new, [audit]
+    reference = session.payment.reference
+    audit = Audit("payment.hold_released", {"reference": reference, "status": status})
+    log = Log("settlement.hold_released", fields={"reference": reference, "payment_status": status})
+    return new, [audit, log]
 
 
 # -- helpers -----------------------------------------------------------------------------

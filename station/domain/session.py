@@ -207,7 +207,13 @@ class Session:
 
     @property
     def never_started(self) -> bool:
-        return self.status is SessionStatus.AUTHORIZED and self.metering.transaction_ref is None
+        """No transaction reported: authorised, or stopped before its start came (a stop
+        never cancels a session whose start may still come)."""
+        return (
+            self.status in (SessionStatus.AUTHORIZED, SessionStatus.STOPPING)
+            and self.metering.transaction_ref is None
+            and self.metering.stopped_at is None
+        )
 
     def usage(self, now: datetime) -> Usage:
         return self.metering.usage(now)

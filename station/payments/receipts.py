@@ -55,44 +55,42 @@ def verify_receipt_body(body: dict[str, Any], public_key_b64: str) -> bool:
     return True
 
 
-def payment_receipt(
-    reference: str, settled_at: datetime, external_id: str, captured_minor: int
+def _receipt(
+    reference: str, timestamp: datetime, external_id: str, extensions: dict[str, str] | None
 ) -> str:
-    """The ``Payment-Receipt`` header value of a capture (draft-stripe-authorize-00,
-    Receipt Generation): ``status``, ``method``, ``intent``, ``reference`` (the
-    PaymentIntent), ``capturedAmount`` (cumulative, minor units), ``delta`` (what this
-    capture took: the station captures once, so the same), ``timestamp`` and the
-    challenge's ``externalId`` (the offer id).
-
-    Any response carrying it must also carry ``Cache-Control: private``
-    (`RECEIPT_CACHE_CONTROL`)."""
-    receipt = mpp.Receipt(
-        status="success",
-        timestamp=settled_at,
-        reference=reference,
-        method="stripe",
-        external_id=external_id,
-        extensions={
-            "intent": "authorize",
-            "capturedAmount": str(captured_minor),
-            "delta": str(captured_minor),
-        },
-    )
-    return receipt.to_payment_receipt()
-
-
-def charge_receipt(reference: str, timestamp: datetime, external_id: str) -> str:
-    """The ``Payment-Receipt`` of a payment on the ``charge`` intent, sent with the
-    accept's 201 (draft-stripe-charge-00): ``status``, ``method``, ``reference`` (the
-    PaymentIntent), ``timestamp`` and the challenge's ``externalId`` (the offer id)."""
+    """A successful Stripe receipt: ``status``, ``method``, ``reference`` (the
+    PaymentIntent), ``timestamp``, the challenge's ``externalId`` (the offer id), and the
+    intent's own members."""
     receipt = mpp.Receipt(
         status="success",
         timestamp=timestamp,
         reference=reference,
         method="stripe",
         external_id=external_id,
+        extensions=extensions,
     )
     return receipt.to_payment_receipt()
+
+
+def payment_receipt(
+    reference: str, settled_at: datetime, external_id: str, captured_minor: int
+) -> str:
+    """The ``Payment-Receipt`` header value of a capture (draft-stripe-authorize-00,
+    Receipt Generation): the common members plus ``intent``, ``capturedAmount``
+    (cumulative, minor units) and ``delta`` (what this capture took: the station
+    captures once, so the same).
+
+    Any response carrying it must also carry ``Cache-Control: private``
+    (`RECEIPT_CACHE_CONTROL`)."""
+    captured = str(captured_minor)
+    extensions = {"intent": "authorize", "capturedAmount": captured, "delta": captured}
+    return _receipt(reference, settled_at, external_id, extensions)
+
+
+def charge_receipt(reference: str, timestamp: datetime, external_id: str) -> str:
+    """The ``Payment-Receipt`` of a payment on the ``charge`` intent, sent with the
+    accept's 201 (draft-stripe-charge-00): the common members only."""
+    return _receipt(reference, timestamp, external_id, None)
 
 
 def refund_receipt(
@@ -101,19 +99,12 @@ def refund_receipt(
     """The settlement's ``Payment-Receipt`` of a ``charge`` session: the charge receipt's
     members plus chargepay's ``intent`` (``charge``), ``chargedAmount`` and
     ``refundedAmount`` (minor units; what the payer keeps paying is their difference)."""
-    receipt = mpp.Receipt(
-        status="success",
-        timestamp=settled_at,
-        reference=reference,
-        method="stripe",
-        external_id=external_id,
-        extensions={
-            "intent": "charge",
-            "chargedAmount": str(charged_minor),
-            "refundedAmount": str(refunded_minor),
-        },
-    )
-    return receipt.to_payment_receipt()
+    extensions = {
+        "intent": "charge",
+        "chargedAmount": str(charged_minor),
+        "refundedAmount": str(refunded_minor),
+    }
+    return _receipt(reference, settled_at, external_id, extensions)
 
 
 # MPP core: a response with a Payment-Receipt must not be stored by shared caches.

@@ -45,11 +45,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from station.domain import decide as rules
 from station.domain.events import OcppVersion
 from station.domain.money import Money, MoneyError
 from station.domain.negotiation import NegotiationStatus
 from station.domain.payment import HoldDecision, resolve_hold
-from station.domain.session import SessionStatus
+from station.domain.session import MppIntent, Payment, PaymentStatus, Session, SessionStatus
+from station.domain.session_actions import Cancel, RefundCharge, ReleaseStopped
+from station.domain.session_events import HoldFailed, HoldPlaced, HoldUnknown
 from station.domain.tariff import Tariff
 from station.errors import (
     AgentSuspended,
@@ -69,23 +72,16 @@ from station.errors import (
     ValidationError,
 )
 from station.logs import get_logger
-from station.payments.authorize import CHARGE, Authorizer, VerifiedCredential
+from station.payments.authorize import Authorizer, VerifiedCredential
 from station.payments.receipts import RECEIPT_CACHE_CONTROL, charge_receipt
-from station.services import limits, open_payers
+from station.services import limits, open_payers, session_effects
 from station.services.gateway import PaymentGateway, PaymentIntentState
 from station.services.kill_switch import STOP_REASON as AGENT_SUSPENDED
 from station.services.offers import new_id, offer_signature
 from station.services.ports import ChargePointCommands
 from station.services.session_events import SessionEvents
 from station.services.sessions import session_view
-from station.services.settlement import (
-    HOLD_LOOKBACK,
-    HOLD_PENDING,
-    HOLD_UNKNOWN,
-    SettlementService,
-    hold_request,
-    void_key,
-)
+from station.services.settlement import HOLD_LOOKBACK, SettlementService, hold_kwargs
 from station.settings import Settings
 from station.store import audit
 from station.store.db import Database
@@ -96,8 +92,8 @@ from station.store.payments import (
     OfferRow,
     SessionRow,
     consume_challenge,
-    locked_session,
 )
+from station.store.sessions import SqlSessions
 from station.store.trust import AgentRow
 
 _log = get_logger(__name__)
@@ -321,7 +317,7 @@ class AuthorisationService:
             agent_id, neg, offer, cap, verified, session_id, now, payer_method
         )
         try:
-            hold = await self._gateway.authorize(**hold_request(opened))
+            hold = await self._gateway.authorize(**hold_kwargs(rules.hold_request(opened)))
         except PaymentDeclined as exc:
             await self._fail(session_id, exc)
             log.info("payment.hold_refused", code=exc.code, detail=exc.detail)
@@ -330,41 +326,32 @@ class AuthorisationService:
             # The outcome is unknown: Stripe may have placed the hold. Look once; a hold
             # found is adopted (the session proceeds), else the reconciler resolves it.
             hold = await self._look(opened, exc, log)
-        async with self._db.session() as session:
-            locked = await locked_session(session, session_id)
-            assert locked is not None
-            # The reconciler took the unknown hold over (this request outlived its lease):
-            # it releases what it finds, and so does this accept (same key) — never adopt.
-            claimed = locked.payment_reference is None and locked.payment_status != HOLD_PENDING
-            if not claimed:
-                locked.payment_reference, locked.payment_status = hold.reference, hold.status
-            # Stopped while the hold request was in flight (the agent's suspension, a stop):
-            # the hold is recorded — so it can be released — but the charge never starts.
-            stopped = SessionStatus(locked.status) is not SessionStatus.AUTHORIZED
-            await audit.record(
-                session,
-                actor="system",
-                action="payment.hold_placed",
-                subject=session_id,
-                data={
-                    "reference": hold.reference,
-                    "amount_minor": hold.amount_minor,
-                    "session_status": locked.status,
-                },
-            )
-            row = locked
-        if claimed:
-            if opened.payment_intent == CHARGE:
-                await self._settlement.refund_charge(
-                    session_id, hold.reference, "the charge came after it was given up; refunded"
-                )
-            else:
-                await self._void(opened, hold.reference, log)
-            raise PaymentUnavailable("the hold's outcome is being resolved; it will be released")
-        if stopped:
-            await self._release_stopped(row, log)
+        # The hold is recorded — unless the reconciler took the unknown hold over (this
+        # request outlived its lease): it releases what it finds, and so does this accept
+        # (same key), never adopting it. Stopped while the hold request was in flight (the
+        # agent's suspension, a stop): the hold is recorded, so it can be released, but the
+        # charge never starts.
+        placed = HoldPlaced(hold.reference, hold.status, hold.amount_minor, self._now())
+        _, session, actions = await session_effects.decide_locked(self._db, session_id, placed)
+        assert session is not None
+        for action in actions:
+            match action:
+                case RefundCharge(reference=reference, detail=detail):
+                    await self._settlement.refund_charge(session_id, reference, detail)
+                    raise PaymentUnavailable(
+                        "the hold's outcome is being resolved; it will be released"
+                    )
+                case Cancel(reference=reference):
+                    await self._void(session, reference, log)
+                    raise PaymentUnavailable(
+                        "the hold's outcome is being resolved; it will be released"
+                    )
+                case ReleaseStopped():
+                    await self._release_stopped(session, log)
+                case _:
+                    pass
+        await session_effects.announce(session, actions, self._events)
         self.last_accept_s = time.perf_counter() - started
-        self._events.publish(session_id, "status", {"status": SessionStatus.AUTHORIZED.value})
         log.info(
             "session.authorized",
             reference=hold.reference,
@@ -373,22 +360,21 @@ class AuthorisationService:
         )
         started_s: float | None = None
         if commands is not None:
-            await self._start(commands, row, log)
+            await self._start(commands, session, log)
             started_s = time.perf_counter() - started
             log.info("session.start_accepted", started_s=round(started_s, 4))
-            async with self._db.reader() as session:
-                fresh = await session.get(SessionRow, session_id)
+            async with self._db.reader() as unit:
+                fresh = await SqlSessions(unit).get(session_id)
                 assert fresh is not None
-                session.expunge_all()
-                row = fresh
+                session = fresh
         self.timings.append(AcceptTiming(self.last_accept_s, started_s))
         headers: dict[str, str] = {}
-        if row.payment_intent == CHARGE:  # paid now: the charge spec's receipt, on this 201
+        if session.charged:  # paid now: the charge spec's receipt, on this 201
             headers = {
                 "Payment-Receipt": charge_receipt(hold.reference, now, offer.offer_id),
                 "Cache-Control": RECEIPT_CACHE_CONTROL,
             }
-        return session_view(row), headers
+        return session_view(session), headers
 
     async def _open_session(
         self,
@@ -400,13 +386,13 @@ class AuthorisationService:
         session_id: str,
         now: datetime,
         payer_method: str | None = None,
-    ) -> SessionRow:
+    ) -> Session:
         """Unit 1: consume the challenge, reserve the limits, create the session (pending).
 
         An unregistered payer (`payer_method` given) is also held to its payment
         method's daily ceiling and the operator's block on it (open_payers).
 
-        Returns the stored row (detached): the hold request is built from it alone.
+        Returns the stored session: the hold request is built from it alone.
         """
         try:
             async with self._db.session() as session:
@@ -425,7 +411,7 @@ class AuthorisationService:
                     amount=cap.amount,
                     currency=cap.currency,
                 )
-                row = SessionRow(
+                opened = Session(
                     session_id=session_id,
                     agent_id=agent_id,
                     negotiation_id=neg.negotiation_id,
@@ -435,20 +421,21 @@ class AuthorisationService:
                     evse_id=neg.evse_id,
                     id_token=new_id_token(),
                     remote_start_id=secrets.randbelow(2**31 - 1) + 1,
-                    tariff=offer.tariff,
-                    cap=cap.amount,
-                    currency=cap.currency,
-                    status=SessionStatus.AUTHORIZED.value,
-                    energy_wh=Decimal(0),
-                    cost=Decimal(0),
-                    payment_status="pending",
-                    payment_source=f"{verified.source.kind}:{verified.source.value}",
-                    payment_intent=verified.intent,
-                    payer_method=payer_method,
+                    tariff_doc=offer.tariff,
+                    cap=cap,
+                    status=SessionStatus.AUTHORIZED,
+                    payment=Payment(
+                        intent=MppIntent(verified.intent),
+                        status=PaymentStatus.PENDING,
+                        source=f"{verified.source.kind}:{verified.source.value}",
+                        payer_method=payer_method,
+                    ),
                     created_at=now,
                     updated_at=now,
+                    cost=cap * 0,
                 )
-                session.add(row)
+                sessions = SqlSessions(session)
+                sessions.add(opened)
                 await audit.record(
                     session,
                     actor=f"agent:{agent_id}",
@@ -463,16 +450,15 @@ class AuthorisationService:
                         **({"payment_method": payer_method} if payer_method else {}),
                     },
                 )
-                await session.flush()
-                session.expunge(row)
-            return row
+                await sessions.flush()
+            return opened
         except IntegrityError as exc:  # the backstop: one live session per negotiation
             refused = str(exc.orig)
             if LIVE_NEGOTIATION_INDEX not in refused and "sessions.negotiation_id" not in refused:
                 raise
             raise NegotiationClosed("negotiation already accepted") from exc
 
-    async def _release_stopped(self, row: SessionRow, log: Any) -> NoReturn:
+    async def _release_stopped(self, row: Session, log: Any) -> NoReturn:
         """The session was stopped during the hold request: release the hold, start nothing.
 
         A session still open settles through the normal path (a cancel intent, then
@@ -480,7 +466,7 @@ class AuthorisationService:
         released directly. Raises AgentSuspended when that is why, else Conflict.
         """
         log.warning("session.stopped_during_hold", status=row.status, stop_reason=row.stop_reason)
-        if SessionStatus(row.status).final:
+        if row.status.final:
             await self._settlement.release_hold(row.session_id)
         else:
             await self._settlement.settle(row.session_id, reason=row.stop_reason)
@@ -491,7 +477,7 @@ class AuthorisationService:
             raise AgentSuspended(f"agent {row.agent_id} was suspended; the hold was released")
         raise Conflict("the session was stopped before its hold was placed; the hold was released")
 
-    async def _start(self, commands: ChargePointCommands, row: SessionRow, log: Any) -> None:
+    async def _start(self, commands: ChargePointCommands, row: Session, log: Any) -> None:
         """RemoteStart / RequestStart. Refused, or never sent: the hold is released and
         StationUnavailable raised. Sent and unanswered (a timeout, the link lost while
         it was in flight) the outcome is unknown — the charge point may be charging, its
@@ -506,7 +492,7 @@ class AuthorisationService:
                 evse_id=row.evse_id,
                 id_token=row.id_token,
                 remote_start_id=row.remote_start_id,
-                max_cost=row.cap if on_21 else None,
+                max_cost=row.cap.amount if on_21 else None,
             )
         except (ChargePointTimeout, ChargePointNotConnected, TimeoutError) as exc:
             if was_connected:
@@ -522,9 +508,7 @@ class AuthorisationService:
             await self._settlement.settle(row.session_id, reason="start_rejected")
             raise StationUnavailable("the charge point did not start; the hold was released")
 
-    async def _look(
-        self, row: SessionRow, error: PaymentUnavailable, log: Any
-    ) -> PaymentIntentState:
+    async def _look(self, row: Session, error: PaymentUnavailable, log: Any) -> PaymentIntentState:
         """A hold request whose outcome is unknown: find what Stripe made for the session.
 
         A placed hold is adopted and returned. Otherwise the session stays authorised
@@ -541,7 +525,7 @@ class AuthorisationService:
         decision = resolve_hold(
             found.status if found else None,
             may_adopt=True,
-            charged=row.payment_intent == CHARGE,
+            charged=row.charged,
         )
         if found is not None and decision is HoldDecision.ADOPT:
             log.warning("payment.hold_adopted", reference=found.reference, error=error.detail)
@@ -551,45 +535,22 @@ class AuthorisationService:
         await self._unknown(row.session_id, error)
         raise error
 
-    async def _void(self, row: SessionRow, reference: str, log: Any) -> None:
+    async def _void(self, row: Session, reference: str, log: Any) -> None:
         """Cancel a hold this accept will not use (the key every releaser of it uses)."""
         try:
-            await self._gateway.cancel(reference, idempotency_key=void_key(row))
+            await self._gateway.cancel(reference, idempotency_key=rules.void_key(row))
         except PaymentUnavailable as exc:
             log.warning("payment.void_deferred", reference=reference, error=exc.detail)
 
     async def _unknown(self, session_id: str, exc: PaymentUnavailable) -> None:
         """Hand a hold of unknown outcome to the reconciler (unless it has it already)."""
-        async with self._db.session() as session:
-            row = await locked_session(session, session_id)
-            if row is None or row.payment_reference is not None:
-                return
-            if row.payment_status == HOLD_PENDING:
-                row.payment_status = HOLD_UNKNOWN
-            row.detail = f"{exc.code}: {exc.detail}; the hold's outcome is being resolved"
-            row.updated_at = self._now()
-            await audit.record(
-                session,
-                actor="system",
-                action="payment.hold_unknown",
-                subject=session_id,
-                data={"code": exc.code, "detail": exc.detail},
-            )
+        event = HoldUnknown(exc.code, exc.detail, self._now())
+        await session_effects.decide_locked(self._db, session_id, event)
 
     async def _fail(self, session_id: str, exc: ChargepayError) -> None:
-        async with self._db.session() as session:
-            row = await locked_session(session, session_id)
-            assert row is not None
-            row.status = SessionStatus.FAILED.value
-            row.detail = f"{exc.code}: {exc.detail}"
-            row.payment_status = "declined"
-            row.updated_at = self._now()
-            await limits.settle(session, session_id=session_id, amount=Decimal(0))
-            await audit.record(
-                session,
-                actor="system",
-                action="payment.hold_refused",
-                subject=session_id,
-                data={"code": exc.code, "detail": exc.detail},
-            )
-        self._events.publish(session_id, "status", {"status": SessionStatus.FAILED.value})
+        """The hold was refused: the session fails (through the state machine) and its
+        allowance is released."""
+        event = HoldFailed(exc.code, exc.detail, self._now())
+        _, session, actions = await session_effects.decide_locked(self._db, session_id, event)
+        if session is not None:
+            await session_effects.announce(session, actions, self._events)

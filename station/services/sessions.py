@@ -8,17 +8,20 @@ from decimal import Decimal
 from typing import Any
 
 from station.domain.money import Money
-from station.domain.session import SessionStatus, advance
+from station.domain.session import Session, SessionStatus
+from station.domain.session_actions import Settle, StopCharging
+from station.domain.session_events import StopRequested
 from station.errors import NotFound, NotSettled
 from station.logs import get_logger
-from station.payments.authorize import CHARGE
 from station.payments.receipts import ReceiptSigner, payment_receipt, refund_receipt
+from station.services import session_effects
 from station.services.offers import rfc3339
 from station.services.ports import ChargePointCommands
 from station.services.session_events import SessionEvents
-from station.services.settlement import SettlementService, cost_of
+from station.services.settlement import SettlementService
 from station.store.db import Database
-from station.store.payments import SessionRow, SettlementRow, locked_session
+from station.store.payments import SessionRow
+from station.store.sessions import SqlSessions, session_of
 
 _log = get_logger(__name__)
 AGENT_STOP = "agent_requested"
@@ -29,31 +32,34 @@ def _when(moment: datetime | None) -> str | None:
     return rfc3339(moment) if moment is not None else None
 
 
-def session_view(row: SessionRow) -> dict[str, Any]:
-    def money(value: Decimal | None) -> str | None:
-        return None if value is None else Money(value, row.currency).to_wire()
+def session_view(session: Session | SessionRow) -> dict[str, Any]:
+    """The session as the agent sees it (a stored row is read as its aggregate)."""
+    s = session if isinstance(session, Session) else session_of(session)
+
+    def money(value: Money | None) -> str | None:
+        return None if value is None else value.to_wire()
 
     return {
-        "session_id": row.session_id,
-        "status": row.status,
-        "charge_point_id": row.charge_point_id,
-        "evse_id": row.evse_id,
-        "id_token": row.id_token,
-        "tariff": row.tariff,
-        "cap": money(row.cap),
-        "currency": row.currency,
-        "energy_kwh": str((row.energy_wh / 1000).quantize(Decimal("0.001"))),
-        "cost": money(row.cost),
-        "captured": money(row.captured),
-        "started_at": _when(row.started_at),
-        "stopped_at": _when(row.stopped_at),
-        "stop_reason": row.stop_reason,
-        "detail": row.detail,
+        "session_id": s.session_id,
+        "status": s.status.value,
+        "charge_point_id": s.charge_point_id,
+        "evse_id": s.evse_id,
+        "id_token": s.id_token,
+        "tariff": dict(s.tariff_doc),
+        "cap": money(s.cap),
+        "currency": s.currency,
+        "energy_kwh": str((s.metering.energy_wh / 1000).quantize(Decimal("0.001"))),
+        "cost": money(s.cost),
+        "captured": money(s.captured),
+        "started_at": _when(s.metering.started_at),
+        "stopped_at": _when(s.metering.stopped_at),
+        "stop_reason": s.stop_reason,
+        "detail": s.detail,
         "payment": {
             "provider": "stripe",
-            "reference": row.payment_reference,
-            "status": row.payment_status,
-            "intent": row.payment_intent,
+            "reference": s.payment.reference,
+            "status": s.payment.status.value,
+            "intent": s.payment.intent.value,
         },
     }
 
@@ -77,11 +83,14 @@ class SessionService:
 
     async def get(self, agent_id: str | None, session_id: str) -> dict[str, Any]:
         """The session; NotFound unless it is `agent_id`'s (None: the operator sees all)."""
-        async with self._db.reader() as session:
-            row = await session.get(SessionRow, session_id)
-            if row is None or (agent_id is not None and row.agent_id != agent_id):
-                raise NotFound(f"no session {session_id}")
-            return session_view(row)
+        return session_view(await self._read(agent_id, session_id))
+
+    async def _read(self, agent_id: str | None, session_id: str) -> Session:
+        async with self._db.reader() as unit:
+            session = await SqlSessions(unit).get(session_id)
+        if session is None or (agent_id is not None and session.agent_id != agent_id):
+            raise NotFound(f"no session {session_id}")
+        return session
 
     async def stop(
         self, agent_id: str | None, session_id: str, *, reason: str = AGENT_STOP
@@ -101,97 +110,83 @@ class SessionService:
         delivered is billed; if none comes, the reconciler's start timeout (counted
         while the charge point is connected) releases the hold. A session whose hold
         request is still in flight is ended by that request (it sees the stop).
+        The rule is `station.domain.decide` (a `StopRequested`).
         """
-        now = self._now()
-        async with self._db.session() as session:
-            row = await locked_session(session, session_id)
-            if row is None or (agent_id is not None and row.agent_id != agent_id):
-                raise NotFound(f"no session {session_id}")
-            status = SessionStatus(row.status)
-            if status.final:
-                return session_view(row)
-            moved = status is not SessionStatus.STOPPING
-            if moved:
-                row.status = advance(status, SessionStatus.STOPPING).value
-                row.stop_reason = row.stop_reason or reason
-                row.updated_at = now
-            ref, charge_point_id = row.transaction_ref, row.charge_point_id
-            # Ended already, or no hold yet (the hold request, or the reconciler looking
-            # for its outcome, ends it): settle; a start still to come: wait for it.
-            settle_now = row.stopped_at is not None or row.payment_reference is None
-            # The stop timer runs from the stop, or from the start reported after it.
-            if not settle_now and ref is not None and row.stop_requested_at is None:
-                row.stop_requested_at = now
-            view = session_view(row)
-        if moved:
-            self.events.publish(session_id, "status", {"status": view["status"]})
+        await self._read(agent_id, session_id)  # NotFound before anything moves
+        event = StopRequested(reason, self._now())
+        _, session, actions = await session_effects.decide_locked(self._db, session_id, event)
+        if session is None:
+            raise NotFound(f"no session {session_id}")
+        view = session_view(session)
+        await session_effects.announce(
+            session, [a for a in actions if not isinstance(a, StopCharging)], self.events
+        )
         commands = self._commands()
-        if settle_now:
-            await self._settlement.settle(session_id, reason=reason)
-        elif ref is None:
-            _log.info("session.stop_awaits_start", session_id=session_id)
-        elif commands is not None:
-            _log.info("session.stop_requested", session_id=session_id, again=not moved)
-            await commands.stop_transaction(charge_point_id, ref)
+        for action in actions:
+            match action:
+                case Settle(reason=why):
+                    await self._settlement.settle(session_id, reason=why)
+                case StopCharging(charge_point_id=cp, transaction_ref=ref, again=again):
+                    if commands is not None:
+                        _log.info("session.stop_requested", session_id=session_id, again=again)
+                        await commands.stop_transaction(cp, ref)
+                case _:
+                    pass
         return view
 
     async def receipt(self, agent_id: str | None, session_id: str) -> tuple[dict[str, Any], str]:
         """The signed receipt body and the Payment-Receipt header; NotSettled before."""
-        async with self._db.reader() as session:
-            row = await session.get(SessionRow, session_id)
-            if row is None or (agent_id is not None and row.agent_id != agent_id):
-                raise NotFound(f"no session {session_id}")
-            settlement = await session.get(SettlementRow, session_id)
-            if row.status != SessionStatus.SETTLED or settlement is None:
-                raise NotSettled(f"session is {row.status}")
-            return self._receipt(row, settlement)
+        session = await self._read(agent_id, session_id)
+        if session.status is not SessionStatus.SETTLED or session.settlement is None:
+            raise NotSettled(f"session is {session.status}")
+        return self._receipt(session)
 
     async def receipt_event(self, session_id: str) -> dict[str, Any]:
         body, header = await self.receipt(None, session_id)
         return {**body, "payment_receipt": header}
 
-    def _receipt(self, row: SessionRow, settlement: SettlementRow) -> tuple[dict[str, Any], str]:
-        assert row.captured is not None and row.payment_reference is not None
-        cost = cost_of(row, row.stopped_at or row.updated_at)
-        captured = Money(row.captured, row.currency)
+    def _receipt(self, s: Session) -> tuple[dict[str, Any], str]:
+        assert s.captured is not None and s.payment.reference is not None
+        assert s.settlement is not None
+        cost = s.receipt_cost()
+        m = s.metering
         body = {
-            "session_id": row.session_id,
-            "charge_point_id": row.charge_point_id,
-            "energy_kwh": str((row.energy_wh / 1000).quantize(Decimal("0.001"))),
-            "meter_start_wh": _int(row.meter_start_wh),
-            "meter_stop_wh": _int(row.meter_stop_wh),
-            "started_at": _when(row.started_at),
-            "stopped_at": _when(row.stopped_at),
-            "tariff": row.tariff,
+            "session_id": s.session_id,
+            "charge_point_id": s.charge_point_id,
+            "energy_kwh": str((m.energy_wh / 1000).quantize(Decimal("0.001"))),
+            "meter_start_wh": _int(m.meter_start_wh),
+            "meter_stop_wh": _int(m.meter_stop_wh),
+            "started_at": _when(m.started_at),
+            "stopped_at": _when(m.stopped_at),
+            "tariff": dict(s.tariff_doc),
             "cost_lines": [line.to_wire() for line in cost.lines],
             "total": cost.total.to_wire(),
-            "cap": Money(row.cap, row.currency).to_wire(),
-            "captured": captured.to_wire(),
-            "released": (Money(row.cap, row.currency) - captured).to_wire(),
-            "currency": row.currency,
-            "payment_reference": row.payment_reference,
-            "intent": row.payment_intent,
+            "cap": s.cap.to_wire(),
+            "captured": s.captured.to_wire(),
+            "released": (s.cap - s.captured).to_wire(),
+            "currency": s.currency,
+            "payment_reference": s.payment.reference,
+            "intent": s.payment.intent.value,
         }
-        settled_at = settlement.completed_at or row.updated_at
-        if row.payment_intent == CHARGE:
+        settled_at = s.settlement.completed_at or s.updated_at
+        if s.charged:
             # Charged the cap at once; the unused part went back as a refund, not a release.
-            charged = Money(row.cap, row.currency)
-            refunded = Money(row.refunded or Decimal(0), row.currency)
+            refunded = s.refunded or s.cap * 0
             body |= {
-                "charged": charged.to_wire(),
+                "charged": s.cap.to_wire(),
                 "refunded": refunded.to_wire(),
-                "released": (charged * 0).to_wire(),
+                "released": (s.cap * 0).to_wire(),
             }
             header = refund_receipt(
-                row.payment_reference,
+                s.payment.reference,
                 settled_at,
-                row.offer_id,
-                charged.to_minor_units(),
+                s.offer_id,
+                s.cap.to_minor_units(),
                 refunded.to_minor_units(),
             )
             return self._signer.sign(body), header
         header = payment_receipt(
-            row.payment_reference, settled_at, row.offer_id, captured.rounded().to_minor_units()
+            s.payment.reference, settled_at, s.offer_id, s.captured.rounded().to_minor_units()
         )
         return self._signer.sign(body), header
 

@@ -51,22 +51,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
 
-from station.domain.cost import SessionCost, Usage, session_cost
-from station.domain.money import Money
-from station.domain.payment import HoldDecision, refund_due, resolve_hold
-from station.domain.session import SessionStatus, advance
-from station.domain.tariff import Tariff
+from station.domain import decide as rules
+from station.domain.cost import SessionCost, Usage
+from station.domain.payment import HoldDecision, resolve_hold
+from station.domain.session import PaymentStatus, Session, SessionStatus
+from station.domain.session_actions import (
+    Cancel,
+    Capture,
+    PlaceHold,
+    Refund,
+    RefundCharge,
+    SessionAction,
+    Settle,
+)
+from station.domain.session_events import (
+    ChargeRefundDue,
+    HoldClaimed,
+    HoldRecovered,
+    HoldReleased,
+    PaymentSettled,
+    Refunded,
+    SessionEvent,
+    SettlementDeferred,
+    SettlementDue,
+    StartTimedOut,
+    StopRequested,
+    StopsIgnored,
+    WentSilent,
+)
+from station.domain.settlement import SettlementState
 from station.errors import PaymentUnavailable
 from station.logs import get_logger
-from station.services import limits
+from station.services import session_effects
 from station.services.gateway import (
     PaymentGateway,
     PaymentIntentState,
@@ -74,12 +96,13 @@ from station.services.gateway import (
     RefundState,
 )
 from station.services.ports import ChargePointCommands, held_here
+from station.services.session_effects import ReceiptFor
 from station.services.session_events import SessionEvents
 from station.settings import Settings
-from station.store import audit
-from station.store.charging import AnomalyRow, ChargePointRow
+from station.store.charging import ChargePointRow
 from station.store.db import Database
-from station.store.payments import SessionRow, SettlementRow, locked_session
+from station.store.payments import SessionRow, SettlementRow
+from station.store.sessions import SqlSessions, session_of
 
 _log = get_logger(__name__)
 CRASH_AFTER_CAPTURE_INTENT = "crash_after_capture_intent"  # intent committed, Stripe not called
@@ -87,74 +110,42 @@ SILENCE_FACTOR = 6
 CRASH_AFTER_CAPTURE = "crash_after_capture"  # Stripe captured, the outcome not recorded
 CRASH_AFTER_REFUND_INTENT = "crash_after_refund_intent"  # refund intent committed, no call
 CRASH_AFTER_REFUND = "crash_after_refund"  # Stripe refunded, the outcome not recorded
-CHARGE = "charge"  # SessionRow.payment_intent of a session charged at once
-HOLD_PENDING = "pending"  # payment_status while the hold request is in flight
-HOLD_OPEN = "requires_capture"
+# The stored strings, for the queries (the values of the domain's enums).
+HOLD_PENDING = PaymentStatus.PENDING.value  # payment_status while the hold request is in flight
+HOLD_OPEN = PaymentStatus.REQUIRES_CAPTURE.value
 # payment_status once the station gave up waiting for the hold's answer: the reconciler
 # owns it from then on, and resolves it by looking (find_hold), never by sending it again.
-HOLD_UNKNOWN = "unknown"
+HOLD_UNKNOWN = PaymentStatus.UNKNOWN.value
 HOLD_LOOKBACK = timedelta(minutes=5)  # clock skew allowance when listing PaymentIntents
-CHARGE_POINT_SILENT = "charge_point_silent"  # the stop reason of a silence settlement
-STOP_IGNORED = "stop_ignored"  # the stop reason of a session the station ended itself
-UNBILLED_ENERGY = "unbilled_energy"
-
-
-def hold_request(row: SessionRow) -> dict[str, Any]:
-    """The hold request of a session, from its stored row alone: the same on every try."""
-    kind, _, value = (row.payment_source or ":").partition(":")
-    return {
-        "amount_minor": Money(row.cap, row.currency).to_minor_units(),
-        "currency": row.currency,
-        "source": PaymentSource(kind, value),
-        "idempotency_key": f"hold_{row.challenge_id}",
-        "metadata": {
-            "session_id": row.session_id,
-            "offer_id": row.offer_id,
-            "agent_id": row.agent_id,
-        },
-        "capture_method": "automatic" if row.payment_intent == CHARGE else "manual",
-    }
-
-
-def refund_key(session_id: str) -> str:
-    """The idempotency key of a charge session's refund (there is at most one)."""
-    return f"refund_{session_id}"
-
-
-def void_key(row: SessionRow) -> str:
-    """The idempotency key of releasing a session's unused hold (a cancel has no body)."""
-    return f"hold_{row.challenge_id}_void"
-
-
+CHARGE_POINT_SILENT = rules.CHARGE_POINT_SILENT
+STOP_IGNORED = rules.STOP_IGNORED
+UNBILLED_ENERGY = rules.UNBILLED_ENERGY
 # A session whose transaction has not been reported: authorised, or stopped before its
 # start came (a stop never cancels a session whose start may still come).
 _UNSTARTED = (SessionStatus.AUTHORIZED.value, SessionStatus.STOPPING.value)
+# Events after which a Stripe call is a settlement's first (its intent just committed).
+_INTENDING = (SettlementDue, StartTimedOut, WentSilent, StopsIgnored)
 
 
-def _never_started(row: SessionRow) -> bool:
-    return row.status in _UNSTARTED and row.transaction_ref is None and row.stopped_at is None
+def hold_kwargs(hold: PlaceHold) -> dict[str, Any]:
+    """The gateway's `authorize` arguments of a hold request."""
+    return {
+        "amount_minor": hold.amount_minor,
+        "currency": hold.currency,
+        "source": PaymentSource(hold.source_kind, hold.source_value),
+        "idempotency_key": hold.idempotency_key,
+        "metadata": dict(hold.metadata),
+        "capture_method": hold.capture_method,
+    }
 
 
 def usage_of(row: SessionRow, now: datetime) -> Usage:
-    """What a session used, from its stored meter data."""
-    if row.started_at is None:
-        return Usage(energy_wh=Decimal(0))
-    end = row.stopped_at or row.last_reading_at or now
-    charging_s = max(Decimal((end - row.started_at).total_seconds()), Decimal(0))
-    idle_s = Decimal(0)
-    if row.last_active_at is not None:
-        idle_s = max(Decimal((end - row.last_active_at).total_seconds()), Decimal(0))
-    return Usage(
-        energy_wh=max(row.energy_wh, Decimal(0)),
-        charging_seconds=charging_s.quantize(Decimal(1)),
-        idle_seconds=idle_s.quantize(Decimal(1)),
-    )
+    """What a stored session used (`Metering.usage`)."""
+    return session_of(row).usage(now)
 
 
 def cost_of(row: SessionRow, now: datetime) -> SessionCost:
-    return session_cost(
-        Tariff.from_wire(row.tariff), usage_of(row, now), Money(row.cap, row.currency)
-    )
+    return session_of(row).cost_at(now)
 
 
 class SettlementService:
@@ -190,7 +181,7 @@ class SettlementService:
         self._start_wait_s: dict[str, tuple[float, bool]] = {}
         self._start_pass: datetime | None = None
         # Builds the receipt for the final SSE event (set by the wiring).
-        self.receipt_for: Callable[[str], Awaitable[dict[str, Any]]] | None = None
+        self.receipt_for: ReceiptFor | None = None
 
     # -- entry points ------------------------------------------------------------------
 
@@ -225,292 +216,108 @@ class SettlementService:
         except Exception:
             _log.exception("settlement.failed", session_id=session_id)
 
-    async def settle(
-        self,
-        session_id: str,
-        *,
-        reason: str | None = None,
-        still: Callable[[SessionRow], bool] | None = None,
-    ) -> None:
-        """Settle a session whose charging is over (or never began). Idempotent.
+    async def settle(self, session_id: str, *, reason: str | None = None) -> None:
+        """Settle a session whose charging is over (or never began). Idempotent."""
+        await self.decide(session_id, SettlementDue(self._now(), self._settings.node_id, reason))
 
-        `still` is the reconciler's reason checked again under the session's lock (what
-        it read may have changed since: a start reported, a silent charge point back).
+    async def decide(
+        self, session_id: str, event: SessionEvent
+    ) -> tuple[Session | None, Session | None]:
+        """Load (locked) → decide → save → act: the session before and after `event`.
+
+        The audit, anomaly and allowance actions commit with the session; the rest
+        (events to the agent, Stripe calls and what follows them) come after.
         """
-        now = self._now()
-        log = _log.bind(session_id=session_id)
-        waiting = moved = False
-        settlement: SettlementRow | None = None
-        async with self._db.session() as session:
-            row = await locked_session(session, session_id)
-            if row is None or SessionStatus(row.status).final:
-                return
-            if still is not None and not still(row):
-                return
-            if await session.get(SettlementRow, session_id) is not None:
-                return  # someone else's settlement is in flight or done
-            if row.payment_reference is None and row.payment_status in (HOLD_PENDING, HOLD_UNKNOWN):
-                # The hold request is in flight or its outcome unknown: whoever placed it
-                # finishes (it sees the session stopping and releases the hold), or the
-                # reconciler resolves it by looking.
-                moved = SessionStatus(row.status) is not SessionStatus.STOPPING
-                row.status = advance(SessionStatus(row.status), SessionStatus.STOPPING).value
-                if reason and row.stop_reason is None:
-                    row.stop_reason = reason
-                row.updated_at = now
-                waiting = True
-            elif row.payment_reference is None:
-                row.status = advance(SessionStatus(row.status), SessionStatus.FAILED).value
-                row.detail, row.updated_at = "no hold was placed", now
-                await limits.settle(session, session_id=session_id, amount=Decimal(0))
-            else:
-                moved = SessionStatus(row.status) is not SessionStatus.STOPPING
-                settlement = await self._intend(session, row, reason, now)
-        if waiting:
-            log.info("settlement.hold_pending")
-            if moved:
-                self._events.publish(session_id, "status", {"status": SessionStatus.STOPPING.value})
-            return
-        if settlement is None:
-            self._events.publish(session_id, "status", {"status": SessionStatus.FAILED.value})
-            return
-        log.info("settlement.intended", action=settlement.action, amount=settlement.amount)
-        if moved:
-            self._events.publish(session_id, "status", {"status": SessionStatus.STOPPING.value})
-        fault = self._settings.fault_inject
-        if fault == CRASH_AFTER_CAPTURE_INTENT and settlement.action != "refund":
-            log.warning("fault.crash_after_capture_intent")
-            os._exit(70)
-        if fault == CRASH_AFTER_REFUND_INTENT and settlement.action == "refund":
-            log.warning("fault.crash_after_refund_intent")
-            os._exit(72)
-        await self._execute(settlement)
+        before, after, actions = await session_effects.decide_locked(self._db, session_id, event)
+        if after is None:
+            return None, None
+        await self._act(after, actions, intending=isinstance(event, _INTENDING))
+        return before, after
 
-    async def _intend(
-        self, session: AsyncSession, row: SessionRow, reason: str | None, now: datetime
-    ) -> SettlementRow:
-        """Stopping; the final cost; the settlements row (capture or cancel), in this unit."""
-        assert row.payment_reference is not None
-        status = SessionStatus(row.status)
-        if status is not SessionStatus.STOPPING:
-            row.status = advance(status, SessionStatus.STOPPING).value
-        if reason and row.stop_reason is None:
-            row.stop_reason = reason
-        delivered = row.energy_wh > 0
-        cost = cost_of(row, now)
-        cap = Money(row.cap, row.currency)
-        final = cost.total.min(cap) if delivered and cost.total.amount > 0 else cap * 0
-        key = f"settle_{row.session_id}"
-        if row.payment_intent == CHARGE:  # charged the cap: give back what was not used
-            action, key = "refund", refund_key(row.session_id)
-            back = refund_due(cap.to_minor_units(), final.rounded().to_minor_units())
-            amount = Money.from_minor_units(back, row.currency).amount
-        else:
-            action = "capture" if final.amount > 0 else "cancel"
-            amount = final.amount
-        row.cost = cost.total.amount if delivered else Decimal(0)
-        row.updated_at = now
-        settlement = SettlementRow(
-            session_id=row.session_id,
-            action=action,
-            amount=Decimal(amount),
-            currency=row.currency,
-            payment_reference=row.payment_reference,
-            idempotency_key=key,
-            state="pending",
-            node_id=self._settings.node_id,
-            attempts=0,
-            created_at=now,
-        )
-        session.add(settlement)
-        await audit.record(
+    async def _act(
+        self, session: Session, actions: list[SessionAction], *, intending: bool
+    ) -> None:
+        await session_effects.announce(
             session,
-            actor="system",
-            action=f"settlement.{action}_intended",
-            subject=row.session_id,
-            data={"amount": str(settlement.amount), "reference": row.payment_reference},
+            actions,
+            self._events,
+            commands=self._commands(),
+            receipt_for=self.receipt_for,
         )
-        return settlement
+        for action in actions:
+            match action:
+                case Capture() | Cancel() | Refund():
+                    if intending:
+                        self._crash_after_intent(session.session_id, action)
+                    await self._call(session.session_id, action)
+                case RefundCharge(reference=reference, detail=detail):
+                    await self.refund_charge(session.session_id, reference, detail)
+                case Settle(reason=reason):
+                    await self.settle(session.session_id, reason=reason)
+                case _:
+                    pass
+
+    def _crash_after_intent(self, session_id: str, call: SessionAction) -> None:
+        fault = self._settings.fault_inject
+        if fault == CRASH_AFTER_CAPTURE_INTENT and not isinstance(call, Refund):
+            _log.warning("fault.crash_after_capture_intent", session_id=session_id)
+            os._exit(70)
+        if fault == CRASH_AFTER_REFUND_INTENT and isinstance(call, Refund):
+            _log.warning("fault.crash_after_refund_intent", session_id=session_id)
+            os._exit(72)
 
     # -- Stripe and completion ---------------------------------------------------------------
 
-    async def _execute(self, settlement: SettlementRow) -> None:
-        if settlement.action == "refund":
-            await self._execute_refund(settlement)
-            return
-        key = settlement.idempotency_key
+    async def _call(self, session_id: str, call: Capture | Cancel | Refund) -> None:
+        """Make the settlement's Stripe call (built from its intent alone) and record
+        the outcome; an unreachable Stripe leaves the intent pending for the reconciler."""
+        fault = self._settings.fault_inject
+        outcome: SessionEvent
         try:
-            if settlement.action == "capture":
-                minor = Money(settlement.amount, settlement.currency).to_minor_units()
-                state = await self._gateway.capture(
-                    settlement.payment_reference, minor, idempotency_key=key
-                )
-            else:
-                state = await self._gateway.cancel(
-                    settlement.payment_reference, idempotency_key=key
-                )
+            match call:
+                case Capture(reference=ref, amount=amount, idempotency_key=key):
+                    state = await self._gateway.capture(
+                        ref, amount.to_minor_units(), idempotency_key=key
+                    )
+                    outcome = self._settled(state)
+                case Cancel(reference=ref, idempotency_key=key):
+                    outcome = self._settled(await self._gateway.cancel(ref, idempotency_key=key))
+                case Refund(reference=ref, amount=amount, idempotency_key=key, metadata=meta):
+                    minor = amount.to_minor_units()
+                    refund: RefundState | None = None
+                    if minor > 0:  # a refund of nothing calls no one
+                        refund = await self._gateway.refund(
+                            ref, minor, idempotency_key=key, metadata=dict(meta)
+                        )
+                        if fault == CRASH_AFTER_REFUND:
+                            _log.warning("fault.crash_after_refund", session_id=session_id)
+                            os._exit(73)
+                    outcome = self._refunded(refund)
         except PaymentUnavailable as exc:
-            await self._note_failure(settlement.session_id, str(exc))
-            return
-        if self._settings.fault_inject == CRASH_AFTER_CAPTURE:
-            _log.warning("fault.crash_after_capture", session_id=settlement.session_id)
+            outcome = SettlementDeferred(str(exc), self._now())
+        made = not isinstance(outcome, SettlementDeferred)
+        if fault == CRASH_AFTER_CAPTURE and made and not isinstance(call, Refund):
+            _log.warning("fault.crash_after_capture", session_id=session_id)
             os._exit(71)
-        await self._complete(settlement.session_id, state)
+        await self.decide(session_id, outcome)
 
-    async def _execute_refund(self, settlement: SettlementRow) -> None:
-        """The refund, built from its stored intent alone; a refund of nothing calls no one."""
-        minor = Money(settlement.amount, settlement.currency).to_minor_units()
-        refund: RefundState | None = None
-        if minor > 0:
-            try:
-                refund = await self._gateway.refund(
-                    settlement.payment_reference,
-                    minor,
-                    idempotency_key=settlement.idempotency_key,
-                    metadata={"session_id": settlement.session_id},
-                )
-            except PaymentUnavailable as exc:
-                await self._note_failure(settlement.session_id, str(exc))
-                return
-            if self._settings.fault_inject == CRASH_AFTER_REFUND:
-                _log.warning("fault.crash_after_refund", session_id=settlement.session_id)
-                os._exit(73)
-        await self._complete_refund(settlement.session_id, refund)
+    def _settled(self, state: PaymentIntentState) -> PaymentSettled:
+        return PaymentSettled(state.reference, state.status, state.captured_minor, self._now())
 
-    async def _complete_refund(self, session_id: str, refund: RefundState | None) -> None:
-        """Record a charge session's refund: captured = charged − refunded."""
-        now = self._now()
-        async with self._db.session() as session:
-            row = await locked_session(session, session_id)
-            settlement = await session.get(SettlementRow, session_id, with_for_update=True)
-            if row is None or settlement is None or settlement.state == "done":
-                return
-            if refund is not None and refund.status not in ("succeeded", "pending"):
-                settlement.attempts += 1
-                settlement.last_error = f"refund {refund.reference} is {refund.status}"
-                _log.error("settlement.refund_failed", session_id=session_id, status=refund.status)
-                return  # left pending for the operator: Stripe refused the money back
-            charged = Money(row.cap, row.currency)
-            back = Money.from_minor_units(refund.amount_minor if refund else 0, row.currency)
-            row.refunded, row.captured = back.amount, (charged - back).amount
-            target = SessionStatus.SETTLED if row.captured > 0 else SessionStatus.CANCELLED
-            if not SessionStatus(row.status).final:
-                row.status = advance(SessionStatus(row.status), target).value
-            row.payment_status = "refunded" if refund is not None else "succeeded"
-            row.updated_at = now
-            settlement.state, settlement.completed_at = "done", now
-            settlement.refund_reference = refund.reference if refund else None
-            await limits.settle(session, session_id=session_id, amount=row.captured)
-            await audit.record(
-                session,
-                actor="system",
-                action="settlement.refunded",
-                subject=session_id,
-                data={
-                    "charged": str(charged.amount),
-                    "refunded": str(row.refunded),
-                    "reference": row.payment_reference,
-                    "refund": settlement.refund_reference,
-                },
-            )
-            status = row.status
-        _log.info("session.settled", session_id=session_id, status=status, refunded=back.amount)
-        self._events.publish(session_id, "status", {"status": status})
-        if self.receipt_for is not None and status == SessionStatus.SETTLED:
-            self._events.publish(session_id, "settled", await self.receipt_for(session_id))
-        else:
-            self._events.publish(
-                session_id, "settled", {"session_id": session_id, "status": status}
-            )
+    def _refunded(self, refund: RefundState | None) -> Refunded:
+        if refund is None:
+            return Refunded(None, None, 0, self._now())
+        return Refunded(refund.reference, refund.status, refund.amount_minor, self._now())
 
     async def refund_charge(self, session_id: str, reference: str, detail: str) -> None:
         """A charge made for a session that will not use it: refund it all, exactly once.
 
         Records the PaymentIntent on the session and the refund's intent (the whole
-        charge) in one unit, then refunds from that row. A session already settling
-        (its settlements row exists) is left to that settlement.
+        charge) in one unit, then refunds from that intent. A session already settling
+        (its settlement intent exists) is left to that settlement.
         """
-        now = self._now()
-        async with self._db.session() as session:
-            row = await locked_session(session, session_id)
-            if row is None or await session.get(SettlementRow, session_id) is not None:
-                return
-            row.payment_reference = row.payment_reference or reference
-            row.payment_status, row.detail, row.updated_at = "succeeded", detail, now
-            settlement = SettlementRow(
-                session_id=session_id,
-                action="refund",
-                amount=row.cap,
-                currency=row.currency,
-                payment_reference=row.payment_reference,
-                idempotency_key=refund_key(session_id),
-                state="pending",
-                node_id=self._settings.node_id,
-                attempts=0,
-                created_at=now,
-            )
-            session.add(settlement)
-            await audit.record(
-                session,
-                actor="system",
-                action="settlement.refund_intended",
-                subject=session_id,
-                data={"amount": str(row.cap), "reference": row.payment_reference},
-            )
-        await self._execute(settlement)
-
-    async def _note_failure(self, session_id: str, error: str) -> None:
-        _log.warning("settlement.deferred", session_id=session_id, error=error)
-        async with self._db.session() as session:
-            row = await session.get(SettlementRow, session_id, with_for_update=True)
-            if row is not None and row.state == "pending":
-                row.attempts += 1
-                row.last_error = error[:500]
-
-    async def _complete(self, session_id: str, state: PaymentIntentState) -> None:
-        now = self._now()
-        async with self._db.session() as session:
-            row = await locked_session(session, session_id)
-            settlement = await session.get(SettlementRow, session_id, with_for_update=True)
-            if row is None or settlement is None or settlement.state == "done":
-                return
-            captured = Money.from_minor_units(state.captured_minor, row.currency)
-            if state.status == "succeeded":
-                target, row.captured = SessionStatus.SETTLED, captured.amount
-            elif state.status == "canceled":
-                target, row.captured = SessionStatus.CANCELLED, Decimal(0)
-            else:
-                target = SessionStatus.FAILED
-                row.detail = f"payment ended in {state.status}"
-                row.captured = Decimal(0)
-            row.status = advance(SessionStatus(row.status), target).value
-            row.payment_status = state.status
-            row.updated_at = now
-            settlement.state, settlement.completed_at = "done", now
-            await limits.settle(session, session_id=session_id, amount=row.captured)
-            await audit.record(
-                session,
-                actor="system",
-                action="settlement.captured"
-                if target is SessionStatus.SETTLED
-                else "settlement.cancelled",
-                subject=session_id,
-                data={
-                    "captured": str(row.captured),
-                    "reference": state.reference,
-                    "status": state.status,
-                },
-            )
-            status = row.status
-        _log.info("session.settled", session_id=session_id, status=status, captured=row.captured)
-        self._events.publish(session_id, "status", {"status": status})
-        if self.receipt_for is not None and status == SessionStatus.SETTLED:
-            receipt = await self.receipt_for(session_id)
-            self._events.publish(session_id, "settled", receipt)
-        else:
-            self._events.publish(
-                session_id, "settled", {"session_id": session_id, "status": status}
-            )
+        event = ChargeRefundDue(reference, detail, self._now(), self._settings.node_id)
+        await self.decide(session_id, event)
 
     # -- the reconciler ----------------------------------------------------------------------
 
@@ -532,7 +339,11 @@ class SettlementService:
         node = self._settings.node_id
         async with self._db.reader() as session:
             pending = (
-                await session.scalars(select(SettlementRow).where(SettlementRow.state == "pending"))
+                await session.scalars(
+                    select(SettlementRow).where(
+                        SettlementRow.state == SettlementState.PENDING.value
+                    )
+                )
             ).all()
             stale = [
                 s
@@ -649,7 +460,7 @@ class SettlementService:
                 if waited <= start_timeout_s:
                     continue
             _log.info("reconcile.start_timeout", session_id=session_id)
-            await self.settle(session_id, reason="start_timeout", still=_never_started)
+            await self.decide(session_id, StartTimedOut(self._now(), node))
             timed_out += 1
         for session_id in ended:
             await self.settle(session_id)
@@ -662,11 +473,7 @@ class SettlementService:
         ignored = await self._stop_again([u for u in unstopped if u.session_id not in silent], now)
         for session_id in set(silent) - set(ended):
             _log.warning("reconcile.charge_point_silent", session_id=session_id)
-            await self.settle(
-                session_id,
-                reason=CHARGE_POINT_SILENT,
-                still=lambda row: row.updated_at < now - self._silence,
-            )
+            await self.decide(session_id, WentSilent(now - self._silence, self._now(), node))
         for session_id in unpaid:
             await self._recover_hold(session_id)
         for session_id in orphaned:
@@ -737,39 +544,19 @@ class SettlementService:
         return ended
 
     async def _note_stop_requested(self, session_id: str, now: datetime) -> None:
-        async with self._db.session() as session:
-            await session.execute(
-                update(SessionRow)
-                .where(SessionRow.session_id == session_id, SessionRow.stop_requested_at.is_(None))
-                .values(stop_requested_at=now)
-            )
+        """Keep when the stop was first asked (a stop repeated on a stopping session)."""
+        async with self._db.session() as unit:
+            sessions = SqlSessions(unit)
+            before = await sessions.lock(session_id)
+            if before is None:
+                return
+            after, _ = rules.decide(before, StopRequested(rules.STOP_IGNORED, now))
+            if after != before and after.status is before.status:
+                await sessions.save(after)
 
     async def _end_ignored(self, session_id: str, asked_at: datetime, now: datetime) -> None:
         """End a session whose charge point ignored its stops; the rest is unbilled."""
-        async with self._db.session() as session:
-            row = await session.get(SessionRow, session_id)
-            if row is None or row.status != SessionStatus.STOPPING.value or row.stopped_at:
-                return
-            _log.warning(
-                "reconcile.stop_ignored",
-                session_id=session_id,
-                charge_point_id=row.charge_point_id,
-                energy_wh=row.energy_wh,
-            )
-            session.add(
-                AnomalyRow(
-                    charge_point_id=row.charge_point_id,
-                    transaction_id=row.transaction_id,
-                    kind=UNBILLED_ENERGY,
-                    detail=(
-                        f"session {row.session_id}: the charge point ignored stops from"
-                        f" {asked_at.isoformat()}; the station ended it at {row.energy_wh} Wh"
-                        " (at most the cap is captured); energy delivered after is not billed"
-                    ),
-                    timestamp=now,
-                )
-            )
-        await self.settle(session_id, reason=STOP_IGNORED, still=lambda row: row.stopped_at is None)
+        await self.decide(session_id, StopsIgnored(asked_at, now, self._settings.node_id))
 
     async def release_hold(self, session_id: str) -> None:
         """Release the hold of a session that has ended but whose hold is still open.
@@ -779,38 +566,27 @@ class SettlementService:
         Stripe outage leaves it for the reconciler's next pass.
         """
         log = _log.bind(session_id=session_id)
-        async with self._db.reader() as session:
-            row = await session.get(SessionRow, session_id)
-            session.expunge_all()
-        if row is None or row.payment_reference is None or not SessionStatus(row.status).final:
+        session = await self._read(session_id)
+        if session is None or session.payment.reference is None or not session.status.final:
             return
-        reference = row.payment_reference
-        if row.payment_intent == CHARGE:  # charged, not held: the money goes back as a refund
+        reference = session.payment.reference
+        if session.charged:  # charged, not held: the money goes back as a refund
             await self.refund_charge(session_id, reference, "the session ended; refunded")
             return
         try:
             state = await self._gateway.retrieve(reference)
             if state.status == HOLD_OPEN:
                 state = await self._gateway.cancel(
-                    reference, idempotency_key=f"release_{session_id}"
+                    reference, idempotency_key=rules.release_key(session)
                 )
         except PaymentUnavailable as exc:
             log.warning("reconcile.release_deferred", error=exc.detail)
             return
-        async with self._db.session() as session:
-            locked = await locked_session(session, session_id)
-            if locked is None or locked.payment_status != HOLD_OPEN:
-                return
-            locked.payment_status, locked.updated_at = state.status, self._now()
-            locked.detail = "the session ended before its hold was placed; the hold was released"
-            await audit.record(
-                session,
-                actor="system",
-                action="payment.hold_released",
-                subject=session_id,
-                data={"reference": reference, "status": state.status},
-            )
-        log.info("settlement.hold_released", reference=reference, payment_status=state.status)
+        await self.decide(session_id, HoldReleased(state.status, self._now()))
+
+    async def _read(self, session_id: str) -> Session | None:
+        async with self._db.reader() as unit:
+            return await SqlSessions(unit).get(session_id)
 
     async def _recover_hold(self, session_id: str) -> None:
         """A hold request whose outcome was never recorded: look, then release what is open.
@@ -821,21 +597,17 @@ class SettlementService:
         failed with its allowance released. A Stripe outage leaves it for the next pass.
         """
         log = _log.bind(session_id=session_id)
-        async with self._db.session() as session:
-            row = await locked_session(session, session_id)
-            if row is None or row.payment_reference is not None:
-                return
-            if row.payment_status not in (HOLD_PENDING, HOLD_UNKNOWN):
-                return
-            row.payment_status = HOLD_UNKNOWN
-            session.expunge(row)
+        before, claimed = await self.decide(session_id, HoldClaimed(self._now()))
+        if before is None or claimed is None:
+            return
+        if before.payment.reference is not None or not before.payment.status.in_doubt:
+            return
         try:
             found = await self._gateway.find_hold(
-                session_id, created_after=row.created_at - HOLD_LOOKBACK
+                session_id, created_after=claimed.created_at - HOLD_LOOKBACK
             )
-            charged = row.payment_intent == CHARGE
             decision = resolve_hold(
-                found.status if found else None, may_adopt=False, charged=charged
+                found.status if found else None, may_adopt=False, charged=claimed.charged
             )
             state = found
             if found is not None and decision is HoldDecision.REFUND:
@@ -845,80 +617,63 @@ class SettlementService:
                 )
                 return
             if found is not None and decision is HoldDecision.RELEASE:
-                state = await self._gateway.cancel(found.reference, idempotency_key=void_key(row))
+                state = await self._gateway.cancel(
+                    found.reference, idempotency_key=rules.void_key(claimed)
+                )
         except PaymentUnavailable as exc:
             log.warning("reconcile.hold_unknown", error=exc.detail)
             return
-        async with self._db.session() as session:
-            locked = await locked_session(session, session_id)
-            if locked is None or locked.payment_reference is not None:
-                return
-            if state is not None:
-                locked.payment_reference, locked.payment_status = state.reference, state.status
-            else:
-                locked.payment_status = "none"
-            moved = not SessionStatus(locked.status).final
-            if moved:
-                locked.status = advance(SessionStatus(locked.status), SessionStatus.FAILED).value
-            locked.detail = (
-                "the hold's outcome was unknown; it was released"
-                if state is not None
-                else "the hold's outcome was unknown; Stripe made none"
-            )
-            locked.updated_at = self._now()
-            await limits.settle(session, session_id=session_id, amount=Decimal(0))
-            await audit.record(
-                session,
-                actor="system",
-                action="payment.hold_recovered",
-                subject=session_id,
-                data={
-                    "reference": locked.payment_reference,
-                    "status": locked.payment_status,
-                    "decision": decision.value,
-                },
-            )
-        log.info("reconcile.hold_resolved", reference=locked.payment_reference, decision=decision)
-        if moved:
-            self._events.publish(session_id, "status", {"status": SessionStatus.FAILED.value})
+        event = HoldRecovered(
+            state.reference if state else None,
+            state.status if state else None,
+            decision,
+            self._now(),
+        )
+        _, after = await self.decide(session_id, event)
+        if after is not None:
+            reference = after.payment.reference
+            log.info("reconcile.hold_resolved", reference=reference, decision=decision)
 
     async def _repair(self, settlement: SettlementRow) -> None:
         """Finish an interrupted settlement: look first, act only on an open hold."""
-        log = _log.bind(session_id=settlement.session_id)
-        if settlement.action == "refund":
-            await self._repair_refund(settlement)
+        session_id = settlement.session_id
+        log = _log.bind(session_id=session_id)
+        session = await self._read(session_id)
+        call = None if session is None else rules.payment_call(session)
+        if call is None:
+            return
+        if isinstance(call, Refund):
+            await self._repair_refund(session_id, call)
             return
         try:
-            state = await self._gateway.retrieve(settlement.payment_reference)
+            state = await self._gateway.retrieve(call.reference)
         except PaymentUnavailable as exc:
-            await self._note_failure(settlement.session_id, str(exc))
+            await self.decide(session_id, SettlementDeferred(str(exc), self._now()))
             return
         log.info("reconcile.repair", payment_status=state.status, action=settlement.action)
-        if state.status == "requires_capture":
-            await self._execute(settlement)
+        if state.status == HOLD_OPEN:
+            await self._call(session_id, call)
         else:
-            await self._complete(settlement.session_id, state)
+            await self.decide(session_id, self._settled(state))
 
-    async def _repair_refund(self, settlement: SettlementRow) -> None:
+    async def _repair_refund(self, session_id: str, call: Refund) -> None:
         """Finish an intended refund: look for it first; only if none was made, make it
         (the same stored request and key)."""
-        minor = Money(settlement.amount, settlement.currency).to_minor_units()
+        minor = call.amount.to_minor_units()
         found: RefundState | None = None
         if minor > 0:
             try:
-                found = await self._gateway.find_refund(
-                    settlement.payment_reference, settlement.session_id
-                )
+                found = await self._gateway.find_refund(call.reference, session_id)
             except PaymentUnavailable as exc:
-                await self._note_failure(settlement.session_id, str(exc))
+                await self.decide(session_id, SettlementDeferred(str(exc), self._now()))
                 return
         _log.info(
             "reconcile.repair",
-            session_id=settlement.session_id,
+            session_id=session_id,
             action="refund",
             found=found.reference if found else None,
         )
         if minor > 0 and found is None:
-            await self._execute_refund(settlement)
+            await self._call(session_id, call)
         else:
-            await self._complete_refund(settlement.session_id, found)
+            await self.decide(session_id, self._refunded(found))

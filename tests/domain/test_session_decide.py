@@ -128,11 +128,39 @@ def test_a_reading_after_the_end_is_told_to_stop_and_more_energy_is_an_anomaly()
     assert any(isinstance(a, RecordAnomaly) for a in end_actions)
 
 
-def test_a_stop_before_the_transaction_began_settles_at_once() -> None:
+def test_a_stop_before_the_start_is_reported_waits_for_the_start() -> None:
     new, actions = decide(a_session(), StopRequested("agent_requested", at(1)))
 
     assert new.status is S.STOPPING and new.stop_reason == "agent_requested"
+    assert new.settlement is None and new.stop_requested_at is None
+    assert not any(isinstance(a, Settle | StopCharging) for a in actions)
+
+
+def test_the_start_reported_after_a_stop_is_told_to_stop_and_billed() -> None:
+    stopping, _ = decide(a_session(), StopRequested("agent_requested", at(1)))
+
+    new, actions = decide(stopping, Metered(a_report("2000", 5), at(5)))
+
+    assert new.status is S.STOPPING and new.cost == Money(Decimal("1.30"), EUR)
+    assert StopCharging("CP1", "tx_1", again=True) in actions
+
+
+def test_a_stop_before_the_hold_is_placed_settles_at_once() -> None:
+    session = a_session(payment_status=PaymentStatus.PENDING, reference=None)
+
+    new, actions = decide(session, StopRequested("agent_requested", at(1)))
+
+    assert new.status is S.STOPPING
     assert actions == [PublishStatus(S.STOPPING), Settle("agent_requested")]
+
+
+def test_a_stop_after_the_transaction_ended_settles_at_once() -> None:
+    charging, _ = decide(a_session(), Metered(a_report("1000", 5), at(5)))
+    ended, _ = decide(charging, TransactionEnded(a_report("1000", 6, ended=True), at(6)))
+
+    _, actions = decide(ended, StopRequested("agent_requested", at(7)))
+
+    assert actions == [Settle("agent_requested")]
 
 
 def test_a_stop_of_a_running_transaction_asks_the_charge_point_and_a_second_asks_again() -> None:
@@ -334,12 +362,16 @@ def test_an_unknown_hold_is_handed_to_the_reconciler_then_resolved_by_looking() 
 
 def test_a_start_timeout_settles_only_a_session_that_never_started() -> None:
     charging, _ = decide(a_session(), Metered(a_report("100", 1), at(1)))
+    stopped_early, _ = decide(a_session(), StopRequested("agent_requested", at(1)))
 
     started, actions = decide(charging, StartTimedOut(at(10), NODE))
     never, _ = decide(a_session(), StartTimedOut(at(10), NODE))
+    awaited, _ = decide(stopped_early, StartTimedOut(at(10), NODE))
 
     assert started == charging and actions == []
     assert never.stop_reason == "start_timeout" and never.settlement is not None
+    assert awaited.settlement is not None
+    assert awaited.settlement.action is SettlementAction.CANCEL
 
 
 def test_a_silence_settles_unless_the_session_was_heard_of_since() -> None:

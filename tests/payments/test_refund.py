@@ -116,7 +116,7 @@ async def test_a_refund_that_landed_before_a_crash_is_recorded_not_repeated(db: 
     session_id = await charged_session(db, gateway, "10000")
     settlement_service = service(db, gateway, clock)
     # The intent is committed and Stripe refunded, but the outcome was never recorded.
-    settlement_service._execute_refund = _lost  # type: ignore[method-assign]
+    settlement_service._call = _lost  # type: ignore[method-assign]
     await settlement_service.settle(session_id)
     row, _ = await stored(db, session_id)
     await gateway.refund(
