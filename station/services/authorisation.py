@@ -42,7 +42,6 @@ from decimal import Decimal
 from typing import Any, NoReturn
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from station.domain import decide as rules
@@ -82,18 +81,18 @@ from station.services.ports import ChargePointCommands
 from station.services.session_events import SessionEvents
 from station.services.sessions import session_view
 from station.services.settlement import HOLD_LOOKBACK, SettlementService, hold_kwargs
+from station.services.unit_of_work import AlreadyExists
 from station.settings import Settings
 from station.store import audit
 from station.store.db import Database
 from station.store.payments import (
-    LIVE_NEGOTIATION_INDEX,
     ChallengeRow,
     NegotiationRow,
     OfferRow,
     SessionRow,
     consume_challenge,
 )
-from station.store.sessions import SqlSessions
+from station.store.repositories.sessions import SqlSessions
 from station.store.trust import AgentRow
 
 _log = get_logger(__name__)
@@ -435,7 +434,7 @@ class AuthorisationService:
                     cost=cap * 0,
                 )
                 sessions = SqlSessions(session)
-                sessions.add(opened)
+                await sessions.add(opened)
                 await audit.record(
                     session,
                     actor=f"agent:{agent_id}",
@@ -450,11 +449,9 @@ class AuthorisationService:
                         **({"payment_method": payer_method} if payer_method else {}),
                     },
                 )
-                await sessions.flush()
             return opened
-        except IntegrityError as exc:  # the backstop: one live session per negotiation
-            refused = str(exc.orig)
-            if LIVE_NEGOTIATION_INDEX not in refused and "sessions.negotiation_id" not in refused:
+        except AlreadyExists as exc:  # the backstop: one live session per negotiation
+            if exc.key != "negotiation":
                 raise
             raise NegotiationClosed("negotiation already accepted") from exc
 

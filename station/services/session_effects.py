@@ -40,7 +40,7 @@ from station.services.session_events import SessionEvents
 from station.store import audit
 from station.store.charging import AnomalyRow
 from station.store.db import Database
-from station.store.sessions import SqlSessions
+from station.store.repositories.sessions import SqlSessions
 
 _log = get_logger("station.services.sessions")
 
@@ -54,7 +54,7 @@ async def decide_locked(
     them: the in-unit ones are already recorded). (None, None, []) if no such session."""
     async with db.session() as unit:
         sessions = SqlSessions(unit)
-        before = await sessions.lock(session_id)
+        before = await sessions.get(session_id, lock=True)
         if before is None:
             return None, None, []
         after, actions = rules.decide(before, event)

@@ -21,7 +21,7 @@ from station.services.session_events import SessionEvents
 from station.services.settlement import SettlementService
 from station.store.db import Database
 from station.store.payments import SessionRow
-from station.store.sessions import SqlSessions, session_of
+from station.store.repositories.sessions import SqlSessions, session_of
 
 _log = get_logger(__name__)
 AGENT_STOP = "agent_requested"

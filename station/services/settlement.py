@@ -102,7 +102,7 @@ from station.settings import Settings
 from station.store.charging import ChargePointRow
 from station.store.db import Database
 from station.store.payments import SessionRow, SettlementRow
-from station.store.sessions import SqlSessions, session_of
+from station.store.repositories.sessions import SqlSessions, session_of
 
 _log = get_logger(__name__)
 CRASH_AFTER_CAPTURE_INTENT = "crash_after_capture_intent"  # intent committed, Stripe not called
@@ -547,7 +547,7 @@ class SettlementService:
         """Keep when the stop was first asked (a stop repeated on a stopping session)."""
         async with self._db.session() as unit:
             sessions = SqlSessions(unit)
-            before = await sessions.lock(session_id)
+            before = await sessions.get(session_id, lock=True)
             if before is None:
                 return
             after, _ = rules.decide(before, StopRequested(rules.STOP_IGNORED, now))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from station.domain.session import SessionStatus
+from station.domain.session import Session, SessionStatus
 from station.errors import NotFound
 from station.services.repositories.agents import Agent
 from station.services.unit_of_work import AlreadyExists
@@ -69,21 +69,43 @@ class FakeAuditLog:
         self._rows[seq] = FakeAuditEntry(seq, datetime.now(UTC), actor, action, subject, payload)
 
 
-@dataclass(frozen=True, slots=True)
-class FakeSessionRecord:
-    """What the fake knows of a session until the Session aggregate's repository lands."""
-
-    session_id: str
-    agent_id: str
-    status: SessionStatus
-
-
 class FakeSessions:
+    """Sessions as the aggregate values they are (a settlement intent rides along)."""
+
     def __init__(self, tables: Tables) -> None:
-        self._rows: dict[str, FakeSessionRecord] = tables.setdefault("sessions", {})
+        self._rows: dict[str, Session] = tables.setdefault("sessions", {})
+
+    async def get(self, session_id: str, *, lock: bool = False) -> Session | None:
+        return self._rows.get(session_id)
+
+    async def by_id_token(self, id_token: str, *, lock: bool = False) -> Session | None:
+        return next((s for s in self._rows.values() if s.id_token == id_token), None)
+
+    async def add(self, session: Session) -> None:
+        if session.session_id in self._rows:
+            raise AlreadyExists("session_id already exists", key="session_id")
+        frees = _FREES_NEGOTIATION
+        if (
+            any(
+                s.negotiation_id == session.negotiation_id and s.status not in frees
+                for s in self._rows.values()
+            )
+            and session.status not in frees
+        ):
+            raise AlreadyExists("negotiation already exists", key="negotiation")
+        self._rows[session.session_id] = session
+
+    async def save(self, session: Session) -> None:
+        if session.session_id not in self._rows:
+            raise NotFound(f"no session {session.session_id}")
+        self._rows[session.session_id] = session
 
     async def live_session_of_agent(self, agent_id: str) -> str | None:
         for row in self._rows.values():
             if row.agent_id == agent_id and not row.status.final:
                 return row.session_id
         return None
+
+
+# A failed or cancelled session frees its negotiation (the SQL partial unique index).
+_FREES_NEGOTIATION = frozenset({SessionStatus.FAILED, SessionStatus.CANCELLED})

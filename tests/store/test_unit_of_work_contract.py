@@ -17,12 +17,17 @@ from pathlib import Path
 
 import pytest
 
+from station.domain.decide import decide
+from station.domain.money import Money
+from station.domain.session import Session, SessionStatus
+from station.domain.session_events import Metered, PaymentSettled, SettlementDue
 from station.errors import NotFound
 from station.services.repositories.agents import Agent
 from station.services.unit_of_work import AlreadyExists, UnitOfWorkFactory
 from station.store.db import Database
 from station.store.unit_of_work import SqlUnitsOfWork
 from tests.conftest import _pg_create, _pg_drop, _pg_url
+from tests.domain.session_builders import NODE, a_report, a_session, at
 from tests.fakes.unit_of_work import FakeStore
 
 T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
@@ -199,3 +204,76 @@ async def test_a_unit_is_entered_once(units: UnitOfWorkFactory) -> None:
     with pytest.raises(RuntimeError):
         async with uow:
             pass
+
+
+# -- sessions (the Session aggregate with its settlement intent) --------------------------
+
+
+def a_stored_session(n: int = 1, **changes: object) -> Session:
+    base = replace(
+        a_session(),
+        session_id=f"ses_{n}",
+        challenge_id=f"ch_{n}",
+        id_token=f"TOKEN{n}",
+        cost=Money(Decimal(0), "eur"),
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+async def test_an_added_session_reads_back_equal_by_id_and_by_token(
+    units: UnitOfWorkFactory,
+) -> None:
+    session = a_stored_session()
+
+    async with units() as uow:
+        await uow.sessions.add(session)
+    async with units.reader() as uow:
+        by_id = await uow.sessions.get("ses_1")
+        by_token = await uow.sessions.by_id_token("TOKEN1", lock=True)
+        missing = await uow.sessions.get("ses_9")
+
+    assert by_id == session and by_token == session and missing is None
+
+
+async def test_a_decided_session_saves_with_its_settlement_intent(
+    units: UnitOfWorkFactory,
+) -> None:
+    async with units() as uow:
+        await uow.sessions.add(a_stored_session())
+    charged, _ = decide(a_stored_session(), Metered(a_report("3333", 20), at(20)))
+    intended, _ = decide(charged, SettlementDue(at(21), NODE))
+    settled, _ = decide(intended, PaymentSettled("pi_1", "succeeded", 183, at(22)))
+
+    for step in (charged, intended, settled):
+        async with units() as uow:
+            assert await uow.sessions.get("ses_1", lock=True) is not None
+            await uow.sessions.save(step)
+        async with units.reader() as uow:
+            assert await uow.sessions.get("ses_1") == step
+
+
+async def test_a_second_live_session_of_a_negotiation_already_exists(
+    units: UnitOfWorkFactory,
+) -> None:
+    async with units() as uow:
+        await uow.sessions.add(a_stored_session(1))
+
+    with pytest.raises(AlreadyExists) as refused:
+        async with units() as uow:
+            await uow.sessions.add(a_stored_session(2))
+    async with units() as uow:
+        first = await uow.sessions.get("ses_1", lock=True)
+        assert first is not None
+        await uow.sessions.save(replace(first, status=SessionStatus.FAILED))
+    async with units() as uow:
+        await uow.sessions.add(a_stored_session(3))
+
+    assert refused.value.key == "negotiation"
+    async with units.reader() as uow:
+        assert await uow.sessions.live_session_of_agent("agent_1") == "ses_3"
+
+
+async def test_saving_an_absent_session_is_not_found(units: UnitOfWorkFactory) -> None:
+    with pytest.raises(NotFound):
+        async with units() as uow:
+            await uow.sessions.save(a_stored_session())
