@@ -36,6 +36,7 @@ async def test_a_short_fault_campaign_breaks_no_invariant(database: str, tmp_pat
         kills=6, outages=5, seed=7, settle_timeout_s=90,
         workdir=tmp_path, out=out,
         min_uptime_s=1.0,  # the short run's sessions are quick: faults closer together
+        driving_share=0.35,  # its starts spread over 16 s: the faults land among them
     )  # fmt: skip
 
     assert tally.sessions_started >= 3, out.getvalue()
