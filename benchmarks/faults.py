@@ -91,6 +91,8 @@ STRIPE_TIMEOUT_S = 2.0
 # A fault waits until the station has served this long since its last start.
 MIN_UPTIME_S = 4.0
 SESSIONS_PER_CHARGE_POINT = 25
+# How long a kill timed for a Stripe call in flight waits for one to go by.
+IN_FLIGHT_WAIT_S = 15.0
 # The session starts are spread over this share of the minutes (the rest lets the last
 # ones charge, under the faults still to come).
 DRIVING_SHARE = 0.8
@@ -360,12 +362,14 @@ async def _chaos(
         if time.monotonic() >= until:
             return
         if kind == "kill":
-            await _kill(station, proxy, tally, what)
+            await _kill(station, proxy, tally, what, until)
         else:
             await _outage(proxy, relay, tally, rng, what)
 
 
-async def _kill(station: StationProcess, proxy: StripeProxy, tally: Tally, point: str) -> None:
+async def _kill(
+    station: StationProcess, proxy: StripeProxy, tally: Tally, point: str, until: float
+) -> None:
     tally.kills[point] += 1
     if point == "random":
         station.kill()
@@ -381,8 +385,8 @@ async def _kill(station: StationProcess, proxy: StripeProxy, tally: Tally, point
                 armed.set_result(None)
 
         proxy.on_forwarded = on_forwarded
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(armed, 30)
+        with contextlib.suppress(TimeoutError):  # paced sessions send one every few s
+            await asyncio.wait_for(armed, max(0.1, min(IN_FLIGHT_WAIT_S, until - time.monotonic())))
         proxy.on_forwarded = None
         if not armed.done():
             tally.kills[point] -= 1  # nothing of that kind went by: not counted
