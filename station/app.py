@@ -1,4 +1,4 @@
-"""Wiring: the `Station` holds every adapter and service and runs them.
+"""Running the station: `Station` runs the parts `station.bootstrap.build` wired.
 
 `Station.run()` migrates the database, then serves the OCPP listener and the
 HTTP API side by side in one task group; `ready` is set once both listen.
@@ -30,62 +30,40 @@ from typing import Any
 import uvicorn
 
 from station.api import http_server
-from station.api.app import create_app
-from station.api.dashboard_history import SessionHistory
-from station.cluster.commands import ClusterCommands, execute
-from station.cluster.events import ClusterEvents
+from station.bootstrap import Parts, build
 from station.cluster.node import ClusterNode
 from station.logs import get_logger
-from station.metrics import StationMetrics
-from station.ocpp.frame_log import FrameLog
-from station.ocpp.server import CentralSystem
 from station.services import kill_switch
-from station.services.charging import ChargingService
-from station.services.missing_ends import MissingEnds
-from station.services.payments import Payments
-from station.services.ports import ChargePointCommands
 from station.settings import Settings
-from station.store.db import Database
-from station.store.writer import GroupCommitWriter
 
 _log = get_logger(__name__)
 
 
 class Station:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.db = Database(settings.database_url)
-        self.ready = asyncio.Event()
-        self.metrics = StationMetrics()
+    """Runs the parts `station.bootstrap.build` wired (``Station(build(settings))``)."""
+
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
+        self.settings = parts.settings
+        self.db = parts.db
+        self.metrics = parts.metrics
+        # One group-commit writer for OCPP data; billing hears every committed change.
+        self.writer = parts.writer
+        self.connections = parts.connections
+        self.commands = parts.commands
+        self.cluster = parts.cluster
+        # Payments (issue 3): negotiation, MPP authorisation, billing, settlement.
+        self.payments = parts.payments
+        self.charging = parts.charging
+        self.missing_ends = parts.missing_ends
+        self.central_system = parts.central_system
+        self.kill_switch = parts.kill_switch
+        self.session_history = parts.session_history
+        self.api = parts.api
+        self.ready = parts.services.ready
+        self._stop_requested = parts.services.stopping
         self.http_port: int | None = None
         self.ocpp_port: int | None = None
-        # Charging: one group-commit writer for OCPP data; billing sets
-        # `station.charging.listener` to hear about every committed change.
-        self.writer = GroupCommitWriter(self.db, metrics=self.metrics)
-        self.charging = ChargingService(
-            self.db, self.writer, node_id=settings.node_id, free_vend=settings.ocpp_free_vend
-        )
-        self.missing_ends = MissingEnds(
-            self.charging,
-            lambda: self.commands,
-            after_s=settings.ocpp_missing_end_after_s,
-            interval_s=min(10.0, settings.ocpp_missing_end_after_s / 2),
-        )
-        self.central_system = CentralSystem(
-            settings, self.db, self.charging, FrameLog(self.writer, self.metrics)
-        )
-        self.central_system.auth.metrics = self.metrics
-        self.central_system.handshakes.metrics = self.metrics
-        # Several nodes on one PostgreSQL (station.cluster, docs/cluster.md): leases,
-        # commands routed to the node holding the charge point, events stored for all.
-        self.cluster, self.commands, events = _cluster(settings, self.db, self.central_system)
-        # Payments (issue 3): negotiation, MPP authorisation, billing, settlement.
-        self.payments = Payments(settings, self.db, lambda: self.commands, events=events)
-        self.charging.listener = self.payments.billing
-        # The dashboard chart's memory of recent sessions' meter points (station.api.dashboard).
-        self.session_history = SessionHistory()
-        self.api = create_app(self)
-        self._stop_requested = asyncio.Event()
 
     @property
     def stopping(self) -> asyncio.Event:
@@ -137,7 +115,9 @@ class Station:
                 ocpp = tasks.create_task(self.central_system.run(ocpp_listening), name="ocpp")
                 background = [
                     tasks.create_task(self.payments.run(), name="payments"),
-                    tasks.create_task(kill_switch.watch(self, until=background_stop), name="watch"),
+                    tasks.create_task(
+                        kill_switch.watch(self.kill_switch, until=background_stop), name="watch"
+                    ),
                     tasks.create_task(self.missing_ends.run(until=background_stop), name="ends"),
                     tasks.create_task(
                         self.session_history.follow(self.payments.events, until=background_stop),
@@ -193,22 +173,6 @@ class Station:
         _log.info("station.ready", http_port=self.http_port, ocpp_port=self.ocpp_port)
 
 
-def _cluster(
-    settings: Settings, db: Database, central: CentralSystem
-) -> tuple[ClusterNode | None, ChargePointCommands, ClusterEvents | None]:
-    """On PostgreSQL: this node's `ClusterNode`, the routed command port, stored events."""
-    if db.is_sqlite:
-        return None, central, None
-    node = ClusterNode(settings, central)
-    central.ownership = node
-
-    async def run_here(charge_point_id: str, command: str, args: dict[str, Any]) -> Any:
-        return await execute(central, charge_point_id, command, args)
-
-    node.executor = run_here
-    return node, ClusterCommands(central, node, settings.ocpp_call_timeout_s), ClusterEvents(node)
-
-
 def _cluster_tasks(
     tasks: asyncio.TaskGroup, node: ClusterNode, until: asyncio.Event
 ) -> list[asyncio.Task[Any]]:
@@ -251,7 +215,7 @@ async def running_station(
     cancelled only if it has not returned after ``stop_timeout_s`` (by
     default three shutdown stages' worth of ``shutdown_timeout_s``).
     """
-    station = Station(settings)
+    station = Station(build(settings))
     task = asyncio.create_task(station.run(), name="station")
     try:
         async with asyncio.timeout(start_timeout_s):

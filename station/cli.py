@@ -81,6 +81,7 @@ def serve(
     import contextlib
 
     from station.app import Station
+    from station.bootstrap import build
     from station.startup import check_ports, check_secrets, check_tls, open_database
 
     settings = load_settings(http_port=http_port, ocpp_port=ocpp_port)
@@ -95,7 +96,7 @@ def serve(
         except StartupError as exc:
             fail(str(exc))
         configure_logging(settings.log_level, settings.log_format)
-        station = Station(settings)
+        station = Station(build(settings))
 
         async def main() -> None:
             await (await open_database(settings.database_url)).dispose()

@@ -17,8 +17,6 @@ station's metrics with `metrics_for(session)`.
 
 from __future__ import annotations
 
-import functools
-import time
 import weakref
 from collections.abc import Mapping
 from decimal import Decimal
@@ -193,37 +191,3 @@ def metrics_for(session: Any) -> StationMetrics | None:
     """The metrics of the station whose engine this (async) session is bound to."""
     bind = getattr(session, "bind", None)
     return _BY_ENGINE.get(getattr(bind, "sync_engine", bind)) if bind is not None else None
-
-
-GATEWAY_OPERATIONS = ("authorize", "capture", "cancel", "retrieve")
-
-
-def instrument_gateway(gateway: Any, metrics: StationMetrics) -> None:
-    """Time every call of a payment gateway instance (Stripe latency and errors).
-
-    Wraps the port's methods on this one instance at wiring time, so the
-    services holding the gateway need no metrics of their own. Idempotent.
-    """
-    for operation in GATEWAY_OPERATIONS:
-        method = getattr(gateway, operation, None)
-        if method is None or getattr(method, "_chargepay_timed", False):
-            continue
-        setattr(gateway, operation, _timed(method, operation, metrics))
-
-
-def _timed(method: Any, operation: str, metrics: StationMetrics) -> Any:
-    @functools.wraps(method)
-    async def timed(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return await method(*args, **kwargs)
-        except Exception as exc:
-            error = getattr(exc, "code", None) or type(exc).__name__
-            metrics.stripe_errors.labels(operation=operation, error=str(error)).inc()
-            raise
-        finally:
-            elapsed = time.perf_counter() - started
-            metrics.stripe_latency.labels(operation=operation).observe(elapsed)
-
-    timed._chargepay_timed = True  # type: ignore[attr-defined]
-    return timed

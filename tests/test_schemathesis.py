@@ -24,7 +24,8 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from station.app import Station, running_station
+from station.app import running_station
+from station.bootstrap import build
 from station.settings import Settings
 from tests.conftest import _pg_create, _pg_drop, _pg_url
 from vehicle.signing import AgentSigner, generate_keypair, public_key_b64
@@ -46,7 +47,7 @@ def _settings(database_url: str) -> Settings:
 
 def _openapi() -> dict[str, object]:
     # Building the app opens nothing: the engine connects lazily.
-    return Station(_settings("sqlite+aiosqlite:///:memory:")).api.openapi()
+    return build(_settings("sqlite+aiosqlite:///:memory:")).api.openapi()
 
 
 schema = schemathesis.openapi.from_dict(_openapi())

@@ -21,8 +21,8 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from station.api.app import station_of
 from station.api.rate_limits import FailureWindow, refuse
+from station.api.services import services_of
 from station.domain.money import Money
 from station.errors import Unauthenticated
 from station.logs import get_logger
@@ -50,7 +50,7 @@ async def operator(
     address's wrong tokens get 429 ``rate_limited`` until its minute is over;
     the right token is always let in.
     """
-    check_bearer(request, credentials, station_of(request).settings.admin_token)
+    check_bearer(request, credentials, services_of(request).settings.admin_token)
     if x_chargepay_operator and _OPERATOR_NAME.match(x_chargepay_operator):
         return f"operator:{x_chargepay_operator}"
     return "operator"
@@ -70,12 +70,12 @@ def check_bearer(
     ]
     if any(matches):
         return
-    station = station_of(request)
+    services = services_of(request)
     failures: FailureWindow = request.app.state.bearer_failures
     address = request.client.host if request.client else "unknown"
     wait = failures.retry_after(address)
     if wait is not None:
-        refuse(station.metrics, "admin_auth", "too many wrong tokens from this address", wait)
+        refuse(services.metrics, "admin_auth", "too many wrong tokens from this address", wait)
     failures.record(address)
     if failures.retry_after(address) is not None:
         _log.warning("admin.auth_rate_limited", address=address, limit=failures.limit)
@@ -206,7 +206,7 @@ def _agent_out(agent: Agent, left: Any = None) -> dict[str, Any]:
 @router.post("/agents", status_code=201, response_model=AgentOut)
 async def register_agent(body: AgentIn, actor: Operator, request: Request) -> dict[str, Any]:
     """Register an agent that may pay; answers with its id (``agt_…``)."""
-    async with SqlUnitsOfWork(station_of(request).db)() as uow:
+    async with SqlUnitsOfWork(services_of(request).db)() as uow:
         agent = await agent_registry.register(
             uow, agent_registry.NewAgent(**body.model_dump()), actor=actor
         )
@@ -219,14 +219,14 @@ async def list_agents(
     request: Request,
     status: Annotated[str | None, Query(pattern="^(active|suspended|removed)$")] = None,
 ) -> list[dict[str, Any]]:
-    async with SqlUnitsOfWork(station_of(request).db).reader() as uow:
+    async with SqlUnitsOfWork(services_of(request).db).reader() as uow:
         return [_agent_out(a) for a in await agent_registry.list_all(uow, status=status)]
 
 
 @router.get("/agents/{agent_id}", response_model=AgentOut)
 async def show_agent(agent_id: AgentId, _actor: Operator, request: Request) -> dict[str, Any]:
     """One agent, with what its spending window still allows."""
-    async with station_of(request).db.reader() as session:
+    async with services_of(request).db.reader() as session:
         agent = await agent_registry.get(SqlUnitOfWork.bound(session), agent_id)
         return _agent_out(agent, await remaining(session, agent))
 
@@ -236,7 +236,7 @@ async def update_agent(
     agent_id: AgentId, body: AgentPatch, actor: Operator, request: Request
 ) -> dict[str, Any]:
     """Change limits, allowed charge points, name, owner or the key (rotation); audited."""
-    async with station_of(request).db.session() as session:
+    async with services_of(request).db.session() as session:
         agent = await agent_registry.update(
             SqlUnitOfWork.bound(session), agent_id, body.model_dump(exclude_unset=True), actor=actor
         )
@@ -249,7 +249,7 @@ async def remove_agent(
 ) -> dict[str, Any]:
     """Soft removal, audited: every request of the agent is refused from now on; its
     history stays. 409 while one of its sessions is live (stop it first)."""
-    async with SqlUnitsOfWork(station_of(request).db)() as uow:
+    async with SqlUnitsOfWork(services_of(request).db)() as uow:
         agent = await agent_registry.remove(uow, agent_id, reason=body.reason, actor=actor)
         return _agent_out(agent)
 
@@ -260,7 +260,7 @@ async def suspend_agent(
 ) -> dict[str, Any]:
     """Kill switch for one agent: refuse its requests now, stop and settle its sessions."""
     outcome = await kill_switch.suspend_agent(
-        station_of(request), agent_id, reason=body.reason, actor=actor
+        services_of(request).kill_switch, agent_id, reason=body.reason, actor=actor
     )
     assert outcome.agent is not None
     return {
@@ -275,7 +275,7 @@ async def suspend_agent(
 async def resume_agent(
     agent_id: AgentId, actor: Operator, request: Request, body: OptionalReason | None = None
 ) -> dict[str, Any]:
-    async with SqlUnitsOfWork(station_of(request).db)() as uow:
+    async with SqlUnitsOfWork(services_of(request).db)() as uow:
         agent = await agent_registry.resume(
             uow, agent_id, actor=actor, reason=body.reason if body else ""
         )
@@ -285,14 +285,14 @@ async def resume_agent(
 @router.get("/pause", response_model=PauseOut)
 async def pause_status(_actor: Operator, request: Request) -> dict[str, Any]:
     """Whether new authorisations are paused operator-wide."""
-    return await kill_switch.pause_status(station_of(request))
+    return await kill_switch.pause_status(services_of(request).kill_switch)
 
 
 @router.post("/pause", response_model=PauseOut)
 async def pause(body: Reason, actor: Operator, request: Request) -> dict[str, Any]:
     """Refuse every new authorisation (403 ``agent_suspended``) until resumed."""
     return await kill_switch.set_pause(
-        station_of(request), on=True, reason=body.reason, actor=actor
+        services_of(request).kill_switch, on=True, reason=body.reason, actor=actor
     )
 
 
@@ -302,7 +302,9 @@ async def unpause(
 ) -> dict[str, Any]:
     """Accept new authorisations again."""
     reason = body.reason if body else ""
-    return await kill_switch.set_pause(station_of(request), on=False, reason=reason, actor=actor)
+    return await kill_switch.set_pause(
+        services_of(request).kill_switch, on=False, reason=reason, actor=actor
+    )
 
 
 @router.post("/charge-points", status_code=201, response_model=ChargePointOut)
@@ -310,7 +312,7 @@ async def register_charge_point(
     body: ChargePointIn, actor: Operator, request: Request
 ) -> dict[str, Any]:
     """Register a charge point with its OCPP Basic-auth password (16–40 characters)."""
-    db = station_of(request).db
+    db = services_of(request).db
     await charging_store.register_charge_point(db, body.charge_point_id, body.password)
     async with db.session() as session:
         await audit.record(
@@ -341,7 +343,7 @@ async def list_charge_points(
     """Charge points with their connection status and OCPP version (``?all=true``:
     the removed ones too)."""
     points = await charging_store.list_charge_points(
-        station_of(request).db, removed=include_removed
+        services_of(request).db, removed=include_removed
     )
     return [dataclasses.asdict(p) for p in points]
 
@@ -353,7 +355,7 @@ async def remove_charge_point(
     """Soft removal, audited: the charge point can no longer connect (401, as an unknown
     id); its history stays. 409 while one of its sessions is live (stop it first)."""
     point = await charging_store.remove_charge_point(
-        station_of(request).db, charge_point_id, reason=body.reason, actor=actor
+        services_of(request).db, charge_point_id, reason=body.reason, actor=actor
     )
     return dataclasses.asdict(point)
 
@@ -369,7 +371,7 @@ async def export_audit(
     after_seq: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> StreamingResponse:
     """The audit log as JSON lines, each with its ``seq``, ``prev_hash`` and ``hash``."""
-    db = station_of(request).db
+    db = services_of(request).db
 
     async def lines() -> AsyncIterator[str]:
         async with db.reader() as session:
@@ -397,7 +399,7 @@ async def verify_audit(
 
     Pass a ``head`` noted earlier to catch rows cut off the end.
     """
-    async with station_of(request).db.reader() as session:
+    async with services_of(request).db.reader() as session:
         result = await audit.verify(session, expected_head=head)
     return {
         "ok": result.ok,

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from station.api.admin import NO_NUL, Operator
-from station.api.app import station_of
+from station.api.services import services_of
 from station.errors import NotFound, ValidationError
 from station.services.sessions import OPERATOR_STOP, session_view
 from station.store import audit
@@ -67,7 +67,7 @@ async def list_sessions(
         query = query.where(SessionRow.created_at >= start)
     if (end := _utc(until, "until")) is not None:
         query = query.where(SessionRow.created_at < end)
-    async with station_of(request).db.reader() as session:
+    async with services_of(request).db.reader() as session:
         return [_listed(row) for row in (await session.scalars(query)).all()]
 
 
@@ -78,9 +78,9 @@ _SessionId = Annotated[str, Path(max_length=64, pattern=NO_NUL)]
 async def stop_session(session_id: _SessionId, actor: Operator, request: Request) -> JSONResponse:
     """Stop a session as the operator (its charge point stops; it settles for what was
     delivered); audited. A session already stopping or ended is answered as it is."""
-    station = station_of(request)
-    view = await station.payments.sessions.stop(None, session_id, reason=OPERATOR_STOP)
-    async with station.db.session() as session:
+    services = services_of(request)
+    view = await services.sessions.stop(None, session_id, reason=OPERATOR_STOP)
+    async with services.db.session() as session:
         await audit.record(
             session, actor=actor, action="session.stopped", subject=session_id, data={}
         )
@@ -92,7 +92,7 @@ async def session_receipt(
     session_id: _SessionId, _actor: Operator, request: Request
 ) -> JSONResponse:
     """The settled session's signed receipt (§4) and its Payment-Receipt header; 409 before."""
-    body, header = await station_of(request).payments.sessions.receipt(None, session_id)
+    body, header = await services_of(request).sessions.receipt(None, session_id)
     return JSONResponse(body, headers={"Payment-Receipt": header})
 
 
@@ -103,7 +103,7 @@ async def show_session(
     request: Request,
 ) -> dict[str, Any]:
     """One session with its agent, meter samples and anomalies."""
-    async with station_of(request).db.reader() as session:
+    async with services_of(request).db.reader() as session:
         row = await session.get(SessionRow, session_id)
         if row is None:
             raise NotFound(f"no session {session_id}")

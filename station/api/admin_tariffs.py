@@ -21,7 +21,7 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from station.api.admin import NO_NUL, Operator
-from station.api.app import station_of
+from station.api.services import services_of
 from station.domain.money import MoneyError, check_currency
 from station.domain.negotiation import PricingPolicy
 from station.domain.tariff import Tariff
@@ -79,7 +79,7 @@ def _check_policy(policy: PricingPolicy) -> None:
 
 
 async def _store(request: Request, actor: str, tariff: Tariff, cp: str | None) -> dict[str, Any]:
-    async with station_of(request).db.session() as session:
+    async with services_of(request).db.session() as session:
         await store.set_tariff(session, tariff, cp)
         await audit.record(
             session,
@@ -98,7 +98,7 @@ def _wire(tariff: Tariff) -> dict[str, Any]:
 @router.get("")
 async def list_tariffs(_actor: Operator, request: Request) -> list[dict[str, Any]]:
     """Every stored tariff: the default under ``*``, then per charge point."""
-    async with station_of(request).db.reader() as session:
+    async with services_of(request).db.reader() as session:
         tariffs = await store.list_tariffs(session)
     return [
         {"charge_point_id": cp, "tariff": _wire(tariff)} for cp, tariff in sorted(tariffs.items())
@@ -123,7 +123,7 @@ async def delete_charge_point_tariff(
     charge_point_id: ChargePointId, actor: Operator, request: Request
 ) -> Response:
     """Drop the charge point's own tariff (the default applies again)."""
-    async with station_of(request).db.session() as session:
+    async with services_of(request).db.session() as session:
         if not await store.delete_tariff(session, charge_point_id):
             raise NotFound(f"no tariff of its own for {charge_point_id}")
         await audit.record(
@@ -141,7 +141,7 @@ async def get_policy(
     _actor: Operator, request: Request, charge_point_id: _PolicyFor = None
 ) -> dict[str, Any]:
     """The pricing policy in force (the charge point's, else the default)."""
-    async with station_of(request).db.reader() as session:
+    async with services_of(request).db.reader() as session:
         policy = await store.get_policy(session, charge_point_id)
     if policy is None:
         raise NotFound("no stored pricing policy (the settings' defaults apply)")
@@ -163,7 +163,7 @@ async def set_policy(
     _check_bounded(policy, "policy")
     _check_policy(policy)
     doc = store.policy_to_json(policy)
-    async with station_of(request).db.session() as session:
+    async with services_of(request).db.session() as session:
         await store.set_policy(session, policy, charge_point_id)
         await audit.record(
             session,

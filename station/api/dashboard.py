@@ -28,9 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from station.api import dashboard_auth as auth
 from station.api import dashboard_state
 from station.api.admin import NO_NUL, AgentId
-from station.api.app import station_of
 from station.api.dashboard_auth import DashboardChange, DashboardOperator
 from station.api.rate_limits import FailureWindow
+from station.api.services import services_of
 from station.logs import get_logger
 from station.services import agents as agent_registry
 from station.services import kill_switch
@@ -89,7 +89,7 @@ async def login_form(request: Request) -> Response:
 @router.post("/dashboard/login")
 async def login(request: Request) -> Response:
     """The admin token from the form → the dashboard cookie; a wrong one → 401, the form again."""
-    admin_token = station_of(request).settings.admin_token
+    admin_token = services_of(request).settings.admin_token
     if not auth.same_origin(request):
         return _login_page("Sign in from this station's own page.", 403)
     if admin_token is None:
@@ -123,10 +123,10 @@ def _wrong_token(request: Request) -> HTMLResponse:
 
     The form and the bearer API share one budget per address (`FailureWindow`).
     """
-    station = station_of(request)
+    services = services_of(request)
     failures: FailureWindow = request.app.state.bearer_failures
     address = request.client.host if request.client else "unknown"
-    metrics = getattr(station, "metrics", None)
+    metrics = services.metrics
     wait = failures.retry_after(address)
     if wait is not None:
         if metrics is not None:
@@ -151,11 +151,11 @@ async def logout(request: Request) -> Response:
 @router.get("/dashboard/api/state")
 async def state(_actor: DashboardOperator, request: Request) -> JSONResponse:
     """Charge points, recent sessions, money and agents, with the page's CSRF token."""
-    station = station_of(request)
-    assert station.settings.admin_token is not None
-    async with station.db.reader() as session:
+    services = services_of(request)
+    assert services.settings.admin_token is not None
+    async with services.db.reader() as session:
         snapshot: dict[str, Any] = await dashboard_state.snapshot(session)
-    snapshot["csrf"] = auth.csrf_token(station.settings.admin_token, request.cookies[auth.COOKIE])
+    snapshot["csrf"] = auth.csrf_token(services.settings.admin_token, request.cookies[auth.COOKIE])
     return JSONResponse(jsonable_encoder(snapshot), headers={"Cache-Control": "no-store"})
 
 
@@ -166,7 +166,7 @@ async def points(
     request: Request,
 ) -> JSONResponse:
     """The session's meter points this node has published since it started (for the chart)."""
-    history = station_of(request).session_history
+    history = services_of(request).session_history
     return JSONResponse({"session_id": session_id, "points": history.points(session_id)})
 
 
@@ -182,7 +182,7 @@ async def suspend(
     """Suspend the agent (the kill switch of PROTOCOL §5): its sessions stop and settle."""
     reason = (body.reason if body else "").strip() or DEFAULT_REASON
     outcome = await kill_switch.suspend_agent(
-        station_of(request), agent_id, reason=reason, actor=actor
+        services_of(request).kill_switch, agent_id, reason=reason, actor=actor
     )
     assert outcome.agent is not None
     return JSONResponse(
@@ -197,6 +197,6 @@ async def suspend(
 
 @router.post("/dashboard/api/agents/{agent_id}/resume")
 async def resume(agent_id: AgentId, actor: DashboardChange, request: Request) -> JSONResponse:
-    async with SqlUnitsOfWork(station_of(request).db)() as uow:
+    async with SqlUnitsOfWork(services_of(request).db)() as uow:
         agent = await agent_registry.resume(uow, agent_id, actor=actor)
         return JSONResponse({"agent_id": agent_id, "status": agent.status})

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from pydantic import SecretStr
 
-from station.api.app import station_of
+from station.api.services import services_of
 from station.errors import CrossSiteRefused, Unauthenticated
 
 COOKIE = "chargepay_dashboard"
@@ -77,7 +77,7 @@ def csrf_token(admin_token: SecretStr, cookie: str) -> str:
 
 
 def signed_in(request: Request) -> bool:
-    token = station_of(request).settings.admin_token
+    token = services_of(request).settings.admin_token
     return cookie_valid(token, request.cookies.get(COOKIE))
 
 
@@ -89,7 +89,7 @@ def _origin_of(url: str) -> str:
 def own_origins(request: Request) -> set[str]:
     """This station's origins: as the request reached it, and ``public_url`` (behind a proxy)."""
     origins = {f"{request.url.scheme}://{request.headers.get('host')}"}
-    public_url = station_of(request).settings.public_url
+    public_url = services_of(request).settings.public_url
     if public_url:
         origins.add(_origin_of(public_url))
     return origins
@@ -97,7 +97,7 @@ def own_origins(request: Request) -> set[str]:
 
 def secure_cookie(request: Request) -> bool:
     """Mark the cookie ``Secure`` when the browser reaches the station over HTTPS."""
-    public_url = station_of(request).settings.public_url or ""
+    public_url = services_of(request).settings.public_url or ""
     return request.url.scheme == "https" or public_url.startswith("https://")
 
 
@@ -120,7 +120,7 @@ async def dashboard_operator_csrf(
     request: Request, actor: Annotated[str, Depends(dashboard_operator)]
 ) -> str:
     """As `dashboard_operator`, for a change: same origin and the CSRF token, else 403."""
-    token = station_of(request).settings.admin_token
+    token = services_of(request).settings.admin_token
     assert token is not None  # a valid cookie needs one
     expected = csrf_token(token, request.cookies[COOKIE])
     given = request.headers.get(CSRF_HEADER, "")

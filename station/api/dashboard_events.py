@@ -22,8 +22,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from station.api.admin import Operator
-from station.api.app import station_of
 from station.api.dashboard_auth import DashboardOperator
+from station.api.services import services_of
 from station.services.session_events import SessionEvent
 
 KEEPALIVE_S = 15.0
@@ -35,8 +35,8 @@ def _sse(name: str, data: dict[str, Any]) -> str:
 
 
 def operator_stream(request: Request, keepalive_s: float = KEEPALIVE_S) -> StreamingResponse:
-    station = station_of(request)
-    events, stopping = station.payments.events, station.stopping
+    services = services_of(request)
+    events, stopping = services.events, services.stopping
 
     async def stream() -> AsyncIterator[str]:
         stop = asyncio.ensure_future(stopping.wait())

@@ -45,9 +45,9 @@ from sqlalchemy import Delete, delete, select
 from sqlalchemy.exc import IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from station.api.app import station_of
 from station.api.problems import problem
 from station.api.rate_limits import InFlight
+from station.api.services import services_of
 from station.domain.limits import SpendingLimits
 from station.domain.money import Money
 from station.errors import AgentSuspended, NotFound, Unauthenticated
@@ -158,8 +158,8 @@ def _verifier(agent_id: str, public_key: str, max_skew_s: int) -> HTTPMessageVer
 
 
 def _refuse(request: Request, reason: str, detail: str) -> Unauthenticated:
-    station = station_of(request)
-    metrics = getattr(station, "metrics", None)
+    services = services_of(request)
+    metrics = services.metrics
     if metrics is not None:
         metrics.auth_failures.labels(reason=reason).inc()
     _log.info("agent.auth_refused", reason=reason, path=request.url.path)
@@ -168,20 +168,20 @@ def _refuse(request: Request, reason: str, detail: str) -> Unauthenticated:
 
 async def authenticated_agent(request: Request) -> AgentPrincipal:
     """FastAPI dependency: verify the request's signature and return its agent."""
-    station = station_of(request)
-    settings = station.settings
+    services = services_of(request)
+    settings = services.settings
     headers = request.headers
     if "signature-input" not in headers or "signature" not in headers:
         if settings.open_payers:  # an unregistered MPP payer: its payment authenticates it
             site = address_key(request.client.host) if request.client else "unknown"
-            shared = await open_payers.open_agent(station.db, settings)
+            shared = await open_payers.open_agent(services.db, settings)
             payer = AgentPrincipal.of(shared, site=site)
             if payer.status != "active":
                 raise AgentSuspended("unregistered payers are suspended")
             return payer
         raise _refuse(request, "unsigned", "request is not signed (RFC 9421)")
     key_id = _key_id(headers["signature-input"])
-    async with station.db.reader() as session:
+    async with services.db.reader() as session:
         row = await session.get(AgentRow, key_id)
         # Copy out before the reader's rollback expires the row.
         agent = AgentPrincipal.of(row) if row is not None else None
@@ -214,11 +214,11 @@ async def _remember_nonce(
     request: Request, agent_id: str, nonce: str, created: datetime, max_skew_s: int
 ) -> None:
     """Store the nonce until no signature carrying it could be accepted; 401 if seen."""
-    station = station_of(request)
+    services = services_of(request)
     now = datetime.now(UTC)
     expires_at = max(created, now) + timedelta(seconds=max_skew_s + 1)
     try:
-        async with station.db.session() as session:
+        async with services.db.session() as session:
             await session.execute(_expired_nonces(agent_id, now))
             session.add(NonceRow(agent_id=agent_id, nonce=nonce, expires_at=expires_at))
             await session.flush()
@@ -353,8 +353,8 @@ router = APIRouter(tags=["agents"])
 @router.get("/v1/agents/me")
 async def who_am_i(agent: Agent, request: Request) -> dict[str, Any]:
     """The signed-in agent, its limits and what its window still allows."""
-    station = station_of(request)
-    async with station.db.reader() as session:
+    services = services_of(request)
+    async with services.db.reader() as session:
         row = await session.get(AgentRow, agent.agent_id)
         assert row is not None
         left = await remaining(session, row)

@@ -17,12 +17,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from station.api.admin import check_bearer
-from station.api.app import station_of
+from station.api.services import services_of
 from station.logs import get_logger
 from station.store.charging import ChargePointRow
 
 if TYPE_CHECKING:
-    from station.app import Station
+    from station.api.services import Services
 
 _log = get_logger(__name__)
 # Session statuses in which a card hold is open, and those in which it was let go.
@@ -34,9 +34,9 @@ _bearer = HTTPBearer(
 )
 
 
-async def refresh_from_database(station: Station) -> None:
-    metrics = station.metrics
-    async with station.db.reader() as session:
+async def refresh_from_database(services: Services) -> None:
+    metrics = services.metrics
+    async with services.db.reader() as session:
         connected = await session.execute(
             select(ChargePointRow.ocpp_version, func.count())
             .where(ChargePointRow.connected.is_(True))
@@ -90,11 +90,11 @@ async def metrics(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Response:
     """Bearer ``CHARGEPAY_METRICS_TOKEN`` (for the scraper) or the admin token."""
-    station = station_of(request)
-    settings = station.settings
+    services = services_of(request)
+    settings = services.settings
     check_bearer(request, credentials, settings.metrics_token, settings.admin_token)
     try:
-        await refresh_from_database(station)
+        await refresh_from_database(services)
     except SQLAlchemyError as exc:  # still serve this node's own figures
         _log.warning("metrics.refresh_failed", error=type(exc).__name__)
-    return Response(station.metrics.render(), media_type=station.metrics.content_type)
+    return Response(services.metrics.render(), media_type=services.metrics.content_type)

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from station.api.app import station_of
 from station.api.identity import Agent
 from station.api.rate_limits import FailureWindow, refuse
 from station.api.schemas import NegotiationDoc, SessionDoc
+from station.api.services import services_of
 from station.domain.money import MoneyError, parse_decimal
 from station.errors import NotFound, ValidationError
 from station.services.negotiations import CounterRequest, OpenRequest
@@ -79,20 +79,20 @@ async def open_negotiation(body: NegotiationIn, agent: Agent, request: Request) 
     same 404. Past ``unknown_charge_points_per_minute`` of them, the agent's
     opens are all 429 until its minute ends (known ids too: no oracle left).
     """
-    station = station_of(request)
+    services = services_of(request)
     probes: FailureWindow = request.app.state.unknown_charge_points
     wait = probes.retry_after(agent.ceilings_key)
     if wait is not None:
-        refuse(station.metrics, "unknown_charge_points", "too many unknown charge points", wait)
+        refuse(services.metrics, "unknown_charge_points", "too many unknown charge points", wait)
     if agent.unregistered:  # one agent for all of them: each site opens its share a minute
         opens: FailureWindow = request.app.state.open_payer_opens
         wait = opens.retry_after(agent.ceilings_key)
         if wait is not None:
-            refuse(station.metrics, "open_negotiations", "too many negotiations a minute", wait)
+            refuse(services.metrics, "open_negotiations", "too many negotiations a minute", wait)
         opens.record(agent.ceilings_key)
     try:
         agent.check_charge_point(body.charge_point_id)
-        view = await station.payments.negotiations.open(
+        view = await services.negotiations.open(
             agent.agent_id,
             OpenRequest(
                 charge_point_id=body.charge_point_id,
@@ -116,8 +116,8 @@ async def counter(
     negotiation_id: str, body: CounterIn, agent: Agent, request: Request
 ) -> dict[str, Any]:
     """Counter the current offer: agreed, a new offer (open), or rejected."""
-    payments = station_of(request).payments
-    return await payments.negotiations.counter(
+    services = services_of(request)
+    return await services.negotiations.counter(
         agent.agent_id,
         negotiation_id,
         CounterRequest(
@@ -146,8 +146,8 @@ async def accept(
     """Accept an offer with a cap: 402 + a challenge per offered intent (``authorize``,
     ``charge``), then 201 + the session with a credential (on ``charge``, with its
     ``Payment-Receipt``)."""
-    payments = station_of(request).payments
-    view, headers = await payments.authorisation.accept(
+    services = services_of(request)
+    view, headers = await services.authorisation.accept(
         agent.agent_id, negotiation_id, body.offer_id, body.cap, authorization
     )
     return JSONResponse(view, status_code=201, headers=headers or None)

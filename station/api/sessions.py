@@ -12,10 +12,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from station.api import http_server
-from station.api.app import station_of
 from station.api.identity import Agent
 from station.api.rate_limits import Slots, refuse
 from station.api.schemas import ReceiptDoc, ReceiptKeyDoc, SessionDoc
+from station.api.services import services_of
 from station.domain.session import SessionStatus
 from station.logs import get_logger
 from station.payments.receipts import RECEIPT_CACHE_CONTROL
@@ -28,14 +28,14 @@ KEEPALIVE_S = 15.0
 
 @router.get("/v1/sessions/{session_id}", responses={200: {"model": SessionDoc}})
 async def get_session(session_id: str, agent: Agent, request: Request) -> dict[str, Any]:
-    return await station_of(request).payments.sessions.get(agent.agent_id, session_id)
+    return await services_of(request).sessions.get(agent.agent_id, session_id)
 
 
 @router.post(
     "/v1/sessions/{session_id}/stop", status_code=202, responses={202: {"model": SessionDoc}}
 )
 async def stop_session(session_id: str, agent: Agent, request: Request) -> JSONResponse:
-    view = await station_of(request).payments.sessions.stop(agent.agent_id, session_id)
+    view = await services_of(request).sessions.stop(agent.agent_id, session_id)
     return JSONResponse(view, status_code=202)
 
 
@@ -44,7 +44,7 @@ async def stop_session(session_id: str, agent: Agent, request: Request) -> JSONR
     responses={200: {"model": ReceiptDoc, "description": "With a Payment-Receipt header"}},
 )
 async def receipt(session_id: str, agent: Agent, request: Request) -> JSONResponse:
-    body, header = await station_of(request).payments.sessions.receipt(agent.agent_id, session_id)
+    body, header = await services_of(request).sessions.receipt(agent.agent_id, session_id)
     return JSONResponse(
         body, headers={"Payment-Receipt": header, "Cache-Control": RECEIPT_CACHE_CONTROL}
     )
@@ -53,7 +53,7 @@ async def receipt(session_id: str, agent: Agent, request: Request) -> JSONRespon
 @router.get("/v1/receipt-key", tags=["receipts"], response_model=ReceiptKeyDoc)
 async def receipt_key(request: Request) -> dict[str, str]:
     """The station's Ed25519 receipt key (base64 of the raw 32 bytes)."""
-    return {"alg": "ed25519", "public_key": station_of(request).payments.signer.public_key_b64}
+    return {"alg": "ed25519", "public_key": services_of(request).signer.public_key_b64}
 
 
 def _sse(name: str, data: dict[str, Any], seq: int | None = None) -> str:
@@ -74,34 +74,33 @@ async def session_events(session_id: str, agent: Agent, request: Request) -> Str
     ``rate_limited`` past it); a stream whose client takes no data for
     ``event_stream_send_timeout_s`` is cut.
     """
-    station = station_of(request)
-    payments = station.payments
-    await payments.sessions.get(agent.agent_id, session_id)  # 404 before streaming
+    services = services_of(request)
+    await services.sessions.get(agent.agent_id, session_id)  # 404 before streaming
     slots: Slots[str] = request.app.state.event_streams
     if not slots.acquire(agent.ceilings_key):
         refuse(
-            station.metrics,
+            services.metrics,
             "event_streams",
             f"{slots.per_key} event streams already open for this agent",
             KEEPALIVE_S,
         )
-    station.metrics.event_streams.inc()
+    services.metrics.event_streams.inc()
 
     def release() -> None:
         slots.release(agent.ceilings_key)
-        station.metrics.event_streams.dec()
+        services.metrics.event_streams.dec()
 
-    events = payments.events
+    events = services.events
     resume = _last_event_id(request)
 
     async def stream() -> AsyncIterator[str]:
         # Stored events (several nodes) carry a per-session number: the stream sends each
         # once, in order, filling gaps from the store; `Last-Event-ID` resumes after one.
-        stop: asyncio.Future[Any] = asyncio.ensure_future(station.stopping.wait())
+        stop: asyncio.Future[Any] = asyncio.ensure_future(services.stopping.wait())
         get: asyncio.Future[Any] | None = None
         try:
             async with events.subscribe(session_id) as queue:
-                current = await payments.sessions.get(agent.agent_id, session_id)
+                current = await services.sessions.get(agent.agent_id, session_id)
                 last = resume if resume is not None else await events.last_seq(session_id)
                 if resume is not None and last is not None:
                     for missed in await events.replay(session_id, last):
@@ -155,13 +154,13 @@ async def session_events(session_id: str, agent: Agent, request: Request) -> Str
 
     async def _final(current: dict[str, Any]) -> dict[str, Any]:
         if current["status"] == SessionStatus.SETTLED:
-            return await payments.sessions.receipt_event(session_id)
+            return await services.receipts.event(session_id)
         return {"session_id": session_id, "status": current["status"]}
 
     return EventStream(
         stream(),
         release=release,
-        send_timeout_s=station.settings.event_stream_send_timeout_s,
+        send_timeout_s=services.settings.event_stream_send_timeout_s,
         media_type="text/event-stream",
         # The `settled` event carries the Payment-Receipt: private, as MPP asks, and never stored.
         headers={"Cache-Control": f"{RECEIPT_CACHE_CONTROL}, no-store"},

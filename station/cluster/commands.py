@@ -1,13 +1,13 @@
 """`ChargePointCommands` for several nodes: here when the connection is here, else routed.
 
 `ClusterCommands` is what the services get with PostgreSQL. A command for a
-charge point connected to this node goes straight to the `CentralSystem`; one
+charge point connected to this node goes straight to this node's `Connections`; one
 held by another node (a live lease) is written for that node
 (`ClusterNode.call`) and its answer awaited, bounded by the OCPP call timeout
 plus ``_MARGIN_S``; one connected nowhere fails at once (`station_unavailable`).
 The ``post_*`` commands are queued for the holder and return at once.
 
-`execute` is the holder's side: the same commands on its own `CentralSystem`.
+`execute` is the holder's side: the same commands on its own `Connections`.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from typing import Any
 
 from station.cluster.node import ClusterNode
 from station.domain.cap import ChargingLimit
+from station.ocpp.connections import Connections
 from station.ocpp.ports import TransactionStatus
-from station.ocpp.server import CentralSystem
 
 _MARGIN_S = 2.0
 
 
 class ClusterCommands:
-    def __init__(self, local: CentralSystem, node: ClusterNode, call_timeout_s: float) -> None:
+    def __init__(self, local: Connections, node: ClusterNode, call_timeout_s: float) -> None:
         self.local = local
         self.node = node
         self.timeout_s = call_timeout_s + _MARGIN_S
@@ -128,7 +128,7 @@ class ClusterCommands:
         return await self.node.call(charge_point_id, command, args, self.timeout_s)
 
 
-async def execute(local: CentralSystem, charge_point_id: str, command: str, args: Any) -> Any:
+async def execute(local: Connections, charge_point_id: str, command: str, args: Any) -> Any:
     """Run a routed command on this node's connection (the holder's side); JSON out."""
     cp = charge_point_id
     if command == "start_transaction":

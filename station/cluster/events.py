@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -53,14 +54,19 @@ RETURNING session_id, seq, name, data
 
 
 class ClusterEvents(SessionEvents):
-    def __init__(self, node: ClusterNode, queue_size: int = 256) -> None:
-        super().__init__(queue_size)
+    def __init__(
+        self,
+        node: ClusterNode,
+        queue_size: int = 256,
+        *,
+        on_status: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__(queue_size, on_status=on_status)
         self._node = node
         self._outbox: deque[tuple[str, str, str]] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        node.events = self
 
     def publish(self, session_id: str, name: str, data: dict[str, Any]) -> None:
         if name == "status" and self.on_status is not None:

@@ -43,8 +43,7 @@ from station.logs import get_logger
 from station.settings import Settings
 
 if TYPE_CHECKING:
-    from station.cluster.events import ClusterEvents
-    from station.ocpp.server import CentralSystem
+    from station.ocpp.connections import Connections
 
 _log = get_logger(__name__)
 LEASES = "chargepay_leases"
@@ -158,11 +157,20 @@ WHERE origin_node IS NOT NULL
 class ClusterNode:
     """This node's part of the station: its leases, its routed commands, its listener."""
 
-    def __init__(self, settings: Settings, central: CentralSystem) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        connections: Connections,
+        *,
+        executor: Executor | None = None,
+        on_status: Callable[[str], None] | None = None,
+    ) -> None:
+        from station.cluster.events import ClusterEvents
+
         self.node_id = settings.node_id
         self.lease_s = settings.cluster_lease_s
         self._dsn = asyncpg_dsn(settings.database_url)
-        self._central = central
+        self._connections = connections
         self.pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         # Every node's leases as last heard; a remote one is live while its node renews.
@@ -176,8 +184,9 @@ class ClusterNode:
         self._waiting: dict[int, asyncio.Future[str]] = {}
         self._early: dict[int, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.executor: Executor | None = None  # runs a routed command here (the wiring)
-        self.events: ClusterEvents | None = None
+        self.executor = executor  # runs a routed command here (`commands.execute`)
+        # The session events of every node (stored rows); the services publish on them.
+        self.events = ClusterEvents(self, on_status=on_status)
 
     # --- start and stop ------------------------------------------------------------------
 
@@ -328,7 +337,7 @@ class ClusterNode:
             return
         del self._held[charge_point_id]
         _log.warning("cluster.lease_lost", charge_point_id=charge_point_id, reason=why)
-        self._central.drop(charge_point_id, epoch, why)
+        self._connections.drop(charge_point_id, epoch, why)
 
     def _on_lease(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         parts = payload.split("\t")

@@ -312,11 +312,13 @@ class Authenticator:
         settings: Settings,
         db: Database,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        metrics: StationMetrics | None = None,
     ) -> None:
         self.db = db
         self.throttle = FailureThrottle.from_settings(settings, clock)
-        # Set by the station that owns this listener (its /metrics); None in bare use.
-        self.metrics: StationMetrics | None = None
+        # The station's own (its /metrics); None in bare use.
+        self.metrics = metrics
         secret = settings.secret_key.get_secret_value() if settings.secret_key else ""
         self.keyed = KeyedVerifier(secret) if secret else None
         self._key = secrets.token_bytes(32)

@@ -56,14 +56,21 @@ def pending_bound(configured: int) -> int:
 class HandshakeGuard:
     """Tracks half-open connections and the listener's accept errors (one per listener)."""
 
-    def __init__(self, max_pending: int, log_interval_s: float, request_timeout_s: float) -> None:
+    def __init__(
+        self,
+        max_pending: int,
+        log_interval_s: float,
+        request_timeout_s: float,
+        *,
+        metrics: StationMetrics | None = None,
+    ) -> None:
         self.max_pending = max_pending
         self.request_timeout_s = request_timeout_s
         self.log_interval_s = log_interval_s
         self.shed = 0
         self.accept_errors = 0
-        # Set by the station that owns this listener (its /metrics); None in bare use.
-        self.metrics: StationMetrics | None = None
+        # The station's own (its /metrics); None in bare use.
+        self.metrics = metrics
         self._pending: dict[ServerConnection, float] = {}  # -> opened at (insertion order)
         self._unlogged = 0
         self._reason: str | None = None

@@ -27,7 +27,8 @@ node's: the newest authenticated connection wins) and gives it back when the
 connection ends; a connection whose lease another node took is closed
 (`drop`), and only the holder records the charge point as disconnected.
 
-`CentralSystem` implements `station.services.ports.ChargePointCommands`.
+The listener registers each connection in `station.ocpp.connections.Connections`,
+which implements `station.services.ports.ChargePointCommands`.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ import asyncio
 import contextlib
 import math
 import ssl
-from decimal import Decimal
 from http import HTTPStatus
 from typing import Any, Protocol
 from urllib.parse import unquote
@@ -46,15 +46,15 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from station.domain.cap import ChargingLimit
 from station.domain.events import OcppVersion
-from station.errors import ChargePointNotConnected
 from station.logs import get_logger
+from station.metrics import StationMetrics
 from station.ocpp.auth import Authenticator, Outcome, client_address
 from station.ocpp.connection import OcppConnection
+from station.ocpp.connections import Connections
 from station.ocpp.frame_log import FrameLog
 from station.ocpp.handshakes import HandshakeGuard, pending_bound
-from station.ocpp.ports import ChargingEvents, TransactionStatus
+from station.ocpp.ports import ChargingEvents
 from station.ocpp.v16 import V16Connection
 from station.ocpp.v21 import V21Connection
 from station.ocpp.v201 import V201Connection
@@ -95,33 +95,36 @@ class Ownership(Protocol):
 
 
 class CentralSystem:
-    """The OCPP side of the station (``ChargePointCommands`` for the services)."""
+    """The OCPP listener: authenticates, adapts each connection, registers it."""
 
     def __init__(
         self,
         settings: Settings,
         db: Database,
         events: ChargingEvents,
+        connections: Connections,
+        *,
         frames: FrameLog | None = None,
+        ownership: Ownership | None = None,
+        metrics: StationMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.events = events
         self.frames = frames
         self.port: int | None = None
-        self.auth = Authenticator(settings, db)
+        self.auth = Authenticator(settings, db, metrics=metrics)
         self._trusted_proxies = settings.trusted_networks
         self.handshakes = HandshakeGuard(
             pending_bound(settings.ocpp_max_pending_handshakes),
             settings.ocpp_accept_log_interval_s,
             settings.ocpp_open_timeout_s,
+            metrics=metrics,
         )
-        self._connections: dict[str, OcppConnection] = {}
+        self.connections = connections
         self._admissions = asyncio.Semaphore(_ADMISSIONS)
-        self._limits: dict[tuple[str, int], Decimal] = {}
         self._stopping = asyncio.Event()
-        self.ownership: Ownership | None = None
-        self._epochs: dict[str, int] = {}  # the lease epoch of each connection here
+        self.ownership = ownership
 
     # --- listening ---------------------------------------------------------------------
 
@@ -185,7 +188,7 @@ class CentralSystem:
         if listening is not None:
             listening.set()
         await self._stopping.wait()
-        _log.info("ocpp.closing", connections=len(self._connections))
+        _log.info("ocpp.closing", connections=len(self.connections))
         # Leaving serve()'s block closes the listener and the connections (1001) and
         # awaits their handlers.
 
@@ -225,7 +228,7 @@ class CentralSystem:
             response.headers["Retry-After"] = str(max(1, math.ceil(verdict.retry_after_s)))
             return response
         if verdict.outcome is Outcome.UNAUTHORIZED:
-            log.warning("ocpp.auth_failed", displaces=cp_id in self._connections)
+            log.warning("ocpp.auth_failed", displaces=cp_id in self.connections)
             response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
             response.headers["WWW-Authenticate"] = 'Basic realm="chargepay", charset="UTF-8"'
             return response
@@ -258,10 +261,9 @@ class CentralSystem:
             frames=self.frames,
             call_timeout_s=self.settings.ocpp_call_timeout_s,
             heartbeat_interval_s=self.settings.ocpp_heartbeat_interval_s,
-            limits=self._limits,
+            limits=self.connections.limits,
         )
-        previous = self._connections.get(cp_id)
-        self._connections[cp_id] = connection
+        previous = self.connections.add(cp_id, connection)
         if previous is not None:
             log.warning("ocpp.connection_replaced")
             await previous.websocket.close(1000, "replaced by a new authenticated connection")
@@ -272,17 +274,14 @@ class CentralSystem:
             async with self._admissions:
                 if self.ownership is not None:
                     epoch = await self.ownership.acquire(cp_id, version)
-                    if self._connections.get(cp_id) is connection:
-                        self._epochs[cp_id] = epoch
+                    self.connections.set_epoch(cp_id, connection, epoch)
                 await self.events.charge_point_connected(cp_id, version)
             await connection.serve()
         finally:
-            if self._connections.get(cp_id) is connection:
-                del self._connections[cp_id]
-                self._epochs.pop(cp_id, None)
+            self.connections.remove(cp_id, connection)
             task = asyncio.current_task()
             held = await self._release(cp_id, epoch)
-            if self._connections.get(cp_id) is None and not (task and task.cancelling()):
+            if cp_id not in self.connections and not (task and task.cancelling()):
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(5):
                         if held:
@@ -301,112 +300,6 @@ class CentralSystem:
         except Exception as exc:
             _log.warning("ocpp.lease_not_released", charge_point_id=cp_id, error=repr(exc))
             return True  # it expires; this node's record says what it saw
-
-    def drop(self, charge_point_id: str, epoch: int, reason: str) -> None:
-        """Close the connection holding ``epoch`` (its lease went to another node)."""
-        connection = self._connections.get(charge_point_id)
-        if connection is None or self._epochs.get(charge_point_id, epoch) > epoch:
-            return
-        _log.warning("ocpp.connection_taken_over", charge_point_id=charge_point_id, reason=reason)
-        del self._connections[charge_point_id]
-        self._epochs.pop(charge_point_id, None)
-        task = asyncio.ensure_future(connection.websocket.close(1000, reason[:120]))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
-
-    # --- ChargePointCommands -----------------------------------------------------------
-
-    def is_connected(self, charge_point_id: str) -> bool:
-        return charge_point_id in self._connections
-
-    def ocpp_version(self, charge_point_id: str) -> str | None:
-        connection = self._connections.get(charge_point_id)
-        return None if connection is None else str(connection.version)
-
-    def _connection(self, charge_point_id: str) -> OcppConnection:
-        connection = self._connections.get(charge_point_id)
-        if connection is None:
-            raise ChargePointNotConnected(f"{charge_point_id} is not connected to this node")
-        return connection
-
-    async def start_transaction(
-        self,
-        charge_point_id: str,
-        *,
-        evse_id: int,
-        id_token: str,
-        remote_start_id: int,
-        max_cost: Decimal | None = None,
-    ) -> bool:
-        connection = self._connection(charge_point_id)
-        if max_cost is not None:
-            self._limits[(charge_point_id, remote_start_id)] = max_cost
-        accepted = await connection.remote_start(
-            evse_id=evse_id, id_token=id_token, remote_start_id=remote_start_id
-        )
-        if not accepted:
-            self._limits.pop((charge_point_id, remote_start_id), None)
-        await self._audit(
-            charge_point_id,
-            "ocpp.start_transaction",
-            {"evse_id": evse_id, "remote_start_id": remote_start_id, "accepted": accepted},
-        )
-        return accepted
-
-    async def stop_transaction(self, charge_point_id: str, transaction_ref: str) -> bool:
-        accepted = await self._connection(charge_point_id).remote_stop(transaction_ref)
-        await self._audit(
-            charge_point_id,
-            "ocpp.stop_transaction",
-            {"transaction_ref": transaction_ref, "accepted": accepted},
-        )
-        return accepted
-
-    def post_stop_transaction(self, charge_point_id: str, transaction_ref: str) -> None:
-        connection = self._connections.get(charge_point_id)
-        if connection is None:
-            _log.warning("ocpp.stop_not_sent", charge_point_id=charge_point_id)
-            return
-        connection.post_remote_stop(transaction_ref)
-
-    def post_cost_updated(
-        self, charge_point_id: str, transaction_ref: str, total_cost: Decimal
-    ) -> None:
-        connection = self._connections.get(charge_point_id)
-        if connection is not None:
-            connection.post_cost_updated(transaction_ref, total_cost)
-
-    def post_charging_limit(
-        self, charge_point_id: str, transaction_ref: str, limit: ChargingLimit
-    ) -> None:
-        connection = self._connections.get(charge_point_id)
-        if connection is not None:
-            connection.post_charging_limit(transaction_ref, limit)
-
-    async def transaction_status(
-        self, charge_point_id: str, transaction_ref: str
-    ) -> TransactionStatus | None:
-        """GetTransactionStatus on 2.x; None on 1.6 (no such message)."""
-        return await self._connection(charge_point_id).transaction_status(transaction_ref)
-
-    async def trigger_message(
-        self, charge_point_id: str, requested_message: str, evse_id: int | None = None
-    ) -> bool:
-        return await self._connection(charge_point_id).trigger(requested_message, evse_id)
-
-    async def _audit(self, charge_point_id: str, action: str, data: dict[str, Any]) -> None:
-        from station.store import audit
-
-        record = getattr(audit, "record", None)
-        if record is None:
-            return
-
-        try:
-            async with self.db.session() as session:
-                await record(
-                    session, actor="system", action=action, subject=charge_point_id, data=data
-                )
-        except Exception:
-            _log.exception("ocpp.audit_failed", charge_point_id=charge_point_id, action=action)
 
 
 def _charge_point_id(request: Request) -> str | None:

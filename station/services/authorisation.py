@@ -154,7 +154,7 @@ class AuthorisationService:
         authorizer: Authorizer,
         gateway: PaymentGateway,
         settlement: SettlementService,
-        commands: Callable[[], ChargePointCommands | None],
+        commands: ChargePointCommands,
         clock: Callable[[], datetime],
         events: SessionEvents | None = None,
     ) -> None:
@@ -299,8 +299,8 @@ class AuthorisationService:
     ) -> tuple[dict[str, Any], dict[str, str]]:
         started = time.perf_counter()
         verified = self.authorizer.verify(authorization, request, now)
-        commands = self._commands()
-        if commands is not None and not commands.is_connected(neg.charge_point_id):
+        commands = self._commands
+        if not commands.is_connected(neg.charge_point_id):
             raise ChargePointNotConnected(f"charge point {neg.charge_point_id} is not connected")
         session_id = new_id("ses")
         log = _log.bind(session_id=session_id, agent_id=agent_id)
@@ -357,15 +357,13 @@ class AuthorisationService:
             cap=cap.amount,
             accept_s=round(self.last_accept_s, 4),
         )
-        started_s: float | None = None
-        if commands is not None:
-            await self._start(commands, session, log)
-            started_s = time.perf_counter() - started
-            log.info("session.start_accepted", started_s=round(started_s, 4))
-            async with self._db.reader() as unit:
-                fresh = await SqlSessions(unit).get(session_id)
-                assert fresh is not None
-                session = fresh
+        await self._start(commands, session, log)
+        started_s = time.perf_counter() - started
+        log.info("session.start_accepted", started_s=round(started_s, 4))
+        async with self._db.reader() as unit:
+            fresh = await SqlSessions(unit).get(session_id)
+            assert fresh is not None
+            session = fresh
         self.timings.append(AcceptTiming(self.last_accept_s, started_s))
         headers: dict[str, str] = {}
         if session.charged:  # paid now: the charge spec's receipt, on this 201

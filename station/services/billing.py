@@ -54,7 +54,7 @@ class BillingListener:
         db: Database,
         events: SessionEvents,
         settlement: SettlementService,
-        commands: Callable[[], ChargePointCommands | None],
+        commands: ChargePointCommands,
         clock: Callable[[], datetime],
     ) -> None:
         self._db = db
@@ -76,8 +76,8 @@ class BillingListener:
         now = self._now()
         stop = settle = False
         limit: ChargingLimit | None = None
-        commands = self._commands()
-        version = commands.ocpp_version(transaction.charge_point_id) if commands else None
+        commands = self._commands
+        version = commands.ocpp_version(transaction.charge_point_id)
         async with self._db.session() as session:
             found = await session_by_token(session, transaction.id_token)
             if found is None:
@@ -142,7 +142,7 @@ class BillingListener:
         self._events.publish(session_id, "meter", meter)
         if changed:
             self._events.publish(session_id, "status", {"status": status.value})
-        if commands is not None and not transaction.ended:
+        if not transaction.ended:
             commands.post_cost_updated(charge_point_id, transaction.transaction_ref, row.cost)
             if stop:
                 log.info("session.stop_sent", cost=row.cost, cap=row.cap, reason=row.stop_reason)
@@ -162,16 +162,12 @@ class BillingListener:
     def _stop_after_end(self, row: SessionRow, tx: TransactionView) -> None:
         """Delivering for a session that is over (stopped before its start was reported,
         or ended by the station): the station owns the stop, so it asks again."""
-        commands = self._commands()
-        if commands is not None:
-            _log.warning("session.stop_resent", session_id=row.session_id, on="reading_after_end")
-            commands.post_stop_transaction(row.charge_point_id, tx.transaction_ref)
+        _log.warning("session.stop_resent", session_id=row.session_id, on="reading_after_end")
+        self._commands.post_stop_transaction(row.charge_point_id, tx.transaction_ref)
 
     async def charge_point_connected(self, charge_point_id: str) -> None:
         """Resend every stop its sessions are owed: a stop sent while it was away was lost."""
-        commands = self._commands()
-        if commands is None:
-            return
+        commands = self._commands
         async with self._db.reader() as session:
             owed = (
                 await session.execute(

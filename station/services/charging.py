@@ -4,7 +4,7 @@
 becomes one unit of work on the `GroupCommitWriter`, so it is committed
 (together with other connections' units) before the adapter answers the
 charge point. After the commit it asks the optional `TransactionListener`
-(billing, set by the payments side: ``station.charging.listener = ...``) what
+(billing, given by the composition root, `station.bootstrap`) what
 to tell the charge point, and turns its `Billing` into a `TransactionReply`.
 Without a listener any id token is accepted and nothing is priced. With one,
 a token no session claims is refused — unless ``free_vend`` is on (the

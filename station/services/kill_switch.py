@@ -32,7 +32,7 @@ from station.store.trust import AgentRow, NonceRow, SwitchRow
 from station.store.unit_of_work import SqlUnitsOfWork
 
 if TYPE_CHECKING:
-    from station.app import Station
+    from station.store.db import Database
 
 _log = get_logger(__name__)
 # Session statuses in which money is held and a charge may be (about to be) flowing.
@@ -51,10 +51,19 @@ class SessionStopper(Protocol):
         ...
 
 
-def session_stopper(station: Station) -> SessionStopper | None:
-    """THE HOOK into the payments side: ``station.payments.sessions``, if wired."""
-    sessions = getattr(getattr(station, "payments", None), "sessions", None)
-    return sessions if callable(getattr(sessions, "stop", None)) else None
+class ConnectedHere(Protocol):
+    """Which charge points are connected to this very node (`station.ocpp.connections`)."""
+
+    def is_connected(self, charge_point_id: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class KillSwitch:
+    """What the kill switch works with, given by the composition root."""
+
+    db: Database
+    sessions: SessionStopper  # the payments side's `SessionService`
+    here: ConnectedHere
 
 
 @dataclass
@@ -67,7 +76,7 @@ class SuspendOutcome:
 
 
 async def open_sessions_of_suspended(
-    station: Station, agent_id: str | None = None
+    kill: KillSwitch, agent_id: str | None = None
 ) -> list[tuple[str, str, str, str | None]]:
     """(session, agent, charge point, transaction ref) of suspended agents' open sessions."""
     try:
@@ -87,12 +96,12 @@ async def open_sessions_of_suspended(
     )
     if agent_id is not None:
         query = query.where(SessionRow.agent_id == agent_id)
-    async with station.db.reader() as session:
+    async with kill.db.reader() as session:
         return [(r[0], r[1], r[2], r[3]) for r in (await session.execute(query)).all()]
 
 
 async def stop_suspended_sessions(
-    station: Station, *, actor: str, agent_id: str | None = None
+    kill: KillSwitch, *, actor: str, agent_id: str | None = None
 ) -> SuspendOutcome:
     """Stop the open sessions of suspended agents that this node can stop.
 
@@ -101,23 +110,16 @@ async def stop_suspended_sessions(
     any node. Audited when anything was attempted.
     """
     outcome = SuspendOutcome(None)
-    stopper = session_stopper(station)
-    commands = getattr(station, "central_system", None)
     for session_id, owner, charge_point_id, transaction_ref in await open_sessions_of_suspended(
-        station, agent_id
+        kill, agent_id
     ):
         log = _log.bind(agent_id=owner, session_id=session_id)
-        here = commands is None or commands.is_connected(charge_point_id)
-        if transaction_ref is not None and not here:
+        if transaction_ref is not None and not kill.here.is_connected(charge_point_id):
             outcome.sessions_elsewhere.append(session_id)
             continue
-        if stopper is None:
-            log.error("kill_switch.no_session_stopper")
-            outcome.sessions_failed.append(session_id)
-            continue
         try:
-            await _mark_stop_reason(station, session_id)
-            await stopper.stop(owner, session_id)
+            await _mark_stop_reason(kill, session_id)
+            await kill.sessions.stop(owner, session_id)
         except ChargepayError as exc:
             log.warning("kill_switch.stop_failed", code=exc.code, detail=exc.detail)
             outcome.sessions_failed.append(session_id)
@@ -128,7 +130,7 @@ async def stop_suspended_sessions(
             log.info("kill_switch.session_stopping", actor=actor)
             outcome.sessions_stopping.append(session_id)
     if outcome.sessions_stopping or outcome.sessions_failed:
-        async with station.db.session() as session:
+        async with kill.db.session() as session:
             await audit.record(
                 session,
                 actor=actor,
@@ -140,22 +142,22 @@ async def stop_suspended_sessions(
 
 
 async def suspend_agent(
-    station: Station, agent_id: str, *, reason: str, actor: str
+    kill: KillSwitch, agent_id: str, *, reason: str, actor: str
 ) -> SuspendOutcome:
     """Suspend now (committed before anything else), then stop its open sessions.
 
     A session that cannot be stopped right now is reported in
     ``sessions_failed`` (the watcher tries again) or ``sessions_elsewhere``.
     """
-    async with SqlUnitsOfWork(station.db)() as uow:
+    async with SqlUnitsOfWork(kill.db)() as uow:
         agent = await agent_registry.suspend(uow, agent_id, reason=reason, actor=actor)
-    outcome = await stop_suspended_sessions(station, actor=actor, agent_id=agent_id)
+    outcome = await stop_suspended_sessions(kill, actor=actor, agent_id=agent_id)
     outcome.agent = agent
     return outcome
 
 
 async def watch(
-    station: Station,
+    kill: KillSwitch,
     *,
     interval_s: float = WATCH_INTERVAL_S,
     until: asyncio.Event | None = None,
@@ -172,9 +174,9 @@ async def watch(
     sweeps = 0
     while not until.is_set():
         try:
-            await stop_suspended_sessions(station, actor=WATCHER)
+            await stop_suspended_sessions(kill, actor=WATCHER)
             if sweeps % NONCE_PURGE_EVERY == 0:
-                await purge_nonces(station)
+                await purge_nonces(kill)
         except (ChargepayError, SQLAlchemyError, OSError) as exc:
             _log.warning("kill_switch.sweep_failed", error=type(exc).__name__)
         sweeps += 1
@@ -183,17 +185,17 @@ async def watch(
                 await until.wait()
 
 
-async def purge_nonces(station: Station) -> None:
+async def purge_nonces(kill: KillSwitch) -> None:
     """Forget nonces no signature can reuse any more (past their expiry)."""
-    async with station.db.session() as session:
+    async with kill.db.session() as session:
         await session.execute(delete(NonceRow).where(NonceRow.expires_at < utcnow()))
 
 
-async def _mark_stop_reason(station: Station, session_id: str) -> None:
+async def _mark_stop_reason(kill: KillSwitch, session_id: str) -> None:
     """Say why on the session before it stops (the stop keeps a reason already set)."""
     from station.store.payments import SessionRow
 
-    async with station.db.session() as session:
+    async with kill.db.session() as session:
         await session.execute(
             update(SessionRow)
             .where(SessionRow.session_id == session_id, SessionRow.stop_reason.is_(None))
@@ -212,14 +214,14 @@ def _pause_view(switch: SwitchRow | None) -> dict[str, Any]:
     }
 
 
-async def pause_status(station: Station) -> dict[str, Any]:
-    async with station.db.reader() as session:
+async def pause_status(kill: KillSwitch) -> dict[str, Any]:
+    async with kill.db.reader() as session:
         return _pause_view(await session.get(SwitchRow, PAUSE))
 
 
-async def set_pause(station: Station, *, on: bool, reason: str, actor: str) -> dict[str, Any]:
+async def set_pause(kill: KillSwitch, *, on: bool, reason: str, actor: str) -> dict[str, Any]:
     """Turn the operator-wide pause of new authorisations on or off (audited)."""
-    async with station.db.session() as session:
+    async with kill.db.session() as session:
         switch = await session.get(SwitchRow, PAUSE, with_for_update=True)
         if switch is None:
             switch = SwitchRow(name=PAUSE, on=on, reason=reason, actor=actor)

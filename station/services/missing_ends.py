@@ -41,7 +41,7 @@ class MissingEnds:
     def __init__(
         self,
         charging: ChargingService,
-        commands: Callable[[], ChargePointCommands | None],
+        commands: ChargePointCommands,
         *,
         after_s: float = 60.0,
         interval_s: float = 10.0,
@@ -66,9 +66,7 @@ class MissingEnds:
 
     async def sweep(self) -> None:
         """One pass over the missing ends; each failure is logged and tried on the next."""
-        commands = self.commands()
-        if commands is None:
-            return
+        commands = self.commands
         now = self.clock()
         for key in list(self.charging.ends_missing):
             cp, ref = key

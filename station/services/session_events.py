@@ -31,12 +31,14 @@ class SessionEvent:
 
 
 class SessionEvents:
-    def __init__(self, queue_size: int = 256) -> None:
+    def __init__(
+        self, queue_size: int = 256, *, on_status: Callable[[str], None] | None = None
+    ) -> None:
         self._subscribers: defaultdict[str, set[asyncio.Queue[SessionEvent]]] = defaultdict(set)
         self._queue_size = queue_size
         self._everything: set[asyncio.Queue[tuple[str, SessionEvent]]] = set()
         # Hears every status a session of this node enters (metrics).
-        self.on_status: Callable[[str], None] | None = None
+        self.on_status = on_status
 
     def publish(self, session_id: str, name: str, data: dict[str, Any]) -> None:
         """Every status change is published as a ``status`` event (subscribers or not)."""

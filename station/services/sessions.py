@@ -64,84 +64,31 @@ def session_view(session: Session | SessionRow) -> dict[str, Any]:
     }
 
 
-class SessionService:
-    def __init__(
-        self,
-        db: Database,
-        events: SessionEvents,
-        settlement: SettlementService,
-        signer: ReceiptSigner,
-        commands: Callable[[], ChargePointCommands | None],
-        clock: Callable[[], datetime],
-    ) -> None:
+async def _read(db: Database, agent_id: str | None, session_id: str) -> Session:
+    """The session; NotFound unless it is `agent_id`'s (None: the operator sees all)."""
+    async with db.reader() as unit:
+        session = await SqlSessions(unit).get(session_id)
+    if session is None or (agent_id is not None and session.agent_id != agent_id):
+        raise NotFound(f"no session {session_id}")
+    return session
+
+
+class SessionReceipts:
+    """The signed receipt of a settled session (PROTOCOL §4.3), for the agent and the
+    final event stream's ``settled`` event; built before the services that hand it out."""
+
+    def __init__(self, db: Database, signer: ReceiptSigner) -> None:
         self._db = db
-        self.events = events
-        self._settlement = settlement
         self._signer = signer
-        self._commands = commands
-        self._now = clock
-
-    async def get(self, agent_id: str | None, session_id: str) -> dict[str, Any]:
-        """The session; NotFound unless it is `agent_id`'s (None: the operator sees all)."""
-        return session_view(await self._read(agent_id, session_id))
-
-    async def _read(self, agent_id: str | None, session_id: str) -> Session:
-        async with self._db.reader() as unit:
-            session = await SqlSessions(unit).get(session_id)
-        if session is None or (agent_id is not None and session.agent_id != agent_id):
-            raise NotFound(f"no session {session_id}")
-        return session
-
-    async def stop(
-        self, agent_id: str | None, session_id: str, *, reason: str = AGENT_STOP
-    ) -> dict[str, Any]:
-        """Stop charging (RemoteStop / RequestStop), or end a session that never started.
-
-        ``agent_id`` None: the operator, who may stop any session. A session already
-        stopping whose transaction has not ended is asked to stop again (the first stop
-        may never have reached the charge point); one that cannot be reached now raises
-        ChargePointNotConnected (503) and the station keeps the stop: it is sent again on
-        reconnect and on every reconciler pass.
-
-        A session whose transaction the station has not heard of yet is not cancelled
-        here: its charge point accepted the start (or its answer was lost) and may be
-        charging with the start still in its queue (offline, or a slow answer). It
-        becomes ``stopping``; its start, when it comes, is told to stop and what it
-        delivered is billed; if none comes, the reconciler's start timeout (counted
-        while the charge point is connected) releases the hold. A session whose hold
-        request is still in flight is ended by that request (it sees the stop).
-        The rule is `station.domain.decide` (a `StopRequested`).
-        """
-        await self._read(agent_id, session_id)  # NotFound before anything moves
-        event = StopRequested(reason, self._now())
-        _, session, actions = await session_effects.decide_locked(self._db, session_id, event)
-        if session is None:
-            raise NotFound(f"no session {session_id}")
-        view = session_view(session)
-        await session_effects.announce(
-            session, [a for a in actions if not isinstance(a, StopCharging)], self.events
-        )
-        commands = self._commands()
-        for action in actions:
-            match action:
-                case Settle(reason=why):
-                    await self._settlement.settle(session_id, reason=why)
-                case StopCharging(charge_point_id=cp, transaction_ref=ref, again=again):
-                    if commands is not None:
-                        _log.info("session.stop_requested", session_id=session_id, again=again)
-                        await commands.stop_transaction(cp, ref)
-                case _:
-                    pass
-        return view
 
     async def receipt(self, agent_id: str | None, session_id: str) -> tuple[dict[str, Any], str]:
         """The signed receipt body and the Payment-Receipt header; NotSettled before."""
-        session = await self._read(agent_id, session_id)
+        session = await _read(self._db, agent_id, session_id)
         if session.status is not SessionStatus.SETTLED or session.settlement is None:
             raise NotSettled(f"session is {session.status}")
         return self._receipt(session)
 
-    async def receipt_event(self, session_id: str) -> dict[str, Any]:
+    async def event(self, session_id: str) -> dict[str, Any]:
         body, header = await self.receipt(None, session_id)
         return {**body, "payment_receipt": header}
 
@@ -189,6 +136,75 @@ class SessionService:
             s.payment.reference, settled_at, s.offer_id, s.captured.rounded().to_minor_units()
         )
         return self._signer.sign(body), header
+
+
+class SessionService:
+    def __init__(
+        self,
+        db: Database,
+        events: SessionEvents,
+        settlement: SettlementService,
+        receipts: SessionReceipts,
+        commands: ChargePointCommands,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._db = db
+        self.events = events
+        self._settlement = settlement
+        self._receipts = receipts
+        self._commands = commands
+        self._now = clock
+
+    async def get(self, agent_id: str | None, session_id: str) -> dict[str, Any]:
+        """The session; NotFound unless it is `agent_id`'s (None: the operator sees all)."""
+        return session_view(await self._read(agent_id, session_id))
+
+    async def _read(self, agent_id: str | None, session_id: str) -> Session:
+        return await _read(self._db, agent_id, session_id)
+
+    async def stop(
+        self, agent_id: str | None, session_id: str, *, reason: str = AGENT_STOP
+    ) -> dict[str, Any]:
+        """Stop charging (RemoteStop / RequestStop), or end a session that never started.
+
+        ``agent_id`` None: the operator, who may stop any session. A session already
+        stopping whose transaction has not ended is asked to stop again (the first stop
+        may never have reached the charge point); one that cannot be reached now raises
+        ChargePointNotConnected (503) and the station keeps the stop: it is sent again on
+        reconnect and on every reconciler pass.
+
+        A session whose transaction the station has not heard of yet is not cancelled
+        here: its charge point accepted the start (or its answer was lost) and may be
+        charging with the start still in its queue (offline, or a slow answer). It
+        becomes ``stopping``; its start, when it comes, is told to stop and what it
+        delivered is billed; if none comes, the reconciler's start timeout (counted
+        while the charge point is connected) releases the hold. A session whose hold
+        request is still in flight is ended by that request (it sees the stop).
+        The rule is `station.domain.decide` (a `StopRequested`).
+        """
+        await self._read(agent_id, session_id)  # NotFound before anything moves
+        event = StopRequested(reason, self._now())
+        _, session, actions = await session_effects.decide_locked(self._db, session_id, event)
+        if session is None:
+            raise NotFound(f"no session {session_id}")
+        view = session_view(session)
+        await session_effects.announce(
+            session, [a for a in actions if not isinstance(a, StopCharging)], self.events
+        )
+        for action in actions:
+            match action:
+                case Settle(reason=why):
+                    await self._settlement.settle(session_id, reason=why)
+                case StopCharging(charge_point_id=cp, transaction_ref=ref, again=again):
+                    _log.info("session.stop_requested", session_id=session_id, again=again)
+                    await self._commands.stop_transaction(cp, ref)
+                case _:
+                    pass
+        return view
+
+    async def receipt(self, agent_id: str | None, session_id: str) -> tuple[dict[str, Any], str]:
+        """The signed receipt body and the Payment-Receipt header; NotSettled before."""
+        return await self._receipts.receipt(agent_id, session_id)
 
 
 def _int(value: Decimal | None) -> int | None:

@@ -156,7 +156,8 @@ class SettlementService:
         gateway: PaymentGateway,
         events: SessionEvents,
         clock: Callable[[], datetime],
-        commands: Callable[[], ChargePointCommands | None] = lambda: None,
+        commands: ChargePointCommands | None = None,
+        receipt_for: ReceiptFor | None = None,
     ) -> None:
         self._db = db
         self._settings = settings
@@ -180,8 +181,8 @@ class SettlementService:
         # Likewise per session never started: seconds connected since it was authorised.
         self._start_wait_s: dict[str, tuple[float, bool]] = {}
         self._start_pass: datetime | None = None
-        # Builds the receipt for the final SSE event (set by the wiring).
-        self.receipt_for: ReceiptFor | None = None
+        # Builds the receipt for the final SSE event (`SessionReceipts.event`).
+        self.receipt_for = receipt_for
 
     # -- entry points ------------------------------------------------------------------
 
@@ -241,7 +242,7 @@ class SettlementService:
             session,
             actions,
             self._events,
-            commands=self._commands(),
+            commands=self._commands,
             receipt_for=self.receipt_for,
         )
         for action in actions:
@@ -430,7 +431,7 @@ class SettlementService:
             session.expunge_all()  # keep the rows loaded past the reader's rollback
         for settlement in stale:
             await self._repair(settlement)
-        commands = self._commands()
+        commands = self._commands
         timed_out = 0
         heard_since = max(self._up_since, now - self._silence)
         since_start_pass = (
@@ -496,7 +497,7 @@ class SettlementService:
         any node within the silence threshold (a heartbeat), it has not: a charge point
         that sends no periodic meter values reports the energy when the transaction ends.
         """
-        commands = self._commands()
+        commands = self._commands
         if commands is not None and commands.is_connected(charge_point_id):
             return False
         return last_seen is None or last_seen < now - self._silence
@@ -510,7 +511,7 @@ class SettlementService:
         what was metered (at most the cap), with an ``unbilled_energy`` anomaly for
         whatever it delivers after. Returns the sessions so ended.
         """
-        commands = self._commands()
+        commands = self._commands
         timeout_s = self._settings.session_stop_timeout_s
         since_last = 0.0 if self._last_pass is None else (now - self._last_pass).total_seconds()
         self._last_pass = now

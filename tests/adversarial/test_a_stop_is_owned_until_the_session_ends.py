@@ -37,7 +37,7 @@ async def charging(world: World, session_id: str) -> bool:
 
 
 async def disconnected(world: World, cp_id: str) -> bool:
-    return not world.station.central_system.is_connected(cp_id)
+    return not world.station.connections.is_connected(cp_id)
 
 
 async def test_a_stop_sent_while_the_charge_point_was_away_is_sent_on_reconnect(

@@ -62,7 +62,7 @@ async def test_a_newer_connection_elsewhere_takes_the_lease_and_the_old_node_dro
     second = await b.acquire("CP-1", "ocpp2.0.1")
 
     assert second == first + 1
-    await _eventually(lambda: a._central.dropped == [("CP-1", first)])
+    await _eventually(lambda: a._connections.dropped == [("CP-1", first)])
     assert await a.release("CP-1", first) is False  # B's now: A writes nothing
     await _eventually(lambda: a.holder("CP-1") is not None)
     assert a.holder("CP-1").node_id == "node-b"

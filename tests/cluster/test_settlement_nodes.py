@@ -56,7 +56,7 @@ def _node(db: Database, name: str, gateway: FakeGateway, clock: Clock, view: obj
     settings = Settings(
         database_url=db.url, node_id=name, session_start_timeout_s=60, session_stop_timeout_s=300
     )
-    return SettlementService(db, settings, gateway, SessionEvents(), clock, lambda: view)  # type: ignore[arg-type,return-value]
+    return SettlementService(db, settings, gateway, SessionEvents(), clock, view)  # type: ignore[arg-type]
 
 
 async def test_every_node_settling_and_reconciling_one_session_captures_once(
@@ -120,7 +120,7 @@ async def test_the_cap_stop_of_the_metering_node_follows_a_stop_asked_on_another
         )  # fmt: skip
     on_a = FakeCommands()
     settlement = _node(a_db, "node-a", gateway, clock)
-    billing = BillingListener(a_db, SessionEvents(), settlement, lambda: on_a, clock)  # type: ignore[arg-type,return-value]
+    billing = BillingListener(a_db, SessionEvents(), settlement, on_a, clock)  # type: ignore[arg-type]
     await billing.transaction_updated(view("4000", 5, "48000"))
     async with b_db.session() as session:  # the agent's stop, through node B, never arrived
         row = await session.get(SessionRow, session_id)

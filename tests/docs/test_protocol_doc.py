@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from station.app import Station
+from station.bootstrap import build
 from station.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +68,7 @@ def test_every_endpoint_field_and_error_code_of_version_1_is_in_the_doc(shared: 
 
 
 def test_every_path_the_station_serves_is_described(tmp_path: Path) -> None:
-    station = Station(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"))
+    station = build(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"))
     served = {re.sub(r"\{[^}]*\}", "{}", p) for p in station.api.openapi()["paths"]}
 
     assert served - _paths(DOC.read_text(encoding="utf-8")) - {"/healthz", "/metrics"} == set()

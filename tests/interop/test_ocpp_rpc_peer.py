@@ -171,7 +171,7 @@ async def stored(station: Station, cp_id: str) -> tuple[TransactionRow, list[Met
 async def test_an_ocpp_rpc_1_6_charge_point_runs_a_session_without_a_schema_violation(
     station: Station,
 ) -> None:
-    station.charging.listener = PricePerKwh(commands=station.central_system)
+    station.charging.listener = PricePerKwh(commands=station.connections)
 
     async with peer(station, "CP-1", "ocpp1.6") as cp:
         boot = await cp.call(
@@ -183,7 +183,7 @@ async def test_an_ocpp_rpc_1_6_charge_point_runs_a_session_without_a_schema_viol
             {"connectorId": 1, "errorCode": "NoError", "status": "Available", "timestamp": T0},
         )
         start = asyncio.create_task(
-            station.central_system.start_transaction(
+            station.connections.start_transaction(
                 "CP-1", evse_id=1, id_token="SES-16", remote_start_id=16
             )
         )
@@ -204,11 +204,11 @@ async def test_an_ocpp_rpc_1_6_charge_point_runs_a_session_without_a_schema_viol
                         {"value": wh, "measurand": "Energy.Active.Import.Register",
                          "unit": "Wh", "context": "Sample.Periodic"}]}]},
             )  # fmt: skip
-        assert await station.central_system.trigger_message("CP-1", "Heartbeat", 1)
+        assert await station.connections.trigger_message("CP-1", "Heartbeat", 1)
         assert (await cp.station_call("TriggerMessage"))["requestedMessage"] == "Heartbeat"
-        assert await station.central_system.stop_transaction("CP-1", str(transaction_id))
+        assert await station.connections.stop_transaction("CP-1", str(transaction_id))
         assert (await cp.station_call("RemoteStopTransaction"))["transactionId"] == transaction_id
-        station.central_system.post_stop_transaction("CP-1", str(transaction_id))
+        station.connections.post_stop_transaction("CP-1", str(transaction_id))
         await cp.station_call("RemoteStopTransaction")
         stopped = await cp.call(
             "StopTransaction",
@@ -264,7 +264,7 @@ def event(kind: str, seq_no: int, minutes: int, wh: int, **extra: Any) -> dict[s
 async def test_an_ocpp_rpc_2_x_charge_point_runs_a_session_without_a_schema_violation(
     station: Station, protocol: str
 ) -> None:
-    station.charging.listener = PricePerKwh(commands=station.central_system)
+    station.charging.listener = PricePerKwh(commands=station.connections)
     on_21 = protocol == "ocpp2.1"
 
     async with peer(station, "CP-2", protocol) as cp:
@@ -278,7 +278,7 @@ async def test_an_ocpp_rpc_2_x_charge_point_runs_a_session_without_a_schema_viol
             {"timestamp": T0, "connectorStatus": "Available", "evseId": 1, "connectorId": 1},
         )
         start = asyncio.create_task(
-            station.central_system.start_transaction(
+            station.connections.start_transaction(
                 "CP-2", evse_id=1, id_token="SES-2X", remote_start_id=21,
                 max_cost=Decimal("9.5") if on_21 else None,
             )
@@ -297,10 +297,10 @@ async def test_an_ocpp_rpc_2_x_charge_point_runs_a_session_without_a_schema_viol
             for seq_no, wh in ((1, 2000), (2, 3000))
         ]
         cp.costs.append(await cp.station_call("CostUpdated"))  # billing's running cost
-        station.central_system.post_cost_updated("CP-2", "TX-1", Decimal("1.2345"))
+        station.connections.post_cost_updated("CP-2", "TX-1", Decimal("1.2345"))
         await cp.call("MeterValues", {"evseId": 1, "meterValue": event("Updated", 3, 25, 3500)[
             "meterValue"]})  # fmt: skip
-        assert await station.central_system.trigger_message("CP-2", "MeterValues", 1)
+        assert await station.connections.trigger_message("CP-2", "MeterValues", 1)
         assert (await cp.station_call("TriggerMessage"))["requestedMessage"] == "MeterValues"
         if on_21:
             opened = await cp.call(
@@ -315,9 +315,9 @@ async def test_an_ocpp_rpc_2_x_charge_point_runs_a_session_without_a_schema_viol
             )  # fmt: skip
             await cp.call("ClosePeriodicEventStream", {"id": 1})
             assert opened["status"] == "Accepted"
-        assert await station.central_system.stop_transaction("CP-2", "TX-1")
+        assert await station.connections.stop_transaction("CP-2", "TX-1")
         assert (await cp.station_call("RequestStopTransaction"))["transactionId"] == "TX-1"
-        station.central_system.post_stop_transaction("CP-2", "TX-1")
+        station.connections.post_stop_transaction("CP-2", "TX-1")
         await cp.station_call("RequestStopTransaction")
         ended = await cp.call(
             "TransactionEvent",

@@ -52,7 +52,7 @@ class PricePerKwh:
 async def test_a_2_1_charge_point_stops_itself_at_the_cost_limit(
     station: Station, ocpp_url: str
 ) -> None:
-    billing = PricePerKwh(commands=station.central_system)
+    billing = PricePerKwh(commands=station.connections)
     station.charging.listener = billing
     sim = SimulatedChargePoint(ocpp_url, "CP-1", PASSWORD, "ocpp2.1", time_scale=3600)
     battery = Battery(capacity_kwh=Decimal(80), soc=Decimal("0.1"), max_power_kw=Decimal(50))
@@ -60,7 +60,7 @@ async def test_a_2_1_charge_point_stops_itself_at_the_cost_limit(
     async with sim:
         await asyncio.wait_for(sim.booted.wait(), 10)
         plug = sim.plug_in(1, battery)
-        await station.central_system.start_transaction(
+        await station.connections.start_transaction(
             "CP-1", evse_id=1, id_token="SES-1", remote_start_id=3, max_cost=Decimal("2.50")
         )
         await asyncio.wait_for(plug.ended.wait(), 20)
@@ -145,7 +145,7 @@ async def test_trigger_message_reaches_the_charge_point(station: Station, ocpp_u
 
     async with sim:
         await asyncio.wait_for(sim.booted.wait(), 10)
-        accepted = await station.central_system.trigger_message("CP-1", "Heartbeat")
+        accepted = await station.connections.trigger_message("CP-1", "Heartbeat")
 
     assert accepted
 

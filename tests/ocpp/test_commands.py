@@ -24,12 +24,12 @@ async def test_commands_to_a_charge_point_that_is_not_connected_fail_at_once(
 
     async with running_station(settings_for(database_url)) as station:
         with pytest.raises(ChargePointNotConnected):
-            await station.central_system.start_transaction(
+            await station.connections.start_transaction(
                 "CP-1", evse_id=1, id_token="T", remote_start_id=1
             )
-        station.central_system.post_stop_transaction("CP-1", "tx")  # never raises
+        station.connections.post_stop_transaction("CP-1", "tx")  # never raises
 
-    assert not station.central_system.is_connected("CP-1")
+    assert not station.connections.is_connected("CP-1")
 
 
 async def test_an_unanswered_command_times_out_and_the_connection_keeps_serving(
@@ -43,10 +43,10 @@ async def test_an_unanswered_command_times_out_and_the_connection_keeps_serving(
             subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
             additional_headers=basic("CP-1", PASSWORD),
         ) as ws:
-            while not station.central_system.is_connected("CP-1"):  # noqa: ASYNC110
+            while not station.connections.is_connected("CP-1"):  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             with pytest.raises(ChargePointTimeout):
-                await station.central_system.start_transaction(
+                await station.connections.start_transaction(
                     "CP-1", evse_id=1, id_token="T", remote_start_id=1
                 )
             request = json.loads(await ws.recv())

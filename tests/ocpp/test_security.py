@@ -69,9 +69,9 @@ async def test_a_hijack_attempt_does_not_displace_the_connected_charge_point(
 
     async with sim:
         await asyncio.wait_for(sim.booted.wait(), 10)
-        first = station.central_system._connections["CP-1"]
+        first = station.connections.get("CP-1")
         refused = await handshake_status(ocpp_url, "CP-1", "attacker-guess-0000")
-        still = station.central_system._connections.get("CP-1")
+        still = station.connections.get("CP-1")
 
     assert refused == 401
     assert still is first

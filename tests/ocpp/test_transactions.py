@@ -77,13 +77,13 @@ async def test_a_remote_start_and_a_remote_stop_end_the_transaction(
     async with sim:
         await asyncio.wait_for(sim.booted.wait(), 10)
         plug = sim.plug_in(1, big)
-        accepted = await station.central_system.start_transaction(
+        accepted = await station.connections.start_transaction(
             "CP-2", evse_id=1, id_token="SESSION-TOKEN", remote_start_id=7
         )
         await asyncio.wait_for(plug.started.wait(), 5)
         await asyncio.sleep(0.3)
         ref = (await stored_transaction(station, "CP-2")).transaction_ref
-        stopped = await station.central_system.stop_transaction("CP-2", ref)
+        stopped = await station.connections.stop_transaction("CP-2", ref)
         await asyncio.wait_for(plug.ended.wait(), 10)
 
     row = await stored_transaction(station, "CP-2")
@@ -107,7 +107,7 @@ async def test_the_registry_shows_connection_status_and_version(
     async with sim:
         await asyncio.wait_for(sim.booted.wait(), 10)
         listed = {cp.charge_point_id: cp for cp in await list_charge_points(station.db)}
-        version = station.central_system.ocpp_version("CP-3")
+        version = station.connections.ocpp_version("CP-3")
 
     assert listed["CP-3"].connected
     assert listed["CP-3"].ocpp_version == "ocpp2.1"

@@ -69,7 +69,7 @@ async def test_a_flood_of_unsolicited_answers_is_dropped_and_the_next_call_works
                 await asyncio.sleep(0.05)
         grown = rss_mib() - before
         async with asyncio.timeout(20):
-            accepted = await station.central_system.start_transaction(
+            accepted = await station.connections.start_transaction(
                 "CP-1", evse_id=1, id_token="T", remote_start_id=7
             )
         reader.cancel()
@@ -96,12 +96,12 @@ async def test_a_late_answer_after_a_timeout_is_dropped_and_the_next_call_gets_i
         running_station(settings_for(database_url, ocpp_call_timeout_s=0.3)) as station,
         await raw(f"ws://127.0.0.1:{station.ocpp_port}/ocpp", "CP-1", "ocpp2.0.1") as ws,
     ):
-        first = asyncio.create_task(station.central_system.trigger_message("CP-1", "Heartbeat"))
+        first = asyncio.create_task(station.connections.trigger_message("CP-1", "Heartbeat"))
         call = json.loads(await ws.recv())
         with pytest.raises(ChargePointTimeout):
             await first
         await ws.send(json.dumps([3, call[1], {"status": "Rejected"}]))  # too late
-        second = asyncio.create_task(station.central_system.trigger_message("CP-1", "Heartbeat"))
+        second = asyncio.create_task(station.connections.trigger_message("CP-1", "Heartbeat"))
         call_2 = json.loads(await ws.recv())
         await ws.send(json.dumps([3, call_2[1], {"status": "Accepted"}]))
         accepted = await asyncio.wait_for(second, 5)

@@ -120,8 +120,8 @@ async def desk(db: Database) -> Desk:
             authorizer,
             gateway,
             settlement,
-            lambda: commands,
-            clock,  # type: ignore[arg-type,return-value]
+            commands,  # type: ignore[arg-type]
+            clock,
         ),
     )
 

@@ -78,7 +78,7 @@ async def listener(db: Database) -> tuple[BillingListener, FakeCommands, Settlem
     commands = FakeCommands()
     settings = Settings(database_url=db.url)
     settlement = SettlementService(db, settings, FakeGateway(), SessionEvents(), lambda: T0)
-    billing = BillingListener(db, SessionEvents(), settlement, lambda: commands, lambda: T0)  # type: ignore[arg-type,return-value]
+    billing = BillingListener(db, SessionEvents(), settlement, commands, lambda: T0)  # type: ignore[arg-type]
     return billing, commands, settlement
 
 

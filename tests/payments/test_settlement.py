@@ -350,7 +350,7 @@ async def test_a_connected_charge_point_that_does_not_end_a_stopped_session_is_t
         gateway,
         SessionEvents(),
         clock,
-        lambda: ocpp,  # type: ignore[arg-type,return-value]
+        ocpp,  # type: ignore[arg-type]
     )
     session_id = await new_session(db, gateway, status="stopping")
     async with db.session() as session:
@@ -386,7 +386,7 @@ async def test_a_start_not_yet_reported_by_a_charge_point_away_is_waited_for(
         gateway,
         SessionEvents(),
         clock,
-        lambda: ocpp,  # type: ignore[arg-type,return-value]
+        ocpp,  # type: ignore[arg-type]
     )
     session_id = await new_session(db, gateway, energy_wh="0", started=False, status="authorized")
 
@@ -413,7 +413,7 @@ async def test_the_stop_timeout_counts_only_time_the_charge_point_was_connected(
         session_stop_timeout_s=300,
     )  # fmt: skip
     settlement = SettlementService(
-        db, settings, gateway, SessionEvents(), clock, lambda: ocpp,  # type: ignore[arg-type,return-value]
+        db, settings, gateway, SessionEvents(), clock, ocpp,  # type: ignore[arg-type]
     )  # fmt: skip
     session_id = await new_session(db, gateway, status="stopping")
     async with db.session() as session:
@@ -446,7 +446,7 @@ async def test_after_a_restart_a_charge_point_gets_the_whole_silence_to_come_bac
     session_id = await new_session(db, gateway, status="charging")
     clock.now += timedelta(hours=2)  # the station was down (the session's row is old)
     settlement = SettlementService(
-        db, settings, gateway, SessionEvents(), clock, lambda: ocpp,  # type: ignore[arg-type,return-value]
+        db, settings, gateway, SessionEvents(), clock, ocpp,  # type: ignore[arg-type]
     )  # fmt: skip
 
     await settlement.reconcile()
@@ -467,7 +467,7 @@ async def test_the_start_timeout_counts_only_time_the_charge_point_was_connected
     gateway, clock, ocpp = FakeGateway(), Clock(), ConnectedChargePoints()  # CP-1 is away
     settings = Settings(database_url=db.url, node_id="node-a", session_start_timeout_s=60)
     settlement = SettlementService(
-        db, settings, gateway, SessionEvents(), clock, lambda: ocpp,  # type: ignore[arg-type,return-value]
+        db, settings, gateway, SessionEvents(), clock, ocpp,  # type: ignore[arg-type]
     )  # fmt: skip
     session_id = await new_session(db, gateway, energy_wh="0", started=False, status="authorized")
 

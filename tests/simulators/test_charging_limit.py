@@ -42,7 +42,7 @@ async def test_a_charging_limit_holds_the_power_then_ends_the_delivery(
         now = sim.clock.now()
         # 6 kW for 2 simulated minutes from now, then nothing: at most 200 Wh more.
         limit = ChargingLimit(1, Decimal(6000), now, Decimal(120))
-        station.central_system.post_charging_limit("CP-1", ref, limit)
+        station.connections.post_charging_limit("CP-1", ref, limit)
         while not plug.limits_w:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         at_limit = sim.meter_wh[1]
@@ -75,7 +75,7 @@ async def test_on_ocpp21_no_charging_profile_is_sent(station: Station, ocpp_url:
         await asyncio.wait_for(plug.started.wait(), 5)
         assert sim.clock is not None
         limit = ChargingLimit(1, Decimal(6000), sim.clock.now(), Decimal(120))
-        station.central_system.post_charging_limit("CP-1", str(plug.transaction_id), limit)
+        station.connections.post_charging_limit("CP-1", str(plug.transaction_id), limit)
         await asyncio.sleep(0.3)
         sim.stop(1)
         await asyncio.wait_for(plug.ended.wait(), 10)
