@@ -56,8 +56,10 @@ from station.services.ports import ChargePointCommands
 from station.services.session_events import SessionEvents
 from station.services.sessions import SessionReceipts, SessionService
 from station.services.settlement import SettlementService
+from station.services.unit_of_work import UnitOfWorkFactory
 from station.settings import Settings
 from station.store.db import Database
+from station.store.unit_of_work import SqlUnitsOfWork
 from station.store.writer import GroupCommitWriter
 
 _log = get_logger(__name__)
@@ -103,6 +105,7 @@ class Parts:
 
     settings: Settings
     db: Database
+    units: UnitOfWorkFactory
     metrics: StationMetrics
     writer: GroupCommitWriter
     # This node's OCPP connections; `commands` routes to them across nodes with several.
@@ -131,6 +134,8 @@ def build(
     ``clock`` is the payments services' clock.
     """
     db = Database(settings.database_url)
+    # The services' unit-of-work port on this database (station.services.unit_of_work).
+    units = SqlUnitsOfWork(db)
     metrics = StationMetrics()
     # Code that holds only a database session finds its station's metrics by its engine.
     bind_engine(db.engine, metrics)
@@ -189,6 +194,7 @@ def build(
     services = Services(
         settings=settings,
         db=db,
+        units=units,
         metrics=metrics,
         negotiations=payments.negotiations,
         authorisation=payments.authorisation,
@@ -204,6 +210,7 @@ def build(
     return Parts(
         settings=settings,
         db=db,
+        units=units,
         metrics=metrics,
         writer=writer,
         connections=connections,

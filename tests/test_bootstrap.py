@@ -60,6 +60,7 @@ def test_every_hook_is_the_part_the_root_built_for_it(parts: Parts) -> None:
     assert parts.kill_switch.sessions is payments.sessions
     assert parts.kill_switch.here is parts.connections
     assert parts.services.sessions is payments.sessions
+    assert parts.services.units is parts.units and parts.units.db is parts.db  # type: ignore[attr-defined]
     assert parts.api.state.services is parts.services  # type: ignore[attr-defined]
     for service in (payments.settlement, payments.billing, payments.sessions):
         assert service._commands is parts.commands  # type: ignore[attr-defined]

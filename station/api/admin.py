@@ -32,7 +32,7 @@ from station.services.limits import remaining
 from station.services.repositories.agents import Agent
 from station.store import audit
 from station.store import charging as charging_store
-from station.store.unit_of_work import SqlUnitOfWork, SqlUnitsOfWork
+from station.store.unit_of_work import SqlUnitOfWork
 
 _log = get_logger(__name__)
 _bearer = HTTPBearer(auto_error=False, description="CHARGEPAY_ADMIN_TOKEN")
@@ -206,7 +206,7 @@ def _agent_out(agent: Agent, left: Any = None) -> dict[str, Any]:
 @router.post("/agents", status_code=201, response_model=AgentOut)
 async def register_agent(body: AgentIn, actor: Operator, request: Request) -> dict[str, Any]:
     """Register an agent that may pay; answers with its id (``agt_…``)."""
-    async with SqlUnitsOfWork(services_of(request).db)() as uow:
+    async with services_of(request).units() as uow:
         agent = await agent_registry.register(
             uow, agent_registry.NewAgent(**body.model_dump()), actor=actor
         )
@@ -219,7 +219,7 @@ async def list_agents(
     request: Request,
     status: Annotated[str | None, Query(pattern="^(active|suspended|removed)$")] = None,
 ) -> list[dict[str, Any]]:
-    async with SqlUnitsOfWork(services_of(request).db).reader() as uow:
+    async with services_of(request).units.reader() as uow:
         return [_agent_out(a) for a in await agent_registry.list_all(uow, status=status)]
 
 
@@ -249,7 +249,7 @@ async def remove_agent(
 ) -> dict[str, Any]:
     """Soft removal, audited: every request of the agent is refused from now on; its
     history stays. 409 while one of its sessions is live (stop it first)."""
-    async with SqlUnitsOfWork(services_of(request).db)() as uow:
+    async with services_of(request).units() as uow:
         agent = await agent_registry.remove(uow, agent_id, reason=body.reason, actor=actor)
         return _agent_out(agent)
 
@@ -275,7 +275,7 @@ async def suspend_agent(
 async def resume_agent(
     agent_id: AgentId, actor: Operator, request: Request, body: OptionalReason | None = None
 ) -> dict[str, Any]:
-    async with SqlUnitsOfWork(services_of(request).db)() as uow:
+    async with services_of(request).units() as uow:
         agent = await agent_registry.resume(
             uow, agent_id, actor=actor, reason=body.reason if body else ""
         )

@@ -34,7 +34,6 @@ from station.api.services import services_of
 from station.logs import get_logger
 from station.services import agents as agent_registry
 from station.services import kill_switch
-from station.store.unit_of_work import SqlUnitsOfWork
 
 _log = get_logger(__name__)
 STATIC = pathlib.Path(__file__).with_name("dashboard_static")
@@ -197,6 +196,6 @@ async def suspend(
 
 @router.post("/dashboard/api/agents/{agent_id}/resume")
 async def resume(agent_id: AgentId, actor: DashboardChange, request: Request) -> JSONResponse:
-    async with SqlUnitsOfWork(services_of(request).db)() as uow:
+    async with services_of(request).units() as uow:
         agent = await agent_registry.resume(uow, agent_id, actor=actor)
         return JSONResponse({"agent_id": agent_id, "status": agent.status})

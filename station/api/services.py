@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from station.services.negotiations import NegotiationService
     from station.services.session_events import SessionEvents
     from station.services.sessions import SessionReceipts, SessionService
+    from station.services.unit_of_work import UnitOfWorkFactory
     from station.settings import Settings
     from station.store.db import Database
 
@@ -29,8 +30,9 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class Services:
     settings: Settings
-    # The operator API's own queries (until they go through the unit-of-work port).
+    # The operator API's own queries (until they all go through the unit-of-work port).
     db: Database
+    units: UnitOfWorkFactory
     metrics: StationMetrics
     negotiations: NegotiationService
     authorisation: AuthorisationService
