@@ -39,7 +39,8 @@ from typing import Any
 import asyncpg
 
 from benchmarks import load
-from benchmarks.ocpp_throughput import _free_port, register_charge_points
+from benchmarks.ocpp_throughput import register_charge_points
+from simulators.ports import free_port
 
 PG_DSN = os.environ.get("CHARGEPAY_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -124,7 +125,7 @@ async def command_latency(database_url: str, commands: int) -> tuple[list[float]
 async def serve(database_url: str, node_id: str) -> AsyncIterator[str]:
     import httpx
 
-    http_port, ocpp_port = _free_port(), _free_port()
+    http_port, ocpp_port = free_port(), free_port()
     env = {
         **os.environ,
         "CHARGEPAY_DATABASE_URL": database_url,

@@ -51,7 +51,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -71,6 +70,7 @@ from sqlalchemy import select
 
 from simulators.battery import Battery
 from simulators.charge_point import Plug, SimulatedChargePoint
+from simulators.ports import free_port
 from simulators.stripe_proxy import Fault, StripeProxy
 from simulators.stripe_sandbox import SANDBOX_API_KEY, async_stripe_sandbox
 from simulators.tcp_relay import TcpRelay
@@ -105,12 +105,6 @@ KILL_POINTS = (
     "after_capture",
 )
 STRIPE_OUTAGES = ("hang", "refuse", "500", "forward_then_drop", "unreachable")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -645,7 +639,7 @@ async def run_campaign(
         StripeProxy(stripe_url).running() as proxy,
         _database(database, tmp) as (station_url, check_url, relay),
     ):
-        http_port, ocpp_port = _free_port(), _free_port()
+        http_port, ocpp_port = free_port(), free_port()
         env = {
             **os.environ,
             "CHARGEPAY_DATABASE_URL": station_url,

@@ -60,6 +60,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from simulators.ports import free_port
 from vehicle.signing import AgentSigner, generate_keypair, public_key_b64
 
 PG_DSN = os.environ.get("CHARGEPAY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -69,12 +70,6 @@ ADMIN_TOKEN = secrets.token_urlsafe(32)
 
 
 # -- the station as a process --------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_mib(pid: int) -> float:

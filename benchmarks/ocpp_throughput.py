@@ -32,7 +32,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks import load
+from simulators.ports import free_port
 from simulators.stripe_sandbox import async_stripe_sandbox
 
 
@@ -57,12 +57,6 @@ class Figures:
     p50_ms: float
     p99_ms: float
     errors: int
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_mib(pid: int) -> float:
@@ -121,7 +115,7 @@ async def station_process(
     with tempfile.TemporaryDirectory() as tmp:
         database_url = f"sqlite+aiosqlite:///{tmp}/bench.db"
         await register_charge_points(database_url, credential_ids, password)
-        http_port, ocpp_port = _free_port(), _free_port()
+        http_port, ocpp_port = free_port(), free_port()
         admin_token = secrets.token_urlsafe(24)
         env = {
             **os.environ,

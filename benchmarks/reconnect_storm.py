@@ -46,7 +46,6 @@ import resource
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -61,6 +60,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from benchmarks.load import BOOT, _call
+from simulators.ports import free_port
 
 GOAL_CHARGE_POINTS, GOAL_S = 10_000, 30.0
 
@@ -70,12 +70,6 @@ def raise_open_files() -> int:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- the load generator (a child process) ---------------------------------------------
@@ -199,7 +193,7 @@ async def register(
 
 class Station:
     def __init__(self, tmp: str) -> None:
-        self.http_port, self.ocpp_port = _free_port(), _free_port()
+        self.http_port, self.ocpp_port = free_port(), free_port()
         self.env = {
             **os.environ,
             "CHARGEPAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/storm.db",

@@ -18,13 +18,14 @@ import asyncio
 import contextlib
 import importlib.util
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
+
+from simulators.ports import free_port
 
 SANDBOX_API_KEY = "sk_test_chargepay"
 # localstripe is a development and demo tool, not a dependency of the station itself.
@@ -37,12 +38,6 @@ class SandboxUnavailable(RuntimeError):
 
 def sandbox_installed() -> bool:
     return importlib.util.find_spec("localstripe") is not None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _answers(url: str) -> bool:
@@ -109,7 +104,7 @@ _START_ATTEMPTS = 5
 def _start(start_timeout_s: float, persist: bool) -> tuple[subprocess.Popen[bytes], str]:
     deadline = time.monotonic() + start_timeout_s
     for _attempt in range(_START_ATTEMPTS):
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         process = subprocess.Popen(
             _command(port, persist), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -17,9 +17,10 @@ import pytest
 
 from simulators.battery import Battery
 from simulators.charge_point import SimulatedChargePoint
+from simulators.ports import free_port
 from simulators.stripe_sandbox import SANDBOX_API_KEY
 from tests.e2e.conftest import credential
-from tests.ocpp.station_process import free_port, station_process
+from tests.ocpp.station_process import station_process
 from vehicle.payer import parse_challenge
 from vehicle.signing import AgentSigner, generate_keypair, public_key_b64
 

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -17,17 +16,12 @@ from typing import Any
 
 import httpx
 
+from simulators.ports import free_port
 from simulators.stripe_sandbox import SANDBOX_API_KEY
 from tests.e2e.conftest import ADMIN_TOKEN, SECRET
 from vehicle.signing import AgentSigner, generate_keypair, public_key_b64
 
 LEASE_S = 4
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

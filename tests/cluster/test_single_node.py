@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from tests.ocpp.station_process import free_port, station_process
+from simulators.ports import free_port
+from tests.ocpp.station_process import station_process
 
 
 async def test_a_second_serve_on_the_same_sqlite_file_exits_2_with_one_line(

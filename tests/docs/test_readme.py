@@ -28,7 +28,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import pytest
 
+from simulators.ports import free_port
 from simulators.stripe_sandbox import SANDBOX_API_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,12 +59,6 @@ def sections() -> list[Section]:
         title = part.splitlines()[0].strip()
         found.append(Section(title, [(k, c) for k, c in BLOCK.findall(part)]))
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _sub(pattern: str, replacement: str, text: str, *, count: int = 0) -> str:
@@ -128,7 +122,7 @@ RUN = [s.title for s in sections() if s.runnable]
 @pytest.mark.parametrize("title", RUN)
 def test_the_readme_section_runs(title: str, tmp_path: Path, stripe_url: str) -> None:
     (section,) = [s for s in sections() if s.title == title]
-    http_port, ocpp_port = _free_port(), _free_port()
+    http_port, ocpp_port = free_port(), free_port()
     script = script_of(section, http_port, ocpp_port)
     bin_dir = str(Path(sys.executable).parent)
     env = {

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import pytest
 import stripe
 
 from simulators.charge_point import SimulatedChargePoint
+from simulators.ports import free_port
 from simulators.stripe_sandbox import SANDBOX_API_KEY
 from tests.e2e.conftest import (
     ADMIN_TOKEN,
@@ -30,12 +30,6 @@ from tests.e2e.conftest import (
     refunds_in_stripe,
 )
 from vehicle.signing import AgentSigner, generate_keypair, public_key_b64
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class StationProcess:
@@ -85,8 +79,8 @@ class StationProcess:
 def station_process(database_url: str, stripe_url: str, tmp_path: Path) -> Iterator[StationProcess]:
     env = {
         "CHARGEPAY_DATABASE_URL": database_url,
-        "CHARGEPAY_HTTP_PORT": str(_free_port()),
-        "CHARGEPAY_OCPP_PORT": str(_free_port()),
+        "CHARGEPAY_HTTP_PORT": str(free_port()),
+        "CHARGEPAY_OCPP_PORT": str(free_port()),
         "CHARGEPAY_ADMIN_TOKEN": ADMIN_TOKEN,
         "CHARGEPAY_SECRET_KEY": SECRET,
         "CHARGEPAY_STRIPE_API_KEY": SANDBOX_API_KEY,

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import resource
-import socket
 import sys
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -18,12 +17,6 @@ import httpx
 from simulators.battery import Battery
 from simulators.charge_point import SimulatedChargePoint
 from tests.ocpp.conftest import PASSWORD
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def restartable_charge_point(ocpp_port: int, version: str) -> tuple[SimulatedChargePoint, Battery]:

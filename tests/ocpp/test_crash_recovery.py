@@ -9,11 +9,12 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
+from simulators.ports import free_port
 from station.domain.events import ENERGY_REGISTER
 from station.store.charging import MeterSampleRow, TransactionRow
 from station.store.db import Database
 from tests.ocpp.conftest import registered
-from tests.ocpp.station_process import free_port, restartable_charge_point, station_process
+from tests.ocpp.station_process import restartable_charge_point, station_process
 
 
 @pytest.mark.parametrize(

@@ -18,10 +18,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from simulators.ports import free_port
 from station.store.charging import register_charge_points
 from station.store.db import Database
 from tests.ocpp.conftest import PASSWORD, basic
-from tests.ocpp.station_process import free_port, station_process
+from tests.ocpp.station_process import station_process
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 METRICS_TOKEN = "exhaustion-metrics-Wq8zK3xN7pL2vR9t"

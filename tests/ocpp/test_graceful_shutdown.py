@@ -17,12 +17,13 @@ from sqlalchemy import select
 
 from simulators.battery import Battery
 from simulators.charge_point import SimulatedChargePoint
+from simulators.ports import free_port
 from station.app import running_station
 from station.domain.events import ENERGY_REGISTER
 from station.store.charging import ChargePointRow, MeterSampleRow, TransactionRow
 from station.store.db import Database
 from tests.ocpp.conftest import PASSWORD, registered, settings_for
-from tests.ocpp.station_process import free_port, restartable_charge_point, station_process
+from tests.ocpp.station_process import restartable_charge_point, station_process
 
 CUT_OFF = ("Traceback", "Exception during reset", "CancelledError", "shutdown_overrun")
 
