@@ -405,9 +405,12 @@ class ChargingService:
         if opened.ended and opened.stop_reason != END_NOT_RECEIVED:
             # A repeated end: answer as before, change nothing. (An end the station
             # made for want of the charge point's own is replaced by it when it comes.)
+            # Billing is told again: whether it heard of the end the first time is not
+            # known after a restart (the process may have died between the end's commit
+            # and billing's), and hearing of an end twice changes nothing.
             key = (cp, opened.transaction_ref)
             self.ends_missing.pop(key, None)
-            return await self._reply(opened, notify=key in self._unbilled_ends)
+            return await self._reply(opened)
         result = metering.apply(opened.meter, event.readings, seq_no=event.seq_no)
         found = [*anomalies, *result.anomalies]
         if result.anomalies and result.state is opened.meter and event.seq_no is not None:

@@ -170,3 +170,33 @@ async def test_an_end_billing_could_not_record_is_unanswered_and_billed_when_res
     assert code == 1013
     assert stopped[0] == 3
     assert [(t.ended, t.energy_wh) for t in billing.ends] == [(True, 500)]
+
+
+async def test_an_end_billing_did_not_hear_of_before_a_restart_is_billed_when_resent(
+    database_url: str,
+) -> None:
+    """The end was committed, then the station died before billing heard of it (the
+    campaign's SIGKILL; here billing's database away, then a new station process): the
+    charge point sends the end again to the new process, which has no memory of the
+    first; billing must hear of it, else the session stays charging and is ended later
+    at its last reading with the rest unbilled."""
+    await registered(database_url)
+    first = BillingDownOnce()
+    async with running_station(settings_for(database_url)) as station:
+        station.charging.listener = first
+        async with connect_as(station, "ocpp1.6") as ws:
+            start = {"connectorId": 1, "idTag": "TAG", "meterStart": 1000,
+                     "timestamp": "2026-01-01T00:00:00Z"}  # fmt: skip
+            started = await call(ws, "s1", "StartTransaction", start)
+            stop = {**END_16, "transactionId": started[2]["transactionId"]}
+            code = await unanswered_then_closed(ws, "t1", "StopTransaction", stop)
+    restarted = BillingDownOnce()
+    restarted.failed = True  # up this time
+    async with running_station(settings_for(database_url)) as station:
+        station.charging.listener = restarted
+        async with connect_as(station, "ocpp1.6") as ws:
+            stopped = await call(ws, "t1", "StopTransaction", stop)
+
+    assert code == 1013
+    assert stopped[0] == 3
+    assert [(t.ended, t.energy_wh) for t in restarted.ends] == [(True, 500)]
