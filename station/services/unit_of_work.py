@@ -41,7 +41,13 @@ from typing import Protocol, Self
 from station.errors import Conflict, NotFound, StoreUnavailable
 from station.services.repositories.agents import AgentRepository
 from station.services.repositories.audit import AuditLog
+from station.services.repositories.charge_points import ChargePointRepository
+from station.services.repositories.negotiations import NegotiationRepository, OfferRepository
+from station.services.repositories.nonces import NonceRepository
+from station.services.repositories.pricing import PricingRepository
 from station.services.repositories.sessions import SessionRepository
+from station.services.repositories.spend import SpendLedger
+from station.services.repositories.switches import SwitchRepository
 
 __all__ = [
     "AlreadyExists",
@@ -84,6 +90,27 @@ class UnitOfWork(Protocol):
 
     @property
     def sessions(self) -> SessionRepository: ...
+
+    @property
+    def switches(self) -> SwitchRepository: ...
+
+    @property
+    def spend(self) -> SpendLedger: ...
+
+    @property
+    def nonces(self) -> NonceRepository: ...
+
+    @property
+    def negotiations(self) -> NegotiationRepository: ...
+
+    @property
+    def offers(self) -> OfferRepository: ...
+
+    @property
+    def charge_points(self) -> ChargePointRepository: ...
+
+    @property
+    def pricing(self) -> PricingRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

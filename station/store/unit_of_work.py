@@ -23,13 +23,26 @@ from station.store.constraints import translate
 from station.store.db import Database
 from station.store.repositories.agents import SqlAgents
 from station.store.repositories.audit import SqlAuditLog
+from station.store.repositories.charge_points import SqlChargePoints
+from station.store.repositories.negotiations import SqlNegotiations, SqlOffers
+from station.store.repositories.nonces import SqlNonces
+from station.store.repositories.pricing import SqlPricing
 from station.store.repositories.sessions import SqlSessions
+from station.store.repositories.spend import SqlSpendLedger
+from station.store.repositories.switches import SqlSwitches
 
 
 class SqlUnitOfWork:
     agents: SqlAgents
     audit: SqlAuditLog
     sessions: SqlSessions
+    switches: SqlSwitches
+    spend: SqlSpendLedger
+    nonces: SqlNonces
+    negotiations: SqlNegotiations
+    offers: SqlOffers
+    charge_points: SqlChargePoints
+    pricing: SqlPricing
 
     def __init__(self, db: Database | None, *, read_only: bool = False) -> None:
         self._db = db
@@ -51,11 +64,24 @@ class SqlUnitOfWork:
             raise RuntimeError("the unit of work is not open (use `async with`)")
         return self._session
 
+    @property
+    def bind(self) -> object:
+        """The session's engine, so that `station.metrics.metrics_for(uow)` finds the
+        station's metrics (until the composition root hands metrics to the services)."""
+        return self.session.bind
+
     def _attach(self, session: AsyncSession) -> None:
         self._session = session
         self.agents = SqlAgents(session)
         self.audit = SqlAuditLog(session)
         self.sessions = SqlSessions(session)
+        self.switches = SqlSwitches(session)
+        self.spend = SqlSpendLedger(session)
+        self.nonces = SqlNonces(session)
+        self.negotiations = SqlNegotiations(session)
+        self.offers = SqlOffers(session)
+        self.charge_points = SqlChargePoints(session)
+        self.pricing = SqlPricing(session)
 
     async def __aenter__(self) -> Self:
         if self._db is None:  # bound: the owner already opened it

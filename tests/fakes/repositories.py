@@ -7,13 +7,21 @@ state when it began; the unit swaps it in on commit or drops it on rollback.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+from station.domain.negotiation import PricingPolicy
 from station.domain.session import Session, SessionStatus
+from station.domain.tariff import Tariff
 from station.errors import NotFound
 from station.services.repositories.agents import Agent
+from station.services.repositories.charge_points import ChargePoint
+from station.services.repositories.negotiations import LiveCount, Negotiation, Offer
+from station.services.repositories.sessions import OpenSession
+from station.services.repositories.spend import Spend
+from station.services.repositories.switches import Switch
 from station.services.unit_of_work import AlreadyExists
 from station.store.audit import canonical_json
 
@@ -27,9 +35,9 @@ class FakeAgents:
     async def get(self, agent_id: str, *, lock: bool = False) -> Agent | None:
         return self._rows.get(agent_id)
 
-    async def list(self, *, status: str | None = None) -> list[Agent]:
+    async def list(self, *, status: str | None = None, limit: int | None = None) -> list[Agent]:
         rows = [a for a in self._rows.values() if status is None or a.status == status]
-        return sorted(rows, key=lambda a: (a.created_at, a.agent_id))
+        return sorted(rows, key=lambda a: (a.created_at, a.agent_id))[:limit]
 
     async def add(self, agent: Agent) -> None:
         if agent.agent_id in self._rows:
@@ -69,10 +77,15 @@ class FakeAuditLog:
         self._rows[seq] = FakeAuditEntry(seq, datetime.now(UTC), actor, action, subject, payload)
 
 
+DEFAULT_KEY = "*"
+_OPEN = (SessionStatus.AUTHORIZED, SessionStatus.CHARGING)
+
+
 class FakeSessions:
     """Sessions as the aggregate values they are (a settlement intent rides along)."""
 
     def __init__(self, tables: Tables) -> None:
+        self._tables = tables
         self._rows: dict[str, Session] = tables.setdefault("sessions", {})
 
     async def get(self, session_id: str, *, lock: bool = False) -> Session | None:
@@ -106,6 +119,174 @@ class FakeSessions:
                 return row.session_id
         return None
 
+    async def open_of_suspended_agents(self, agent_id: str | None = None) -> list[OpenSession]:
+        agents: dict[str, Agent] = self._tables.setdefault("agents", {})
+        rows = [
+            r
+            for r in self._rows.values()
+            if r.status in _OPEN
+            and (agent_id is None or r.agent_id == agent_id)
+            and r.agent_id in agents
+            and agents[r.agent_id].status == "suspended"
+        ]
+        rows.sort(key=lambda r: r.created_at)
+        return [
+            OpenSession(r.session_id, r.agent_id, r.charge_point_id, r.metering.transaction_ref)
+            for r in rows
+        ]
+
+    async def mark_stop_reason(self, session_id: str, reason: str) -> None:
+        row = self._rows.get(session_id)
+        if row is not None and row.stop_reason is None:
+            self._rows[session_id] = replace(row, stop_reason=reason)
+
+    async def spent_by_payer_method(
+        self, agent_id: str, payer_method: str, *, since: datetime
+    ) -> Decimal:
+        return sum(
+            (
+                (r.captured if r.captured is not None else r.cap).amount
+                for r in self._rows.values()
+                if r.agent_id == agent_id
+                and r.payment.payer_method == payer_method
+                and r.created_at >= since
+                and r.status not in _FREES_NEGOTIATION  # ended unpaid
+            ),
+            Decimal(0),
+        )
+
 
 # A failed or cancelled session frees its negotiation (the SQL partial unique index).
 _FREES_NEGOTIATION = frozenset({SessionStatus.FAILED, SessionStatus.CANCELLED})
+
+
+class FakeSwitches:
+    def __init__(self, tables: Tables) -> None:
+        self._rows: dict[str, Switch] = tables.setdefault("switches", {})
+
+    async def get(self, name: str, *, lock: bool = False) -> Switch | None:
+        return self._rows.get(name)
+
+    async def put(self, switch: Switch) -> None:
+        self._rows[switch.name] = switch
+
+
+class FakeSpendLedger:
+    def __init__(self, tables: Tables) -> None:
+        self._rows: dict[str, Spend] = tables.setdefault("spend", {})
+
+    async def get(self, session_id: str) -> Spend | None:
+        return self._rows.get(session_id)
+
+    async def add(self, spend: Spend) -> None:
+        if spend.session_id in self._rows:
+            raise AlreadyExists("session_id already exists", key="session_id")
+        self._rows[spend.session_id] = spend
+
+    async def save(self, spend: Spend) -> None:
+        old = self._rows.get(spend.session_id)
+        if old is None:
+            raise NotFound(f"no spend entry for session {spend.session_id}")
+        self._rows[spend.session_id] = replace(
+            old, amount=spend.amount, status=spend.status, settled_at=spend.settled_at
+        )
+
+    async def total(
+        self, agent_id: str, *, since: datetime, excluding: str | None = None
+    ) -> Decimal:
+        return sum(
+            (
+                s.amount
+                for s in self._rows.values()
+                if s.agent_id == agent_id and s.created_at >= since and s.session_id != excluding
+            ),
+            Decimal(0),
+        )
+
+
+class FakeNonces:
+    def __init__(self, tables: Tables) -> None:
+        self._rows: dict[tuple[str, str], datetime] = tables.setdefault("nonces", {})
+
+    async def add(self, agent_id: str, nonce: str, *, expires_at: datetime) -> None:
+        if (agent_id, nonce) in self._rows:
+            raise AlreadyExists("nonce already exists", key="nonce")
+        self._rows[(agent_id, nonce)] = expires_at
+
+    async def purge_expired(
+        self, now: datetime, *, agent_id: str | None = None, limit: int | None = None
+    ) -> int:
+        expired = [
+            key
+            for key, expires_at in self._rows.items()
+            if expires_at < now and (agent_id is None or key[0] == agent_id)
+        ]
+        if agent_id is not None and limit is not None:
+            expired = expired[:limit]
+        for key in expired:
+            del self._rows[key]
+        return len(expired)
+
+
+class FakeNegotiations:
+    def __init__(self, tables: Tables) -> None:
+        self._rows: dict[str, Negotiation] = tables.setdefault("negotiations", {})
+
+    async def get(self, negotiation_id: str, *, lock: bool = False) -> Negotiation | None:
+        return self._rows.get(negotiation_id)
+
+    async def add(self, negotiation: Negotiation) -> None:
+        if negotiation.negotiation_id in self._rows:
+            raise AlreadyExists("negotiation_id already exists", key="negotiation_id")
+        self._rows[negotiation.negotiation_id] = negotiation
+
+    async def save(self, negotiation: Negotiation) -> None:
+        if negotiation.negotiation_id not in self._rows:
+            raise NotFound(f"no negotiation {negotiation.negotiation_id}")
+        self._rows[negotiation.negotiation_id] = negotiation
+
+    async def live(self, agent_id: str, *, statuses: tuple[str, ...], now: datetime) -> LiveCount:
+        live = [
+            n.expires_at
+            for n in self._rows.values()
+            if n.agent_id == agent_id and n.status in statuses and n.expires_at > now
+        ]
+        return LiveCount(len(live), min(live) if live else None)
+
+
+class FakeOffers:
+    def __init__(self, tables: Tables) -> None:
+        self._negotiations: dict[str, Negotiation] = tables.setdefault("negotiations", {})
+        self._rows: dict[str, Offer] = tables.setdefault("offers", {})
+
+    async def get(self, offer_id: str) -> Offer | None:
+        return self._rows.get(offer_id)
+
+    async def add(self, offer: Offer) -> None:
+        if offer.negotiation_id not in self._negotiations:
+            raise NotFound(f"no negotiation {offer.negotiation_id}")
+        if offer.offer_id in self._rows:
+            raise AlreadyExists("offer_id already exists", key="offer_id")
+        self._rows[offer.offer_id] = offer
+
+
+class FakeChargePoints:
+    def __init__(self, tables: Tables) -> None:
+        self._rows: dict[str, ChargePoint] = tables.setdefault("charge_points", {})
+
+    async def get(self, charge_point_id: str) -> ChargePoint | None:
+        return self._rows.get(charge_point_id)
+
+
+class FakePricing:
+    """Tables ``policies`` and ``tariffs``, keyed by charge point id, the default under "*"."""
+
+    def __init__(self, tables: Tables) -> None:
+        self._policies: dict[str, PricingPolicy] = tables.setdefault("policies", {})
+        self._tariffs: dict[str, Tariff] = tables.setdefault("tariffs", {})
+
+    async def policy(self, charge_point_id: str | None = None) -> PricingPolicy | None:
+        return self._policies.get(charge_point_id or DEFAULT_KEY) or self._policies.get(DEFAULT_KEY)
+
+    async def tariff(self, charge_point_id: str | None = None) -> Tariff | None:
+        return self._tariffs.get(charge_point_id or DEFAULT_KEY) or self._tariffs.get(DEFAULT_KEY)

@@ -13,13 +13,32 @@ import asyncio
 from types import TracebackType
 from typing import Any, Self
 
-from tests.fakes.repositories import FakeAgents, FakeAuditLog, FakeSessions, Tables
+from tests.fakes.repositories import (
+    FakeAgents,
+    FakeAuditLog,
+    FakeChargePoints,
+    FakeNegotiations,
+    FakeNonces,
+    FakeOffers,
+    FakePricing,
+    FakeSessions,
+    FakeSpendLedger,
+    FakeSwitches,
+    Tables,
+)
 
 
 class FakeUnitOfWork:
     agents: FakeAgents
     audit: FakeAuditLog
     sessions: FakeSessions
+    switches: FakeSwitches
+    spend: FakeSpendLedger
+    nonces: FakeNonces
+    negotiations: FakeNegotiations
+    offers: FakeOffers
+    charge_points: FakeChargePoints
+    pricing: FakePricing
 
     def __init__(self, store: FakeStore, *, read_only: bool) -> None:
         self._store = store
@@ -38,6 +57,13 @@ class FakeUnitOfWork:
         self.agents = FakeAgents(self._tables)
         self.audit = FakeAuditLog(self._tables)
         self.sessions = FakeSessions(self._tables)
+        self.switches = FakeSwitches(self._tables)
+        self.spend = FakeSpendLedger(self._tables)
+        self.nonces = FakeNonces(self._tables)
+        self.negotiations = FakeNegotiations(self._tables)
+        self.offers = FakeOffers(self._tables)
+        self.charge_points = FakeChargePoints(self._tables)
+        self.pricing = FakePricing(self._tables)
         return self
 
     async def __aexit__(

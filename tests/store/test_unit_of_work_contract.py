@@ -23,6 +23,9 @@ from station.domain.session import Session, SessionStatus
 from station.domain.session_events import Metered, PaymentSettled, SettlementDue
 from station.errors import NotFound
 from station.services.repositories.agents import Agent
+from station.services.repositories.negotiations import LiveCount, Negotiation, Offer
+from station.services.repositories.spend import Spend
+from station.services.repositories.switches import Switch
 from station.services.unit_of_work import AlreadyExists, UnitOfWorkFactory
 from station.store.db import Database
 from station.store.unit_of_work import SqlUnitsOfWork
@@ -277,3 +280,169 @@ async def test_saving_an_absent_session_is_not_found(units: UnitOfWorkFactory) -
     with pytest.raises(NotFound):
         async with units() as uow:
             await uow.sessions.save(a_stored_session())
+
+
+# -- trust, negotiations ------------------------------------------------------------------
+
+
+async def test_a_switch_is_created_then_replaced(units: UnitOfWorkFactory) -> None:
+    async with units() as uow:
+        await uow.switches.put(Switch("pause", True, "incident", "ops", T0))
+    async with units() as uow:
+        await uow.switches.put(Switch("pause", False, None, "ops2", T0 + timedelta(minutes=1)))
+
+    async with units.reader() as uow:
+        got = await uow.switches.get("pause", lock=True)
+        absent = await uow.switches.get("pm:nothing")
+
+    assert got == Switch("pause", False, None, "ops2", T0 + timedelta(minutes=1))
+    assert absent is None
+
+
+async def test_the_spend_ledger_sums_an_agents_window(units: UnitOfWorkFactory) -> None:
+    async with units() as uow:
+        await uow.agents.add(agent())
+        await uow.agents.add(agent("agt_2"))
+        for session_id, owner, amount, at in [
+            ("ses_old", "agt_1", "10.00", T0 - timedelta(hours=1)),
+            ("ses_a", "agt_1", "20.0001", T0),
+            ("ses_b", "agt_1", "30.00", T0 + timedelta(minutes=5)),
+            ("ses_other", "agt_2", "99.00", T0),
+        ]:
+            await uow.spend.add(Spend(session_id, owner, "usd", Decimal(amount), "held", at))
+
+    async with units.reader() as uow:
+        total = await uow.spend.total("agt_1", since=T0)
+        excluding = await uow.spend.total("agt_1", since=T0, excluding="ses_b")
+        nothing = await uow.spend.total("agt_none", since=T0)
+
+    assert (total, excluding, nothing) == (Decimal("50.0001"), Decimal("20.0001"), Decimal(0))
+
+
+async def test_a_spend_entry_settles_and_is_unique_per_session(units: UnitOfWorkFactory) -> None:
+    held = Spend("ses_1", "agt_1", "usd", Decimal("40.00"), "held", T0)
+    async with units() as uow:
+        await uow.agents.add(agent())
+        await uow.spend.add(held)
+        with pytest.raises(AlreadyExists):
+            await uow.spend.add(held)
+
+    settled = replace(held, amount=Decimal("12.34"), status="settled", settled_at=T0)
+    async with units() as uow:
+        await uow.spend.save(settled)
+        with pytest.raises(NotFound):
+            await uow.spend.save(replace(held, session_id="ses_none"))
+
+    async with units.reader() as uow:
+        assert await uow.spend.get("ses_1") == settled
+        assert await uow.spend.get("ses_none") is None
+
+
+async def test_a_nonce_is_accepted_once_per_agent(units: UnitOfWorkFactory) -> None:
+    async with units() as uow:
+        await uow.nonces.add("agt_1", "n1", expires_at=T0)
+        await uow.nonces.add("agt_2", "n1", expires_at=T0)
+
+    with pytest.raises(AlreadyExists) as replayed:
+        async with units() as uow:
+            await uow.nonces.add("agt_1", "n1", expires_at=T0 + timedelta(hours=1))
+
+    assert replayed.value.key == "nonce"
+
+
+async def test_expired_nonces_are_purged_per_agent_in_batches(units: UnitOfWorkFactory) -> None:
+    async with units() as uow:
+        for n in range(3):
+            await uow.nonces.add("agt_1", f"old{n}", expires_at=T0 - timedelta(seconds=1))
+        await uow.nonces.add("agt_1", "fresh", expires_at=T0 + timedelta(seconds=1))
+        await uow.nonces.add("agt_2", "old", expires_at=T0 - timedelta(seconds=1))
+
+    async with units() as uow:
+        first = await uow.nonces.purge_expired(T0, agent_id="agt_1", limit=2)
+    async with units() as uow:
+        second = await uow.nonces.purge_expired(T0, agent_id="agt_1", limit=2)
+    async with units() as uow:
+        rest = await uow.nonces.purge_expired(T0)
+
+    assert (first, second, rest) == (2, 1, 1)
+    with pytest.raises(AlreadyExists):  # the fresh one is still remembered
+        async with units() as uow:
+            await uow.nonces.add("agt_1", "fresh", expires_at=T0)
+
+
+def negotiation(negotiation_id: str = "neg_1", **changes: object) -> Negotiation:
+    base = Negotiation(
+        negotiation_id=negotiation_id,
+        agent_id="agt_1",
+        charge_point_id="CP-1",
+        evse_id=1,
+        currency="usd",
+        energy_kwh=Decimal("20.000"),
+        max_power_kw=None,
+        departure_at=None,
+        status="open",
+        round=1,
+        max_rounds=3,
+        expires_at=T0 + timedelta(minutes=10),
+        created_at=T0,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def offer(offer_id: str = "off_1", negotiation_id: str = "neg_1") -> Offer:
+    return Offer(
+        offer_id=offer_id,
+        negotiation_id=negotiation_id,
+        round=1,
+        tariff={"currency": "usd", "energy_price_per_kwh": "0.4200"},
+        estimated_cost=Decimal("8.4000"),
+        recommended_cap=Decimal("10.0800"),
+        valid_until=T0 + timedelta(minutes=2),
+        signature="sig",
+        created_at=T0,
+    )
+
+
+async def test_a_negotiation_and_its_offer_read_back_equal(units: UnitOfWorkFactory) -> None:
+    async with units() as uow:
+        await uow.negotiations.add(negotiation())
+        await uow.offers.add(offer())
+        await uow.negotiations.save(negotiation(current_offer_id="off_1", detail="why"))
+
+    async with units.reader() as uow:
+        got = await uow.negotiations.get("neg_1", lock=True)
+        got_offer = await uow.offers.get("off_1")
+
+    assert got == negotiation(current_offer_id="off_1", detail="why")
+    assert got_offer == offer()
+
+
+async def test_an_offer_needs_its_negotiation_and_ids_are_unique(
+    units: UnitOfWorkFactory,
+) -> None:
+    async with units() as uow:
+        with pytest.raises(NotFound):
+            await uow.offers.add(offer(negotiation_id="neg_none"))
+        with pytest.raises(NotFound):
+            await uow.negotiations.save(negotiation())
+
+    with pytest.raises(AlreadyExists):
+        async with units() as uow:
+            await uow.negotiations.add(negotiation())
+            await uow.negotiations.add(negotiation(status="agreed"))
+
+
+async def test_live_negotiations_count_by_status_and_expiry(units: UnitOfWorkFactory) -> None:
+    async with units() as uow:
+        await uow.negotiations.add(negotiation("neg_1", expires_at=T0 + timedelta(minutes=5)))
+        await uow.negotiations.add(negotiation("neg_2", expires_at=T0 + timedelta(minutes=1)))
+        await uow.negotiations.add(negotiation("neg_3", status="rejected"))
+        await uow.negotiations.add(negotiation("neg_4", expires_at=T0))
+        await uow.negotiations.add(negotiation("neg_5", agent_id="agt_2"))
+
+    async with units.reader() as uow:
+        live = await uow.negotiations.live("agt_1", statuses=("open", "agreed"), now=T0)
+        none = await uow.negotiations.live("agt_none", statuses=("open",), now=T0)
+
+    assert live == LiveCount(2, T0 + timedelta(minutes=1))
+    assert none == LiveCount(0, None)

@@ -33,8 +33,8 @@ class AgentRepository(Protocol):
         """The agent, or None; `lock` holds its row until the unit ends."""
         ...
 
-    async def list(self, *, status: str | None = None) -> list[Agent]:
-        """Every agent (or those in `status`), oldest first, ties by id."""
+    async def list(self, *, status: str | None = None, limit: int | None = None) -> list[Agent]:
+        """Every agent (or those in `status`), oldest first, ties by id; the first `limit`."""
         ...
 
     async def add(self, agent: Agent) -> None:

@@ -6,9 +6,22 @@ stored strings are the domain enums' values.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Protocol
 
 from station.domain.session import Session
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSession:
+    """A session in which money is held and a charge may be flowing (authorized, charging)."""
+
+    session_id: str
+    agent_id: str
+    charge_point_id: str
+    transaction_ref: str | None
 
 
 class SessionRepository(Protocol):
@@ -32,4 +45,20 @@ class SessionRepository(Protocol):
 
     async def live_session_of_agent(self, agent_id: str) -> str | None:
         """The id of one of the agent's sessions not yet final, or None."""
+        ...
+
+    async def open_of_suspended_agents(self, agent_id: str | None = None) -> list[OpenSession]:
+        """Open sessions (authorized or charging) of suspended agents (or of that one, if
+        it is suspended), oldest first."""
+        ...
+
+    async def mark_stop_reason(self, session_id: str, reason: str) -> None:
+        """Set the session's stop reason unless it has one already."""
+        ...
+
+    async def spent_by_payer_method(
+        self, agent_id: str, payer_method: str, *, since: datetime
+    ) -> Decimal:
+        """Captured (else capped) amounts of the agent's sessions paid with that method,
+        created at or after `since`, not ended unpaid (failed, cancelled)."""
         ...

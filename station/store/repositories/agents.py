@@ -54,8 +54,8 @@ class SqlAgents:
         row = await self._row(agent_id, lock=lock)
         return agent_of(row) if row is not None else None
 
-    async def list(self, *, status: str | None = None) -> list[Agent]:
-        query = select(AgentRow).order_by(AgentRow.created_at, AgentRow.agent_id)
+    async def list(self, *, status: str | None = None, limit: int | None = None) -> list[Agent]:
+        query = select(AgentRow).order_by(AgentRow.created_at, AgentRow.agent_id).limit(limit)
         if status is not None:
             query = query.where(AgentRow.status == status)
         return [agent_of(row) for row in (await self._session.scalars(query)).all()]

@@ -11,9 +11,10 @@ values: no migration.
 from __future__ import annotations
 
 from dataclasses import fields
+from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,12 +29,16 @@ from station.domain.session import (
 )
 from station.domain.settlement import Settlement, SettlementAction, SettlementState
 from station.errors import NotFound
+from station.services.repositories.sessions import OpenSession
 from station.services.unit_of_work import AlreadyExists
 from station.store.constraints import constraint_name, is_unique_violation
 from station.store.payments import LIVE_NEGOTIATION_INDEX, SessionRow, SettlementRow
+from station.store.trust import AgentRow
 
 _METERING = tuple(f.name for f in fields(Metering))
 _LIVE = tuple(s.value for s in SessionStatus if not s.final)
+_OPEN = (SessionStatus.AUTHORIZED.value, SessionStatus.CHARGING.value)
+_ENDED_UNPAID = (SessionStatus.FAILED.value, SessionStatus.CANCELLED.value)
 
 
 def session_of(row: SessionRow, settlement: SettlementRow | None = None) -> Session:
@@ -223,3 +228,41 @@ class SqlSessions:
             .limit(1)
         )
         return (await self._session.scalars(query)).first()
+
+    async def open_of_suspended_agents(self, agent_id: str | None = None) -> list[OpenSession]:
+        query = (
+            select(
+                SessionRow.session_id,
+                SessionRow.agent_id,
+                SessionRow.charge_point_id,
+                SessionRow.transaction_ref,
+            )
+            .join(AgentRow, AgentRow.agent_id == SessionRow.agent_id)
+            .where(AgentRow.status == "suspended", SessionRow.status.in_(_OPEN))
+            .order_by(SessionRow.created_at)
+        )
+        if agent_id is not None:
+            query = query.where(SessionRow.agent_id == agent_id)
+        return [OpenSession(*row) for row in (await self._session.execute(query)).all()]
+
+    async def mark_stop_reason(self, session_id: str, reason: str) -> None:
+        await self._session.execute(
+            update(SessionRow)
+            .where(SessionRow.session_id == session_id, SessionRow.stop_reason.is_(None))
+            .values(stop_reason=reason)
+        )
+
+    async def spent_by_payer_method(
+        self, agent_id: str, payer_method: str, *, since: datetime
+    ) -> Decimal:
+        spent = await self._session.scalar(
+            select(
+                func.coalesce(func.sum(func.coalesce(SessionRow.captured, SessionRow.cap)), 0)
+            ).where(
+                SessionRow.agent_id == agent_id,
+                SessionRow.payer_method == payer_method,
+                SessionRow.created_at >= since,
+                SessionRow.status.not_in(_ENDED_UNPAID),
+            )
+        )
+        return Decimal(spent or 0)
