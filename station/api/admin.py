@@ -32,7 +32,6 @@ from station.services.limits import remaining
 from station.services.repositories.agents import Agent
 from station.store import audit
 from station.store import charging as charging_store
-from station.store.unit_of_work import SqlUnitOfWork
 
 _log = get_logger(__name__)
 _bearer = HTTPBearer(auto_error=False, description="CHARGEPAY_ADMIN_TOKEN")
@@ -226,9 +225,9 @@ async def list_agents(
 @router.get("/agents/{agent_id}", response_model=AgentOut)
 async def show_agent(agent_id: AgentId, _actor: Operator, request: Request) -> dict[str, Any]:
     """One agent, with what its spending window still allows."""
-    async with services_of(request).db.reader() as session:
-        agent = await agent_registry.get(SqlUnitOfWork.bound(session), agent_id)
-        return _agent_out(agent, await remaining(session, agent))
+    async with services_of(request).units.reader() as uow:
+        agent = await agent_registry.get(uow, agent_id)
+        return _agent_out(agent, await remaining(uow, agent))
 
 
 @router.patch("/agents/{agent_id}", response_model=AgentOut)
@@ -236,11 +235,11 @@ async def update_agent(
     agent_id: AgentId, body: AgentPatch, actor: Operator, request: Request
 ) -> dict[str, Any]:
     """Change limits, allowed charge points, name, owner or the key (rotation); audited."""
-    async with services_of(request).db.session() as session:
+    async with services_of(request).units() as uow:
         agent = await agent_registry.update(
-            SqlUnitOfWork.bound(session), agent_id, body.model_dump(exclude_unset=True), actor=actor
+            uow, agent_id, body.model_dump(exclude_unset=True), actor=actor
         )
-        return _agent_out(agent, await remaining(session, agent))
+        return _agent_out(agent, await remaining(uow, agent))
 
 
 @router.post("/agents/{agent_id}/remove", response_model=AgentOut)

@@ -25,9 +25,10 @@ from station.domain.session import SessionStatus
 from station.services.limits import remaining
 from station.services.sessions import session_view
 from station.services.settlement import HOLD_OPEN
+from station.services.unit_of_work import UnitOfWork
 from station.store.charging import ChargePointRow, ConnectorRow
 from station.store.payments import SessionRow
-from station.store.trust import AgentRow
+from station.store.unit_of_work import SqlUnitOfWork
 
 RECENT_SESSIONS = 50
 MAX_AGENTS = 200
@@ -40,7 +41,7 @@ async def snapshot(session: AsyncSession) -> dict[str, Any]:
         "charge_points": await charge_points(session),
         "sessions": await recent_sessions(session),
         "money": await money(session),
-        "agents": await agents(session),
+        "agents": await agents(SqlUnitOfWork.bound(session)),
     }
 
 
@@ -108,12 +109,10 @@ async def money(session: AsyncSession) -> dict[str, dict[str, str]]:
     }
 
 
-async def agents(session: AsyncSession) -> list[dict[str, Any]]:
-    query = select(AgentRow).order_by(AgentRow.created_at, AgentRow.agent_id).limit(MAX_AGENTS)
-    rows = (await session.scalars(query)).all()
+async def agents(uow: UnitOfWork) -> list[dict[str, Any]]:
     out = []
-    for agent in rows:
-        left = await remaining(session, agent)
+    for agent in await uow.agents.list(limit=MAX_AGENTS):
+        left = await remaining(uow, agent)
 
         def wire(amount: Decimal, currency: str = agent.currency) -> str:
             return Money(amount, currency).to_wire()

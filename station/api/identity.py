@@ -41,8 +41,6 @@ from http_message_signatures import (
     MappingKeyResolver,
     algorithms,
 )
-from sqlalchemy import Delete, delete, select
-from sqlalchemy.exc import IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from station.api.problems import problem
@@ -55,7 +53,8 @@ from station.logs import get_logger
 from station.ocpp.auth import address_key
 from station.services import open_payers
 from station.services.limits import limits_of, remaining
-from station.store.trust import AgentRow, NonceRow
+from station.services.repositories.agents import Agent as AgentRecord
+from station.services.unit_of_work import AlreadyExists, UnitOfWorkFactory
 
 if TYPE_CHECKING:
     from station.metrics import StationMetrics
@@ -94,8 +93,8 @@ class AgentPrincipal:
             raise NotFound(f"no charge point {charge_point_id}")
 
     @classmethod
-    def of(cls, agent: AgentRow, *, site: str | None = None) -> AgentPrincipal:
-        """The agent of a row; ``site`` (a client address) for an unregistered payer."""
+    def of(cls, agent: AgentRecord, *, site: str | None = None) -> AgentPrincipal:
+        """The agent of a record; ``site`` (a client address) for an unregistered payer."""
         allowed = agent.allowed_charge_points
         return cls(
             agent_id=agent.agent_id,
@@ -174,18 +173,17 @@ async def authenticated_agent(request: Request) -> AgentPrincipal:
     if "signature-input" not in headers or "signature" not in headers:
         if settings.open_payers:  # an unregistered MPP payer: its payment authenticates it
             site = address_key(request.client.host) if request.client else "unknown"
-            shared = await open_payers.open_agent(services.db, settings)
+            shared = await open_payers.open_agent(units_of(request), settings)
             payer = AgentPrincipal.of(shared, site=site)
             if payer.status != "active":
                 raise AgentSuspended("unregistered payers are suspended")
             return payer
         raise _refuse(request, "unsigned", "request is not signed (RFC 9421)")
     key_id = _key_id(headers["signature-input"])
-    async with services.db.reader() as session:
-        row = await session.get(AgentRow, key_id)
-        # Copy out before the reader's rollback expires the row.
-        agent = AgentPrincipal.of(row) if row is not None else None
-        public_key = row.public_key if row is not None else ""
+    async with units_of(request).reader() as uow:
+        record = await uow.agents.get(key_id)
+    agent = AgentPrincipal.of(record) if record is not None else None
+    public_key = record.public_key if record is not None else ""
     if agent is None:
         raise _refuse(request, "unknown_key", "unknown keyid")
     body = await request.body()
@@ -213,36 +211,24 @@ async def authenticated_agent(request: Request) -> AgentPrincipal:
 async def _remember_nonce(
     request: Request, agent_id: str, nonce: str, created: datetime, max_skew_s: int
 ) -> None:
-    """Store the nonce until no signature carrying it could be accepted; 401 if seen."""
-    services = services_of(request)
+    """Store the nonce until no signature carrying it could be accepted; 401 if seen.
+
+    Also forgets up to a batch of the agent's expired nonces (the rest go with
+    the next requests), skipping rows another request is deleting.
+    """
     now = datetime.now(UTC)
     expires_at = max(created, now) + timedelta(seconds=max_skew_s + 1)
     try:
-        async with services.db.session() as session:
-            await session.execute(_expired_nonces(agent_id, now))
-            session.add(NonceRow(agent_id=agent_id, nonce=nonce, expires_at=expires_at))
-            await session.flush()
-    except IntegrityError as exc:
+        async with units_of(request)() as uow:
+            await uow.nonces.purge_expired(now, agent_id=agent_id, limit=NONCE_CLEANUP_BATCH)
+            await uow.nonces.add(agent_id, nonce, expires_at=expires_at)
+    except AlreadyExists as exc:
         raise _refuse(request, "replayed", "nonce already used") from exc
 
 
-def _expired_nonces(agent_id: str, now: datetime) -> Delete:
-    """Delete up to a batch of the agent's expired nonces, skipping rows locked elsewhere.
-
-    Parallel requests of one agent (or another node) clean up the same rows;
-    waiting for each other's row locks in different orders deadlocked on
-    PostgreSQL. A row someone else holds is theirs to delete (``SKIP
-    LOCKED``; SQLite serialises writers and has no row locks).
-    """
-    expired = (
-        select(NonceRow.nonce)
-        .where(NonceRow.agent_id == agent_id, NonceRow.expires_at < now)
-        .limit(NONCE_CLEANUP_BATCH)
-        .with_for_update(skip_locked=True)
-    )
-    return delete(NonceRow).where(
-        NonceRow.agent_id == agent_id, NonceRow.nonce.in_(expired.scalar_subquery())
-    )
+def units_of(request: Request) -> UnitOfWorkFactory:
+    """The station's units of work (until the composition root hands the API its own)."""
+    return services_of(request).units
 
 
 # Seconds a client refused for too many requests in flight is told to wait.
@@ -353,11 +339,11 @@ router = APIRouter(tags=["agents"])
 @router.get("/v1/agents/me")
 async def who_am_i(agent: Agent, request: Request) -> dict[str, Any]:
     """The signed-in agent, its limits and what its window still allows."""
-    services = services_of(request)
-    async with services.db.reader() as session:
-        row = await session.get(AgentRow, agent.agent_id)
-        assert row is not None
-        left = await remaining(session, row)
+    async with units_of(request).reader() as uow:
+        record = await uow.agents.get(agent.agent_id)
+        if record is None:
+            raise NotFound(f"no agent {agent.agent_id}")
+        left = await remaining(uow, record)
     limits = agent.limits
     return {
         "agent_id": agent.agent_id,

@@ -27,7 +27,11 @@ class PaymentMethodSwitch(BaseModel):
 async def block(body: PaymentMethodSwitch, actor: Operator, request: Request) -> dict[str, Any]:
     """Refuse every new payment an unregistered payer makes with this payment method."""
     await open_payers.set_blocked(
-        services_of(request).db, body.payment_method, on=True, actor=actor, reason=body.reason
+        services_of(request).units,
+        body.payment_method,
+        on=True,
+        actor=actor,
+        reason=body.reason,
     )
     return {"payment_method": body.payment_method, "blocked": True}
 
@@ -35,6 +39,10 @@ async def block(body: PaymentMethodSwitch, actor: Operator, request: Request) ->
 @router.post("/v1/admin/payment-methods/unblock")
 async def unblock(body: PaymentMethodSwitch, actor: Operator, request: Request) -> dict[str, Any]:
     await open_payers.set_blocked(
-        services_of(request).db, body.payment_method, on=False, actor=actor, reason=body.reason
+        services_of(request).units,
+        body.payment_method,
+        on=False,
+        actor=actor,
+        reason=body.reason,
     )
     return {"payment_method": body.payment_method, "blocked": False}

@@ -94,6 +94,7 @@ from station.store.payments import (
 )
 from station.store.repositories.sessions import SqlSessions
 from station.store.trust import AgentRow
+from station.store.unit_of_work import SqlUnitOfWork
 
 _log = get_logger(__name__)
 _TOKEN_ALPHABET = string.ascii_uppercase + string.digits
@@ -229,7 +230,7 @@ class AuthorisationService:
         try:
             async with self._db.session() as session:
                 await limits.reserve(
-                    session,
+                    SqlUnitOfWork.bound(session),
                     agent_id=agent_id,
                     session_id=f"probe_{secrets.token_hex(8)}",
                     amount=cap.amount,
@@ -400,9 +401,11 @@ class AuthorisationService:
                     raise InvalidCredential("credential already used")
                 await _check_not_accepted(session, neg.negotiation_id, lock=True)
                 if payer_method is not None:
-                    await open_payers.check_method(session, self._settings, payer_method, cap, now)
+                    await open_payers.check_method(
+                        SqlUnitOfWork.bound(session), self._settings, payer_method, cap, now
+                    )
                 await limits.reserve(
-                    session,
+                    SqlUnitOfWork.bound(session),
                     agent_id=agent_id,
                     session_id=session_id,
                     amount=cap.amount,

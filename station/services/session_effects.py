@@ -41,6 +41,7 @@ from station.store import audit
 from station.store.charging import AnomalyRow
 from station.store.db import Database
 from station.store.repositories.sessions import SqlSessions
+from station.store.unit_of_work import SqlUnitOfWork
 
 _log = get_logger("station.services.sessions")
 
@@ -83,7 +84,9 @@ async def record(db: AsyncSession, session: Session, actions: Iterable[SessionAc
                     )
                 )
             case SettleAllowance(spent=spent):
-                await limits.settle(db, session_id=session.session_id, amount=spent)
+                await limits.settle(
+                    SqlUnitOfWork.bound(db), session_id=session.session_id, amount=spent
+                )
             case _:
                 pass
 

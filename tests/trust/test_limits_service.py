@@ -1,5 +1,6 @@
-"""Spending limits on a real database: holds count, settlements give money back,
-parallel reserves never pass the limit together."""
+"""Spending limits: holds count, settlements give money back (decisions, on the
+in-memory unit of work), parallel reserves never pass the limit together (on
+both real databases: that is the adapters' row locking)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,29 @@ import pytest
 
 from station.errors import AgentSuspended, AmountExceeded, ChargepayError
 from station.services import agents, limits
+from station.services.repositories.switches import Switch
+from station.services.unit_of_work import UnitOfWorkFactory
 from station.store.base import utcnow
 from station.store.db import Database
-from station.store.trust import SwitchRow
 from station.store.unit_of_work import SqlUnitsOfWork
+from tests.fakes.unit_of_work import FakeStore
 from vehicle.signing import generate_keypair, public_key_b64
 
 
+@pytest.fixture
+def units() -> FakeStore:
+    return FakeStore()
+
+
 async def make_agent(
-    db: Database, *, per_session: str = "50.00", per_window: str = "200.00", hours: int = 24
+    units: UnitOfWorkFactory,
+    *,
+    per_session: str = "50.00",
+    per_window: str = "200.00",
+    hours: int = 24,
 ) -> str:
     key, _ = generate_keypair()
-    async with SqlUnitsOfWork(db)() as uow:
+    async with units() as uow:
         agent = await agents.register(
             uow,
             agents.NewAgent(
@@ -38,10 +50,12 @@ async def make_agent(
     return agent.agent_id
 
 
-async def reserve(db: Database, agent_id: str, session_id: str, amount: str, **kw: object) -> None:
-    async with db.session() as session:
+async def reserve(
+    units: UnitOfWorkFactory, agent_id: str, session_id: str, amount: str, **kw: object
+) -> None:
+    async with units() as uow:
         await limits.reserve(
-            session,
+            uow,
             agent_id=agent_id,
             session_id=session_id,
             amount=Decimal(amount),
@@ -50,87 +64,87 @@ async def reserve(db: Database, agent_id: str, session_id: str, amount: str, **k
         )
 
 
-async def test_holds_add_up_until_the_window_is_full(db: Database) -> None:
-    agent_id = await make_agent(db, per_window="100.00")
-    await reserve(db, agent_id, "ses_1", "50.00")
-    await reserve(db, agent_id, "ses_2", "40.00")
+async def test_holds_add_up_until_the_window_is_full(units: FakeStore) -> None:
+    agent_id = await make_agent(units, per_window="100.00")
+    await reserve(units, agent_id, "ses_1", "50.00")
+    await reserve(units, agent_id, "ses_2", "40.00")
 
     with pytest.raises(AmountExceeded) as refused:
-        await reserve(db, agent_id, "ses_3", "20.00")
+        await reserve(units, agent_id, "ses_3", "20.00")
 
     assert refused.value.extra == {"remaining": "10.00", "currency": "usd"}
     assert refused.value.status == 403
 
 
-async def test_the_per_session_limit_holds(db: Database) -> None:
-    agent_id = await make_agent(db, per_session="30.00")
+async def test_the_per_session_limit_holds(units: FakeStore) -> None:
+    agent_id = await make_agent(units, per_session="30.00")
 
     with pytest.raises(AmountExceeded) as refused:
-        await reserve(db, agent_id, "ses_1", "30.01")
+        await reserve(units, agent_id, "ses_1", "30.01")
 
     assert refused.value.extra["remaining"] == "30.00"
 
 
-async def test_settling_gives_the_released_money_back_to_the_window(db: Database) -> None:
-    agent_id = await make_agent(db, per_window="100.00", per_session="100.00")
-    await reserve(db, agent_id, "ses_1", "100.00")
+async def test_settling_gives_the_released_money_back_to_the_window(units: FakeStore) -> None:
+    agent_id = await make_agent(units, per_window="100.00", per_session="100.00")
+    await reserve(units, agent_id, "ses_1", "100.00")
 
-    async with db.session() as session:
-        await limits.settle(session, session_id="ses_1", amount=Decimal("12.34"))
-    await reserve(db, agent_id, "ses_2", "87.66")
+    async with units() as uow:
+        await limits.settle(uow, session_id="ses_1", amount=Decimal("12.34"))
+    await reserve(units, agent_id, "ses_2", "87.66")
 
     with pytest.raises(AmountExceeded):
-        await reserve(db, agent_id, "ses_3", "0.01")
+        await reserve(units, agent_id, "ses_3", "0.01")
 
 
-async def test_a_cancelled_session_frees_its_whole_hold(db: Database) -> None:
-    agent_id = await make_agent(db, per_window="50.00")
-    await reserve(db, agent_id, "ses_1", "50.00")
+async def test_a_cancelled_session_frees_its_whole_hold(units: FakeStore) -> None:
+    agent_id = await make_agent(units, per_window="50.00")
+    await reserve(units, agent_id, "ses_1", "50.00")
 
-    async with db.session() as session:
-        await limits.settle(session, session_id="ses_1", amount=Decimal(0))
+    async with units() as uow:
+        await limits.settle(uow, session_id="ses_1", amount=Decimal(0))
 
-    await reserve(db, agent_id, "ses_2", "50.00")
-
-
-async def test_holds_older_than_the_window_no_longer_count(db: Database) -> None:
-    agent_id = await make_agent(db, per_window="50.00", hours=1)
-    await reserve(db, agent_id, "ses_old", "50.00", now=utcnow() - timedelta(hours=2))
-
-    await reserve(db, agent_id, "ses_new", "50.00")
+    await reserve(units, agent_id, "ses_2", "50.00")
 
 
-async def test_reserving_again_for_a_session_replaces_its_hold(db: Database) -> None:
-    agent_id = await make_agent(db, per_window="50.00")
-    await reserve(db, agent_id, "ses_1", "50.00")
+async def test_holds_older_than_the_window_no_longer_count(units: FakeStore) -> None:
+    agent_id = await make_agent(units, per_window="50.00", hours=1)
+    await reserve(units, agent_id, "ses_old", "50.00", now=utcnow() - timedelta(hours=2))
 
-    await reserve(db, agent_id, "ses_1", "30.00")
-    await reserve(db, agent_id, "ses_2", "20.00")
+    await reserve(units, agent_id, "ses_new", "50.00")
 
 
-async def test_a_suspended_agent_reserves_nothing(db: Database) -> None:
-    agent_id = await make_agent(db)
-    async with SqlUnitsOfWork(db)() as uow:
+async def test_reserving_again_for_a_session_replaces_its_hold(units: FakeStore) -> None:
+    agent_id = await make_agent(units, per_window="50.00")
+    await reserve(units, agent_id, "ses_1", "50.00")
+
+    await reserve(units, agent_id, "ses_1", "30.00")
+    await reserve(units, agent_id, "ses_2", "20.00")
+
+
+async def test_a_suspended_agent_reserves_nothing(units: FakeStore) -> None:
+    agent_id = await make_agent(units)
+    async with units() as uow:
         await agents.suspend(uow, agent_id, reason="stolen car", actor="test")
 
     with pytest.raises(AgentSuspended):
-        await reserve(db, agent_id, "ses_1", "1.00")
+        await reserve(units, agent_id, "ses_1", "1.00")
 
 
-async def test_the_operator_pause_refuses_every_agent(db: Database) -> None:
-    agent_id = await make_agent(db)
-    async with db.session() as session:
-        session.add(SwitchRow(name="pause", on=True, reason="incident", actor="test"))
+async def test_the_operator_pause_refuses_every_agent(units: FakeStore) -> None:
+    agent_id = await make_agent(units)
+    async with units() as uow:
+        await uow.switches.put(Switch("pause", True, "incident", "test", utcnow()))
 
     with pytest.raises(AgentSuspended):
-        await reserve(db, agent_id, "ses_1", "1.00")
+        await reserve(units, agent_id, "ses_1", "1.00")
 
 
 async def _reserve_and_linger(db: Database, agent_id: str, session_id: str) -> str:
     try:
-        async with db.session() as session:
+        async with SqlUnitsOfWork(db)() as uow:
             await limits.reserve(
-                session,
+                uow,
                 agent_id=agent_id,
                 session_id=session_id,
                 amount=Decimal("60.00"),
@@ -144,7 +158,7 @@ async def _reserve_and_linger(db: Database, agent_id: str, session_id: str) -> s
 
 
 async def test_two_parallel_reserves_never_pass_the_limit_together(db: Database) -> None:
-    agent_id = await make_agent(db, per_session="100.00", per_window="100.00")
+    agent_id = await make_agent(SqlUnitsOfWork(db), per_session="100.00", per_window="100.00")
 
     outcomes = await asyncio.gather(
         _reserve_and_linger(db, agent_id, "ses_a"), _reserve_and_linger(db, agent_id, "ses_b")
