@@ -163,7 +163,7 @@ def build(
         events = cluster.events
 
     timed = TimedGateway(gateway or _stripe(settings), metrics)
-    payments = _payments(settings, db, commands, events, timed, clock)
+    payments = _payments(settings, db, units, commands, events, timed, clock)
 
     charging = ChargingService(
         db,
@@ -187,7 +187,7 @@ def build(
         ownership=cluster,
         metrics=metrics,
     )
-    kill_switch = KillSwitch(db, payments.sessions, connections)
+    kill_switch = KillSwitch(units, payments.sessions, connections)
     # The dashboard chart's memory of recent sessions' meter points (station.api.dashboard).
     session_history = SessionHistory()
     ready, stopping = asyncio.Event(), asyncio.Event()
@@ -237,6 +237,7 @@ def _stripe(settings: Settings) -> StripeGateway:
 def _payments(
     settings: Settings,
     db: Database,
+    units: UnitOfWorkFactory,
     commands: ChargePointCommands,
     events: SessionEvents,
     gateway: TimedGateway,
@@ -267,7 +268,7 @@ def _payments(
         signer=signer,
         events=events,
         settlement=settlement,
-        negotiations=NegotiationService(db, settings, secret, clock),
+        negotiations=NegotiationService(units, settings, secret, clock),
         authorisation=AuthorisationService(
             db, settings, secret, authorizer, gateway, settlement, commands, clock, events
         ),

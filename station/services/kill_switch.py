@@ -16,27 +16,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
-
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from station.errors import ChargepayError
 from station.logs import get_logger
 from station.services import agents as agent_registry
 from station.services.limits import PAUSE
 from station.services.repositories.agents import Agent
-from station.store import audit
-from station.store.base import utcnow
-from station.store.trust import AgentRow, NonceRow, SwitchRow
-from station.store.unit_of_work import SqlUnitsOfWork
-
-if TYPE_CHECKING:
-    from station.store.db import Database
+from station.services.repositories.sessions import OpenSession
+from station.services.repositories.switches import Switch
+from station.services.unit_of_work import UnitOfWorkFactory
 
 _log = get_logger(__name__)
-# Session statuses in which money is held and a charge may be (about to be) flowing.
-OPEN_STATUSES = ("authorized", "charging")
 STOP_REASON = "agent_suspended"
 WATCHER = "system:kill_switch"
 WATCH_INTERVAL_S = 2.0
@@ -57,15 +49,6 @@ class ConnectedHere(Protocol):
     def is_connected(self, charge_point_id: str) -> bool: ...
 
 
-@dataclass(frozen=True, slots=True)
-class KillSwitch:
-    """What the kill switch works with, given by the composition root."""
-
-    db: Database
-    sessions: SessionStopper  # the payments side's `SessionService`
-    here: ConnectedHere
-
-
 @dataclass
 class SuspendOutcome:
     agent: Agent | None
@@ -75,135 +58,7 @@ class SuspendOutcome:
     sessions_failed: list[str] = field(default_factory=list)
 
 
-async def open_sessions_of_suspended(
-    kill: KillSwitch, agent_id: str | None = None
-) -> list[tuple[str, str, str, str | None]]:
-    """(session, agent, charge point, transaction ref) of suspended agents' open sessions."""
-    try:
-        from station.store.payments import SessionRow
-    except ImportError:  # the payments tables are not there
-        return []
-    query = (
-        select(
-            SessionRow.session_id,
-            SessionRow.agent_id,
-            SessionRow.charge_point_id,
-            SessionRow.transaction_ref,
-        )
-        .join(AgentRow, AgentRow.agent_id == SessionRow.agent_id)
-        .where(AgentRow.status == "suspended", SessionRow.status.in_(OPEN_STATUSES))
-        .order_by(SessionRow.created_at)
-    )
-    if agent_id is not None:
-        query = query.where(SessionRow.agent_id == agent_id)
-    async with kill.db.reader() as session:
-        return [(r[0], r[1], r[2], r[3]) for r in (await session.execute(query)).all()]
-
-
-async def stop_suspended_sessions(
-    kill: KillSwitch, *, actor: str, agent_id: str | None = None
-) -> SuspendOutcome:
-    """Stop the open sessions of suspended agents that this node can stop.
-
-    A session charging on a charge point connected to another node is left to
-    that node (its watcher finds it); one not yet charging is released from
-    any node. Audited when anything was attempted.
-    """
-    outcome = SuspendOutcome(None)
-    for session_id, owner, charge_point_id, transaction_ref in await open_sessions_of_suspended(
-        kill, agent_id
-    ):
-        log = _log.bind(agent_id=owner, session_id=session_id)
-        if transaction_ref is not None and not kill.here.is_connected(charge_point_id):
-            outcome.sessions_elsewhere.append(session_id)
-            continue
-        try:
-            await _mark_stop_reason(kill, session_id)
-            await kill.sessions.stop(owner, session_id)
-        except ChargepayError as exc:
-            log.warning("kill_switch.stop_failed", code=exc.code, detail=exc.detail)
-            outcome.sessions_failed.append(session_id)
-        except Exception:  # one session's failure must not spare the others
-            log.exception("kill_switch.stop_crashed")
-            outcome.sessions_failed.append(session_id)
-        else:
-            log.info("kill_switch.session_stopping", actor=actor)
-            outcome.sessions_stopping.append(session_id)
-    if outcome.sessions_stopping or outcome.sessions_failed:
-        async with kill.db.session() as session:
-            await audit.record(
-                session,
-                actor=actor,
-                action="agent.sessions_stopped",
-                subject=agent_id,
-                data={"stopping": outcome.sessions_stopping, "failed": outcome.sessions_failed},
-            )
-    return outcome
-
-
-async def suspend_agent(
-    kill: KillSwitch, agent_id: str, *, reason: str, actor: str
-) -> SuspendOutcome:
-    """Suspend now (committed before anything else), then stop its open sessions.
-
-    A session that cannot be stopped right now is reported in
-    ``sessions_failed`` (the watcher tries again) or ``sessions_elsewhere``.
-    """
-    async with SqlUnitsOfWork(kill.db)() as uow:
-        agent = await agent_registry.suspend(uow, agent_id, reason=reason, actor=actor)
-    outcome = await stop_suspended_sessions(kill, actor=actor, agent_id=agent_id)
-    outcome.agent = agent
-    return outcome
-
-
-async def watch(
-    kill: KillSwitch,
-    *,
-    interval_s: float = WATCH_INTERVAL_S,
-    until: asyncio.Event | None = None,
-) -> None:
-    """On each node, until ``until`` is set (or cancelled): stop suspended agents'
-    sessions, purge old nonces.
-
-    This is what makes a suspension from the CLI, or from another node, stop
-    charging on the charge points connected here. A failing sweep is logged
-    and tried again. Once ``until`` is set it returns after the sweep in
-    flight. Safe to cancel.
-    """
-    until = until or asyncio.Event()
-    sweeps = 0
-    while not until.is_set():
-        try:
-            await stop_suspended_sessions(kill, actor=WATCHER)
-            if sweeps % NONCE_PURGE_EVERY == 0:
-                await purge_nonces(kill)
-        except (ChargepayError, SQLAlchemyError, OSError) as exc:
-            _log.warning("kill_switch.sweep_failed", error=type(exc).__name__)
-        sweeps += 1
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(interval_s):
-                await until.wait()
-
-
-async def purge_nonces(kill: KillSwitch) -> None:
-    """Forget nonces no signature can reuse any more (past their expiry)."""
-    async with kill.db.session() as session:
-        await session.execute(delete(NonceRow).where(NonceRow.expires_at < utcnow()))
-
-
-async def _mark_stop_reason(kill: KillSwitch, session_id: str) -> None:
-    """Say why on the session before it stops (the stop keeps a reason already set)."""
-    from station.store.payments import SessionRow
-
-    async with kill.db.session() as session:
-        await session.execute(
-            update(SessionRow)
-            .where(SessionRow.session_id == session_id, SessionRow.stop_reason.is_(None))
-            .values(stop_reason=STOP_REASON)
-        )
-
-
-def _pause_view(switch: SwitchRow | None) -> dict[str, Any]:
+def _pause_view(switch: Switch | None) -> dict[str, Any]:
     if switch is None:
         return {"paused": False, "reason": None, "actor": None, "changed_at": None}
     return {
@@ -214,27 +69,161 @@ def _pause_view(switch: SwitchRow | None) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class KillSwitch:
+    """Suspensions and the operator-wide pause, over the unit-of-work port.
+
+    Given by the composition root: `units` (the persistence port), `sessions`
+    (the payments side's `SessionService`, which stops a session) and `here`
+    (which charge points are connected to this very node).
+    """
+
+    units: UnitOfWorkFactory
+    sessions: SessionStopper
+    here: ConnectedHere
+
+    async def open_sessions_of_suspended(self, agent_id: str | None = None) -> list[OpenSession]:
+        """Open sessions (authorized, charging) of suspended agents, oldest first."""
+        async with self.units.reader() as uow:
+            return await uow.sessions.open_of_suspended_agents(agent_id)
+
+    async def stop_suspended_sessions(
+        self, *, actor: str, agent_id: str | None = None
+    ) -> SuspendOutcome:
+        """Stop the open sessions of suspended agents that this node can stop.
+
+        A session charging on a charge point connected to another node is left to
+        that node (its watcher finds it); one not yet charging is released from
+        any node. Audited when anything was attempted.
+        """
+        outcome = SuspendOutcome(None)
+        for open_session in await self.open_sessions_of_suspended(agent_id):
+            session_id = open_session.session_id
+            log = _log.bind(agent_id=open_session.agent_id, session_id=session_id)
+            here = self.here.is_connected(open_session.charge_point_id)
+            if open_session.transaction_ref is not None and not here:
+                outcome.sessions_elsewhere.append(session_id)
+                continue
+            try:
+                async with self.units() as uow:  # say why before it stops (a set reason stays)
+                    await uow.sessions.mark_stop_reason(session_id, STOP_REASON)
+                await self.sessions.stop(open_session.agent_id, session_id)
+            except ChargepayError as exc:
+                log.warning("kill_switch.stop_failed", code=exc.code, detail=exc.detail)
+                outcome.sessions_failed.append(session_id)
+            except Exception:  # one session's failure must not spare the others
+                log.exception("kill_switch.stop_crashed")
+                outcome.sessions_failed.append(session_id)
+            else:
+                log.info("kill_switch.session_stopping", actor=actor)
+                outcome.sessions_stopping.append(session_id)
+        if outcome.sessions_stopping or outcome.sessions_failed:
+            async with self.units() as uow:
+                await uow.audit.record(
+                    actor=actor,
+                    action="agent.sessions_stopped",
+                    subject=agent_id,
+                    data={"stopping": outcome.sessions_stopping, "failed": outcome.sessions_failed},
+                )
+        return outcome
+
+    async def suspend_agent(self, agent_id: str, *, reason: str, actor: str) -> SuspendOutcome:
+        """Suspend now (committed before anything else), then stop its open sessions.
+
+        A session that cannot be stopped right now is reported in
+        ``sessions_failed`` (the watcher tries again) or ``sessions_elsewhere``.
+        """
+        async with self.units() as uow:
+            agent = await agent_registry.suspend(uow, agent_id, reason=reason, actor=actor)
+        outcome = await self.stop_suspended_sessions(actor=actor, agent_id=agent_id)
+        outcome.agent = agent
+        return outcome
+
+    async def watch(
+        self, *, interval_s: float = WATCH_INTERVAL_S, until: asyncio.Event | None = None
+    ) -> None:
+        """On each node, until ``until`` is set (or cancelled): stop suspended agents'
+        sessions, purge old nonces.
+
+        This is what makes a suspension from the CLI, or from another node, stop
+        charging on the charge points connected here. A failing sweep is logged
+        and tried again. Once ``until`` is set it returns after the sweep in
+        flight. Safe to cancel.
+        """
+        until = until or asyncio.Event()
+        sweeps = 0
+        while not until.is_set():
+            try:
+                await self.stop_suspended_sessions(actor=WATCHER)
+                if sweeps % NONCE_PURGE_EVERY == 0:
+                    await self.purge_nonces()
+            except (ChargepayError, OSError) as exc:  # the store's failures are StoreUnavailable
+                _log.warning("kill_switch.sweep_failed", error=type(exc).__name__)
+            except Exception:  # anything else: a bug, but the next sweep still runs
+                _log.exception("kill_switch.sweep_crashed")
+            sweeps += 1
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval_s):
+                    await until.wait()
+
+    async def purge_nonces(self) -> None:
+        """Forget nonces no signature can reuse any more (past their expiry)."""
+        async with self.units() as uow:
+            await uow.nonces.purge_expired(datetime.now(UTC))
+
+    async def pause_status(self) -> dict[str, Any]:
+        async with self.units.reader() as uow:
+            return _pause_view(await uow.switches.get(PAUSE))
+
+    async def set_pause(self, *, on: bool, reason: str, actor: str) -> dict[str, Any]:
+        """Turn the operator-wide pause of new authorisations on or off (audited)."""
+        switch = Switch(PAUSE, on, reason, actor, datetime.now(UTC))
+        async with self.units() as uow:
+            await uow.switches.put(switch)
+            await uow.audit.record(
+                actor=actor,
+                action="operator.paused" if on else "operator.resumed",
+                subject=None,
+                data={"reason": reason},
+            )
+        (_log.warning if on else _log.info)("operator.pause_changed", paused=on, actor=actor)
+        return _pause_view(switch)
+
+
+# Module-level entry points (the API and the app call these with the root's KillSwitch).
+
+
+async def open_sessions_of_suspended(
+    kill: KillSwitch, agent_id: str | None = None
+) -> list[OpenSession]:
+    return await kill.open_sessions_of_suspended(agent_id)
+
+
+async def stop_suspended_sessions(
+    kill: KillSwitch, *, actor: str, agent_id: str | None = None
+) -> SuspendOutcome:
+    return await kill.stop_suspended_sessions(actor=actor, agent_id=agent_id)
+
+
+async def suspend_agent(
+    kill: KillSwitch, agent_id: str, *, reason: str, actor: str
+) -> SuspendOutcome:
+    return await kill.suspend_agent(agent_id, reason=reason, actor=actor)
+
+
+async def watch(
+    kill: KillSwitch, *, interval_s: float = WATCH_INTERVAL_S, until: asyncio.Event | None = None
+) -> None:
+    await kill.watch(interval_s=interval_s, until=until)
+
+
+async def purge_nonces(kill: KillSwitch) -> None:
+    await kill.purge_nonces()
+
+
 async def pause_status(kill: KillSwitch) -> dict[str, Any]:
-    async with kill.db.reader() as session:
-        return _pause_view(await session.get(SwitchRow, PAUSE))
+    return await kill.pause_status()
 
 
 async def set_pause(kill: KillSwitch, *, on: bool, reason: str, actor: str) -> dict[str, Any]:
-    """Turn the operator-wide pause of new authorisations on or off (audited)."""
-    async with kill.db.session() as session:
-        switch = await session.get(SwitchRow, PAUSE, with_for_update=True)
-        if switch is None:
-            switch = SwitchRow(name=PAUSE, on=on, reason=reason, actor=actor)
-            session.add(switch)
-        switch.on, switch.reason, switch.actor, switch.changed_at = on, reason, actor, utcnow()
-        await audit.record(
-            session,
-            actor=actor,
-            action="operator.paused" if on else "operator.resumed",
-            subject=None,
-            data={"reason": reason},
-        )
-        await session.flush()
-        view = _pause_view(switch)
-    (_log.warning if on else _log.info)("operator.pause_changed", paused=on, actor=actor)
-    return view
+    return await kill.set_pause(on=on, reason=reason, actor=actor)

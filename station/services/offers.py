@@ -8,12 +8,12 @@ import hmac
 import secrets
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import rfc8785
 
 from station.domain.money import Money
-from station.store.payments import NegotiationRow, OfferRow
+from station.services.repositories.negotiations import Negotiation, Offer
 
 _Q4 = Decimal("0.0001")
 
@@ -26,7 +26,26 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def offer_signature(secret: str, row: OfferRow) -> str:
+class SignedTerms(Protocol):
+    """What an offer's signature covers (an `Offer` record, or a row while callers move)."""
+
+    @property
+    def offer_id(self) -> str: ...
+    @property
+    def negotiation_id(self) -> str: ...
+    @property
+    def round(self) -> int: ...
+    @property
+    def tariff(self) -> dict[str, Any]: ...
+    @property
+    def estimated_cost(self) -> Decimal: ...
+    @property
+    def recommended_cap(self) -> Decimal: ...
+    @property
+    def valid_until(self) -> datetime: ...
+
+
+def offer_signature(secret: str, row: SignedTerms) -> str:
     """HMAC-SHA256 over the offer's terms (JCS canonical JSON), base64url."""
     terms: dict[str, Any] = {
         "offer_id": row.offer_id,
@@ -41,7 +60,7 @@ def offer_signature(secret: str, row: OfferRow) -> str:
     return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
 
-def offer_view(row: OfferRow, currency: str) -> dict[str, Any]:
+def offer_view(row: Offer, currency: str) -> dict[str, Any]:
     return {
         "offer_id": row.offer_id,
         "valid_until": rfc3339(row.valid_until),
@@ -52,7 +71,7 @@ def offer_view(row: OfferRow, currency: str) -> dict[str, Any]:
     }
 
 
-def negotiation_view(neg: NegotiationRow, offer: OfferRow | None) -> dict[str, Any]:
+def negotiation_view(neg: Negotiation, offer: Offer | None) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "negotiation_id": neg.negotiation_id,
         "status": neg.status,

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from station.domain.negotiation import PricingPolicy
+from station.services.unit_of_work import UnitOfWork
 from station.settings import Settings
-from station.store import payments as store
 
 
 def default_policy(settings: Settings) -> PricingPolicy:
@@ -20,9 +18,9 @@ def default_policy(settings: Settings) -> PricingPolicy:
 
 
 async def effective_policy(
-    session: AsyncSession, settings: Settings, charge_point_id: str
+    uow: UnitOfWork, settings: Settings, charge_point_id: str
 ) -> PricingPolicy:
     """The stored policy (charge point's, else default) with the stored tariff's prices."""
-    policy = await store.get_policy(session, charge_point_id) or default_policy(settings)
-    tariff = await store.get_tariff(session, charge_point_id)
+    policy = await uow.pricing.policy(charge_point_id) or default_policy(settings)
+    tariff = await uow.pricing.tariff(charge_point_id)
     return policy.with_list_tariff(tariff) if tariff is not None else policy

@@ -30,6 +30,7 @@ from station.store.charging import ChargePointRow
 from station.store.db import Database
 from station.store.payments import SessionRow
 from station.store.trust import AgentRow, SpendRow
+from station.store.unit_of_work import SqlUnitsOfWork
 from vehicle.payer import parse_challenge
 
 SECRET = "unit-secret"
@@ -112,7 +113,7 @@ async def desk(db: Database) -> Desk:
         clock,
         gateway,
         commands,
-        NegotiationService(db, settings, SECRET, clock),
+        NegotiationService(SqlUnitsOfWork(db), settings, SECRET, clock),
         AuthorisationService(
             db,
             settings,

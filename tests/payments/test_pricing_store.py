@@ -10,6 +10,7 @@ from station.services.pricing import effective_policy
 from station.settings import Settings
 from station.store import payments as store
 from station.store.db import Database
+from station.store.unit_of_work import SqlUnitOfWork
 
 SETTINGS = Settings(database_url="sqlite+aiosqlite:///unused.db", negotiation_max_rounds=4)
 DEFAULT = Tariff("usd", Decimal("0.5000"), session_fee=Decimal("1.00"), tariff_id="std")
@@ -26,7 +27,7 @@ POLICY = PricingPolicy(
 
 async def test_without_anything_stored_the_settings_decide(db: Database) -> None:
     async with db.reader() as session:
-        policy = await effective_policy(session, SETTINGS, "CP-1")
+        policy = await effective_policy(SqlUnitOfWork.bound(session), SETTINGS, "CP-1")
 
     assert (policy.list_price_per_kwh, policy.floor_price_per_kwh) == (
         Decimal("0.45"),
@@ -57,7 +58,7 @@ async def test_a_stored_policy_round_trips_and_takes_the_tariffs_prices(db: Data
 
     async with db.reader() as session:
         stored = await store.get_policy(session, "CP-9")
-        effective = await effective_policy(session, SETTINGS, "CP-1")
+        effective = await effective_policy(SqlUnitOfWork.bound(session), SETTINGS, "CP-1")
 
     assert stored == POLICY
     assert effective.list_price_per_kwh == Decimal("0.6100")
