@@ -17,57 +17,40 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from station.domain.money import Money
-from station.domain.session import SessionStatus
 from station.services.limits import remaining
 from station.services.sessions import session_view
-from station.services.settlement import HOLD_OPEN
 from station.services.unit_of_work import UnitOfWork
-from station.store.charging import ChargePointRow, ConnectorRow
 from station.store.payments import SessionRow
 from station.store.unit_of_work import SqlUnitOfWork
 
 RECENT_SESSIONS = 50
 MAX_AGENTS = 200
-FINAL = [s.value for s in SessionStatus if s.final]
-HOLD_ENDED = ("succeeded", "canceled")
 
 
 async def snapshot(session: AsyncSession) -> dict[str, Any]:
+    uow = SqlUnitOfWork.bound(session)
     return {
-        "charge_points": await charge_points(session),
+        "charge_points": await charge_points(uow),
         "sessions": await recent_sessions(session),
-        "money": await money(session),
-        "agents": await agents(SqlUnitOfWork.bound(session)),
+        "money": await money(uow),
+        "agents": await agents(uow),
     }
 
 
-async def charge_points(session: AsyncSession) -> list[dict[str, Any]]:
-    statuses: defaultdict[str, list[str]] = defaultdict(list)
-    connectors = await session.scalars(
-        select(ConnectorRow).order_by(
-            ConnectorRow.charge_point_id, ConnectorRow.evse_id, ConnectorRow.connector_id
-        )
-    )
-    for c in connectors:
-        statuses[c.charge_point_id].append(f"{c.evse_id}/{c.connector_id} {c.status}")
-    rows = await session.scalars(
-        select(ChargePointRow)
-        .where(ChargePointRow.removed_at.is_(None))
-        .order_by(ChargePointRow.charge_point_id)
-    )
+async def charge_points(uow: UnitOfWork) -> list[dict[str, Any]]:
     return [
         {
-            "charge_point_id": r.charge_point_id,
-            "connected": r.connected,
-            "ocpp_version": r.ocpp_version,
-            "status": statuses.get(r.charge_point_id, []),
-            "last_seen": r.last_seen,
+            "charge_point_id": p.charge_point_id,
+            "connected": p.connected,
+            "ocpp_version": p.ocpp_version,
+            "status": list(p.connectors),
+            "last_seen": p.last_seen,
         }
-        for r in rows
+        for p in await uow.reports.charge_points()
     ]
 
 
@@ -79,30 +62,19 @@ async def recent_sessions(session: AsyncSession) -> list[dict[str, Any]]:
     ]
 
 
-async def money(session: AsyncSession) -> dict[str, dict[str, str]]:
+async def money(uow: UnitOfWork) -> dict[str, dict[str, str]]:
     """Per currency: held, captured, released and refunded, as decimal strings."""
     totals: defaultdict[str, dict[str, Decimal]] = defaultdict(
         lambda: dict.fromkeys(("held", "captured", "released", "refunded"), Decimal(0))
     )
-    queries = {
-        "held": select(SessionRow.currency, func.sum(SessionRow.cap)).where(
-            SessionRow.payment_status == HOLD_OPEN, SessionRow.status.not_in(FINAL)
-        ),
-        "captured": select(SessionRow.currency, func.sum(SessionRow.captured)).where(
-            SessionRow.captured.is_not(None)
-        ),
-        "released": select(
-            SessionRow.currency,
-            func.sum(SessionRow.cap - func.coalesce(SessionRow.captured, 0)),
-        ).where(
-            SessionRow.status.in_(FINAL),
-            SessionRow.payment_reference.is_not(None),
-            SessionRow.payment_status.in_(HOLD_ENDED),
-        ),
-    }
-    for name, query in queries.items():
-        for currency, amount in await session.execute(query.group_by(SessionRow.currency)):
-            totals[currency][name] = Decimal(amount or 0)
+    figures = await uow.reports.money_by_hold()
+    for name, by_currency in (
+        ("held", figures.held),
+        ("captured", figures.captured),
+        ("released", figures.released),
+    ):
+        for currency, amount in by_currency.items():
+            totals[currency][name] = amount
     return {
         currency: {name: Money(amount, currency).to_wire() for name, amount in values.items()}
         for currency, values in sorted(totals.items())

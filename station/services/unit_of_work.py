@@ -45,6 +45,7 @@ from station.services.repositories.charge_points import ChargePointRepository
 from station.services.repositories.negotiations import NegotiationRepository, OfferRepository
 from station.services.repositories.nonces import NonceRepository
 from station.services.repositories.pricing import PricingRepository
+from station.services.repositories.reports import Reports
 from station.services.repositories.sessions import SessionRepository
 from station.services.repositories.spend import SpendLedger
 from station.services.repositories.switches import SwitchRepository
@@ -111,6 +112,11 @@ class UnitOfWork(Protocol):
 
     @property
     def pricing(self) -> PricingRepository: ...
+
+    @property
+    def reports(self) -> Reports:
+        """Read models (the dashboard's and /metrics' figures); use in a reader."""
+        ...
 
     async def __aenter__(self) -> Self: ...
 

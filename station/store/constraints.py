@@ -2,8 +2,9 @@
 
 A unique violation is recognised by its code, never by its message: SQLSTATE
 23505 on PostgreSQL (asyncpg), SQLITE_CONSTRAINT_UNIQUE / _PRIMARYKEY on
-SQLite. A lost or refused connection, or SQLite's "database is locked" after
-its busy timeout, is `StoreUnavailable`.
+SQLite. An outage as the writer classifies it (`station.store.writer.is_outage`:
+a lost or refused connection, SQLite's "database is locked" after its busy
+timeout, PostgreSQL's connection and shutdown classes) is `StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from station.errors import StoreUnavailable
 from station.services.unit_of_work import AlreadyExists
+from station.store.writer import is_outage
 
 PG_UNIQUE_VIOLATION = "23505"
 SQLITE_UNIQUE = frozenset({"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"})
@@ -55,9 +58,9 @@ def translate(exc: BaseException, *, key: str | None = None) -> BaseException | 
     """The port's error for a database exception, or None when it is not one we translate."""
     if isinstance(exc, IntegrityError) and is_unique_violation(exc):
         return AlreadyExists(f"{key or 'record'} already exists", key=key)
-    if isinstance(exc, OperationalError | InterfaceError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    ):
+    if isinstance(exc, StoreUnavailable):
+        return None  # already the port's
+    if isinstance(exc, PoolTimeout) or is_outage(exc):
         return StoreUnavailable("the database is unavailable; try again")
     return None
 
@@ -67,7 +70,7 @@ def translated(*, key: str | None = None) -> Iterator[None]:
     """Raise the port's error instead of the database's (the original chained as its cause)."""
     try:
         yield
-    except DBAPIError as exc:
+    except (DBAPIError, PoolTimeout, OSError) as exc:
         mapped = translate(exc, key=key)
         if mapped is None:
             raise

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Self
 
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from station.store.constraints import translate
@@ -27,9 +28,13 @@ from station.store.repositories.charge_points import SqlChargePoints
 from station.store.repositories.negotiations import SqlNegotiations, SqlOffers
 from station.store.repositories.nonces import SqlNonces
 from station.store.repositories.pricing import SqlPricing
+from station.store.repositories.reports import SqlReports
 from station.store.repositories.sessions import SqlSessions
 from station.store.repositories.spend import SqlSpendLedger
 from station.store.repositories.switches import SqlSwitches
+
+# What the database side raises that the port translates (the rest passes as it is).
+_FOREIGN = (DBAPIError, PoolTimeout, OSError)
 
 
 class SqlUnitOfWork:
@@ -43,6 +48,7 @@ class SqlUnitOfWork:
     offers: SqlOffers
     charge_points: SqlChargePoints
     pricing: SqlPricing
+    reports: SqlReports
 
     def __init__(self, db: Database | None, *, read_only: bool = False) -> None:
         self._db = db
@@ -82,6 +88,7 @@ class SqlUnitOfWork:
         self.offers = SqlOffers(session)
         self.charge_points = SqlChargePoints(session)
         self.pricing = SqlPricing(session)
+        self.reports = SqlReports(session)
 
     async def __aenter__(self) -> Self:
         if self._db is None:  # bound: the owner already opened it
@@ -91,7 +98,7 @@ class SqlUnitOfWork:
         self._unit = self._db.reader() if self._read_only else self._db.session()
         try:
             self._attach(await self._unit.__aenter__())
-        except DBAPIError as exc:
+        except _FOREIGN as exc:  # could not begin (connect, BEGIN IMMEDIATE)
             raise (translate(exc) or exc) from exc
         return self
 
@@ -105,9 +112,9 @@ class SqlUnitOfWork:
             return
         try:
             await self._unit.__aexit__(exc_type, exc, tb)  # commits, or rolls back on exc
-        except DBAPIError as failure:  # the commit (or the rollback) failed
+        except _FOREIGN as failure:  # the commit (or the rollback) failed
             raise (translate(failure) or failure) from failure
-        if isinstance(exc, DBAPIError):
+        if isinstance(exc, _FOREIGN):
             mapped = translate(exc)
             if mapped is not None:
                 raise mapped from exc

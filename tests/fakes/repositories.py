@@ -19,6 +19,7 @@ from station.errors import NotFound
 from station.services.repositories.agents import Agent
 from station.services.repositories.charge_points import ChargePoint
 from station.services.repositories.negotiations import LiveCount, Negotiation, Offer
+from station.services.repositories.reports import ChargePointSummary, MoneyFigures
 from station.services.repositories.sessions import OpenSession
 from station.services.repositories.spend import Spend
 from station.services.repositories.switches import Switch
@@ -290,3 +291,40 @@ class FakePricing:
 
     async def tariff(self, charge_point_id: str | None = None) -> Tariff | None:
         return self._tariffs.get(charge_point_id or DEFAULT_KEY) or self._tariffs.get(DEFAULT_KEY)
+
+
+class FakeReports:
+    """Figures from the fake's charge points and sessions (no connectors, no payment
+    states yet: the money figures are empty until the sessions fake carries them)."""
+
+    def __init__(self, tables: Tables) -> None:
+        self._tables = tables
+
+    async def charge_points(self) -> list[ChargePointSummary]:
+        points: dict[str, ChargePoint] = self._tables.setdefault("charge_points", {})
+        return [
+            ChargePointSummary(p.charge_point_id, p.connected, p.ocpp_version, (), None)
+            for _, p in sorted(points.items())
+            if p.removed_at is None
+        ]
+
+    async def connected_by_version(self) -> dict[str | None, int]:
+        counts: dict[str | None, int] = {}
+        points: dict[str, ChargePoint] = self._tables.setdefault("charge_points", {})
+        for p in points.values():
+            if p.connected:
+                counts[p.ocpp_version] = counts.get(p.ocpp_version, 0) + 1
+        return counts
+
+    async def sessions_by_status(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        sessions: dict[str, FakeSessionRecord] = self._tables.setdefault("sessions", {})
+        for r in sessions.values():
+            counts[r.status.value] = counts.get(r.status.value, 0) + 1
+        return counts
+
+    async def money_by_hold(self) -> MoneyFigures:
+        return MoneyFigures()
+
+    async def money_by_session(self) -> MoneyFigures:
+        return MoneyFigures()

@@ -21,6 +21,7 @@ from tests.fakes.repositories import (
     FakeNonces,
     FakeOffers,
     FakePricing,
+    FakeReports,
     FakeSessions,
     FakeSpendLedger,
     FakeSwitches,
@@ -39,6 +40,7 @@ class FakeUnitOfWork:
     offers: FakeOffers
     charge_points: FakeChargePoints
     pricing: FakePricing
+    reports: FakeReports
 
     def __init__(self, store: FakeStore, *, read_only: bool) -> None:
         self._store = store
@@ -64,6 +66,7 @@ class FakeUnitOfWork:
         self.offers = FakeOffers(self._tables)
         self.charge_points = FakeChargePoints(self._tables)
         self.pricing = FakePricing(self._tables)
+        self.reports = FakeReports(self._tables)
         return self
 
     async def __aexit__(
