@@ -30,7 +30,6 @@ from station.services import agents as agent_registry
 from station.services import kill_switch
 from station.services.limits import remaining
 from station.services.repositories.agents import Agent
-from station.store import audit
 from station.store import charging as charging_store
 
 _log = get_logger(__name__)
@@ -313,13 +312,9 @@ async def register_charge_point(
     """Register a charge point with its OCPP Basic-auth password (16–40 characters)."""
     db = services_of(request).db
     await charging_store.register_charge_point(db, body.charge_point_id, body.password)
-    async with db.session() as session:
-        await audit.record(
-            session,
-            actor=actor,
-            action="charge_point.registered",
-            subject=body.charge_point_id,
-            data={},
+    async with services_of(request).units() as uow:
+        await uow.audit.record(
+            actor=actor, action="charge_point.registered", subject=body.charge_point_id
         )
     return {
         "charge_point_id": body.charge_point_id,
@@ -370,11 +365,11 @@ async def export_audit(
     after_seq: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> StreamingResponse:
     """The audit log as JSON lines, each with its ``seq``, ``prev_hash`` and ``hash``."""
-    db = services_of(request).db
+    units = services_of(request).units
 
     async def lines() -> AsyncIterator[str]:
-        async with db.reader() as session:
-            async for line in audit.export_lines(session, after_seq=after_seq):
+        async with units.reader() as uow:
+            async for line in uow.audit.export_lines(after_seq=after_seq):
                 yield line
 
     return StreamingResponse(lines(), media_type="application/jsonl")
@@ -398,8 +393,8 @@ async def verify_audit(
 
     Pass a ``head`` noted earlier to catch rows cut off the end.
     """
-    async with services_of(request).db.reader() as session:
-        result = await audit.verify(session, expected_head=head)
+    async with services_of(request).units.reader() as uow:
+        result = await uow.audit.verify(expected_head=head)
     return {
         "ok": result.ok,
         "rows": result.rows,

@@ -21,7 +21,6 @@ from station.api.admin import NO_NUL, Operator
 from station.api.services import services_of
 from station.errors import NotFound, ValidationError
 from station.services.sessions import OPERATOR_STOP, session_view
-from station.store import audit
 from station.store.charging import AnomalyRow, MeterSampleRow
 from station.store.payments import SessionRow
 
@@ -80,10 +79,8 @@ async def stop_session(session_id: _SessionId, actor: Operator, request: Request
     delivered); audited. A session already stopping or ended is answered as it is."""
     services = services_of(request)
     view = await services.sessions.stop(None, session_id, reason=OPERATOR_STOP)
-    async with services.db.session() as session:
-        await audit.record(
-            session, actor=actor, action="session.stopped", subject=session_id, data={}
-        )
+    async with services.units() as uow:
+        await uow.audit.record(actor=actor, action="session.stopped", subject=session_id)
     return JSONResponse(jsonable_encoder(view), status_code=202)
 
 

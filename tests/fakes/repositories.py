@@ -6,7 +6,7 @@ state when it began; the unit swaps it in on commit or drops it on rollback.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,6 +17,7 @@ from station.domain.session import Session, SessionStatus
 from station.domain.tariff import Tariff
 from station.errors import NotFound
 from station.services.repositories.agents import Agent
+from station.services.repositories.audit import Verification
 from station.services.repositories.charge_points import ChargePoint
 from station.services.repositories.negotiations import LiveCount, Negotiation, Offer
 from station.services.repositories.reports import ChargePointSummary, MoneyFigures
@@ -24,7 +25,7 @@ from station.services.repositories.sessions import OpenSession
 from station.services.repositories.spend import Spend
 from station.services.repositories.switches import Switch
 from station.services.unit_of_work import AlreadyExists
-from station.store.audit import canonical_json
+from station.store.audit import GENESIS, AuditEntry, canonical_json, row_hash, verify_entries
 
 Tables = dict[str, dict[Any, Any]]
 
@@ -51,19 +52,9 @@ class FakeAgents:
         self._rows[agent.agent_id] = agent
 
 
-@dataclass(frozen=True, slots=True)
-class FakeAuditEntry:
-    seq: int
-    at: datetime
-    actor: str
-    action: str
-    subject: str | None
-    data: str  # canonical JSON, as the real log keeps it
-
-
 class FakeAuditLog:
     def __init__(self, tables: Tables) -> None:
-        self._rows: dict[int, FakeAuditEntry] = tables.setdefault("audit", {})
+        self._rows: dict[int, AuditEntry] = tables.setdefault("audit", {})
 
     async def record(
         self,
@@ -75,7 +66,19 @@ class FakeAuditLog:
     ) -> None:
         payload = canonical_json(dict(data or {}))  # refuses floats like the real log
         seq = len(self._rows) + 1
-        self._rows[seq] = FakeAuditEntry(seq, datetime.now(UTC), actor, action, subject, payload)
+        prev = self._rows[seq - 1].hash if seq > 1 else GENESIS
+        at = datetime.now(UTC)
+        digest = row_hash(seq, at, actor, action, subject, payload, prev)
+        self._rows[seq] = AuditEntry(seq, at, actor, action, subject, payload, prev, digest)
+
+    async def export_lines(self, *, after_seq: int = 0) -> AsyncIterator[str]:
+        for seq, entry in sorted(self._rows.items()):
+            if seq > after_seq:
+                yield canonical_json(entry.to_json()) + "\n"
+
+    async def verify(self, *, expected_head: str | None = None) -> Verification:
+        entries = [entry for _, entry in sorted(self._rows.items())]
+        return verify_entries(entries, expected_head=expected_head)
 
 
 DEFAULT_KEY = "*"

@@ -446,3 +446,26 @@ async def test_live_negotiations_count_by_status_and_expiry(units: UnitOfWorkFac
 
     assert live == LiveCount(2, T0 + timedelta(minutes=1))
     assert none == LiveCount(0, None)
+
+
+async def test_audit_entries_chain_and_commit_with_their_unit(units: UnitOfWorkFactory) -> None:
+    async with units() as uow:
+        await uow.audit.record(actor="op", action="agent.registered", subject="agt_1")
+        await uow.audit.record(actor="op", action="tariff.set", data={"price": Decimal("0.45")})
+    with pytest.raises(RuntimeError):
+        async with units() as uow:
+            await uow.audit.record(actor="op", action="rolled.back")
+            raise RuntimeError("boom")
+
+    async with units.reader() as uow:
+        verified = await uow.audit.verify()
+        lines = [line async for line in uow.audit.export_lines()]
+        after_first = [line async for line in uow.audit.export_lines(after_seq=1)]
+        cut = await uow.audit.verify(expected_head="0" * 64)
+
+    assert (verified.ok, verified.rows) == (True, 2)
+    assert len(lines) == 2 and all(line.endswith("\n") for line in lines)
+    assert '"action":"tariff.set"' in lines[1] and '"price":"0.45"' in lines[1]
+    assert after_first == lines[1:]
+    assert verified.head in lines[1]
+    assert not cut.ok

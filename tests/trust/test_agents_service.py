@@ -10,7 +10,8 @@ import pytest
 from station.domain.session import SessionStatus
 from station.errors import Conflict, NotFound, ValidationError
 from station.services import agents
-from tests.fakes.repositories import FakeAuditEntry, FakeSessionRecord
+from station.store.audit import AuditEntry
+from tests.fakes.repositories import FakeSessionRecord
 from tests.fakes.unit_of_work import FakeStore
 from vehicle.signing import generate_keypair, public_key_b64
 
@@ -29,7 +30,7 @@ def new_agent(**changes: object) -> agents.NewAgent:
 
 
 def audited(units: FakeStore) -> list[str]:
-    entries: dict[int, FakeAuditEntry] = units.table("audit")
+    entries: dict[int, AuditEntry] = units.table("audit")
     return [entry.action for _, entry in sorted(entries.items())]
 
 

@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """The hash chain walked: how many rows, the head hash, the first row that does not fit."""
+
+    ok: bool
+    rows: int
+    head: str
+    # The first row that does not fit the chain, and why.
+    broken_seq: int | None = None
+    reason: str | None = None
 
 
 class AuditLog(Protocol):
@@ -20,4 +33,13 @@ class AuditLog(Protocol):
         `data` holds only str, int, bool, None, Decimal, datetime, enums, and
         lists and mappings of them (floats are refused: TypeError).
         """
+        ...
+
+    def export_lines(self, *, after_seq: int = 0) -> AsyncIterator[str]:
+        """The entries after `after_seq` as canonical JSON lines (newline-terminated),
+        each with its ``seq``, ``prev_hash`` and ``hash``."""
+        ...
+
+    async def verify(self, *, expected_head: str | None = None) -> Verification:
+        """Walk the chain; a given `expected_head` also catches rows cut off the end."""
         ...

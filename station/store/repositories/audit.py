@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from station.services.repositories.audit import Verification
 from station.store import audit
 
 
@@ -25,3 +26,9 @@ class SqlAuditLog:
         await audit.record(
             self._session, actor=actor, action=action, subject=subject, data=dict(data or {})
         )
+
+    def export_lines(self, *, after_seq: int = 0) -> AsyncIterator[str]:
+        return audit.export_lines(self._session, after_seq=after_seq)
+
+    async def verify(self, *, expected_head: str | None = None) -> Verification:
+        return await audit.verify(self._session, expected_head=expected_head)
