@@ -26,7 +26,6 @@ from station.domain.money import MoneyError, check_currency
 from station.domain.negotiation import PricingPolicy
 from station.domain.tariff import Tariff
 from station.errors import NotFound, ValidationError
-from station.store import audit
 from station.store import payments as store
 
 router = APIRouter(prefix="/v1/admin/tariffs", tags=["operator"])
@@ -79,10 +78,9 @@ def _check_policy(policy: PricingPolicy) -> None:
 
 
 async def _store(request: Request, actor: str, tariff: Tariff, cp: str | None) -> dict[str, Any]:
-    async with services_of(request).db.session() as session:
-        await store.set_tariff(session, tariff, cp)
-        await audit.record(
-            session,
+    async with services_of(request).units() as uow:
+        await uow.pricing.set_tariff(tariff, cp)
+        await uow.audit.record(
             actor=actor,
             action="tariff.set",
             subject=cp or store.DEFAULT_KEY,
@@ -98,8 +96,8 @@ def _wire(tariff: Tariff) -> dict[str, Any]:
 @router.get("")
 async def list_tariffs(_actor: Operator, request: Request) -> list[dict[str, Any]]:
     """Every stored tariff: the default under ``*``, then per charge point."""
-    async with services_of(request).db.reader() as session:
-        tariffs = await store.list_tariffs(session)
+    async with services_of(request).units.reader() as uow:
+        tariffs = await uow.pricing.tariffs()
     return [
         {"charge_point_id": cp, "tariff": _wire(tariff)} for cp, tariff in sorted(tariffs.items())
     ]
@@ -123,12 +121,10 @@ async def delete_charge_point_tariff(
     charge_point_id: ChargePointId, actor: Operator, request: Request
 ) -> Response:
     """Drop the charge point's own tariff (the default applies again)."""
-    async with services_of(request).db.session() as session:
-        if not await store.delete_tariff(session, charge_point_id):
+    async with services_of(request).units() as uow:
+        if not await uow.pricing.delete_tariff(charge_point_id):
             raise NotFound(f"no tariff of its own for {charge_point_id}")
-        await audit.record(
-            session, actor=actor, action="tariff.deleted", subject=charge_point_id, data={}
-        )
+        await uow.audit.record(actor=actor, action="tariff.deleted", subject=charge_point_id)
     return Response(status_code=204)
 
 
@@ -141,8 +137,8 @@ async def get_policy(
     _actor: Operator, request: Request, charge_point_id: _PolicyFor = None
 ) -> dict[str, Any]:
     """The pricing policy in force (the charge point's, else the default)."""
-    async with services_of(request).db.reader() as session:
-        policy = await store.get_policy(session, charge_point_id)
+    async with services_of(request).units.reader() as uow:
+        policy = await uow.pricing.policy(charge_point_id)
     if policy is None:
         raise NotFound("no stored pricing policy (the settings' defaults apply)")
     return store.policy_to_json(policy)
@@ -163,10 +159,9 @@ async def set_policy(
     _check_bounded(policy, "policy")
     _check_policy(policy)
     doc = store.policy_to_json(policy)
-    async with services_of(request).db.session() as session:
-        await store.set_policy(session, policy, charge_point_id)
-        await audit.record(
-            session,
+    async with services_of(request).units() as uow:
+        await uow.pricing.set_policy(policy, charge_point_id)
+        await uow.audit.record(
             actor=actor,
             action="pricing_policy.set",
             subject=charge_point_id or store.DEFAULT_KEY,

@@ -295,6 +295,18 @@ class FakePricing:
     async def tariff(self, charge_point_id: str | None = None) -> Tariff | None:
         return self._tariffs.get(charge_point_id or DEFAULT_KEY) or self._tariffs.get(DEFAULT_KEY)
 
+    async def tariffs(self) -> dict[str, Tariff]:
+        return dict(self._tariffs)
+
+    async def set_tariff(self, tariff: Tariff, charge_point_id: str | None = None) -> None:
+        self._tariffs[charge_point_id or DEFAULT_KEY] = tariff
+
+    async def delete_tariff(self, charge_point_id: str | None = None) -> bool:
+        return self._tariffs.pop(charge_point_id or DEFAULT_KEY, None) is not None
+
+    async def set_policy(self, policy: PricingPolicy, charge_point_id: str | None = None) -> None:
+        self._policies[charge_point_id or DEFAULT_KEY] = policy
+
 
 class FakeReports:
     """Figures from the fake's charge points and sessions (no connectors, no payment

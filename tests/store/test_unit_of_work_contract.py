@@ -19,8 +19,10 @@ import pytest
 
 from station.domain.decide import decide
 from station.domain.money import Money
+from station.domain.negotiation import PricingPolicy
 from station.domain.session import Session, SessionStatus
 from station.domain.session_events import Metered, PaymentSettled, SettlementDue
+from station.domain.tariff import Tariff
 from station.errors import NotFound
 from station.services.repositories.agents import Agent
 from station.services.repositories.negotiations import LiveCount, Negotiation, Offer
@@ -469,3 +471,41 @@ async def test_audit_entries_chain_and_commit_with_their_unit(units: UnitOfWorkF
     assert after_first == lines[1:]
     assert verified.head in lines[1]
     assert not cut.ok
+
+
+async def test_prices_fall_back_to_the_default_and_a_tariff_can_be_dropped(
+    units: UnitOfWorkFactory,
+) -> None:
+    default = Tariff("usd", Decimal("0.5000"), session_fee=Decimal("1.00"), tariff_id="std")
+    fast = Tariff("usd", Decimal("0.6100"), max_cost=Decimal("60.00"), tariff_id="fast")
+    policy = PricingPolicy(
+        currency="usd",
+        list_price_per_kwh=Decimal("0.55"),
+        floor_price_per_kwh=Decimal("0.35"),
+        max_rounds=3,
+    )
+    async with units() as uow:
+        await uow.pricing.set_tariff(default)
+        await uow.pricing.set_tariff(fast, "CP-1")
+        await uow.pricing.set_tariff(fast, "CP-2")
+        await uow.pricing.set_policy(policy)
+
+    async with units() as uow:
+        dropped = await uow.pricing.delete_tariff("CP-2")
+        again = await uow.pricing.delete_tariff("CP-2")
+
+    async with units.reader() as uow:
+        own, other = await uow.pricing.tariff("CP-1"), await uow.pricing.tariff("CP-2")
+        every = await uow.pricing.tariffs()
+        stored_policy = await uow.pricing.policy("CP-9")
+    assert (dropped, again) == (True, False)
+    assert (own, other) == (fast, default)
+    assert every == {"*": default, "CP-1": fast}
+    assert stored_policy == policy
+
+
+async def test_nothing_stored_is_no_price(units: UnitOfWorkFactory) -> None:
+    async with units.reader() as uow:
+        assert await uow.pricing.tariff("CP-1") is None
+        assert await uow.pricing.policy() is None
+        assert await uow.charge_points.get("CP-1") is None

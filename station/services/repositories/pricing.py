@@ -16,3 +16,19 @@ class PricingRepository(Protocol):
     async def tariff(self, charge_point_id: str | None = None) -> Tariff | None:
         """The charge point's stored tariff, else the default one."""
         ...
+
+    async def tariffs(self) -> dict[str, Tariff]:
+        """Every stored tariff by charge point id (the default under ``"*"``)."""
+        ...
+
+    async def set_tariff(self, tariff: Tariff, charge_point_id: str | None = None) -> None:
+        """Store the charge point's tariff (None: the default), created or replaced."""
+        ...
+
+    async def delete_tariff(self, charge_point_id: str | None = None) -> bool:
+        """Drop the charge point's own tariff; False if it had none."""
+        ...
+
+    async def set_policy(self, policy: PricingPolicy, charge_point_id: str | None = None) -> None:
+        """Store the charge point's pricing policy (None: the default)."""
+        ...

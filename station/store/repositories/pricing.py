@@ -18,3 +18,15 @@ class SqlPricing:
 
     async def tariff(self, charge_point_id: str | None = None) -> Tariff | None:
         return await payments.get_tariff(self._session, charge_point_id)
+
+    async def tariffs(self) -> dict[str, Tariff]:
+        return await payments.list_tariffs(self._session)
+
+    async def set_tariff(self, tariff: Tariff, charge_point_id: str | None = None) -> None:
+        await payments.set_tariff(self._session, tariff, charge_point_id)
+
+    async def delete_tariff(self, charge_point_id: str | None = None) -> bool:
+        return await payments.delete_tariff(self._session, charge_point_id)
+
+    async def set_policy(self, policy: PricingPolicy, charge_point_id: str | None = None) -> None:
+        await payments.set_policy(self._session, policy, charge_point_id)
