@@ -69,7 +69,10 @@ async def _on_chargepay_error(_request: Request, exc: Exception) -> JSONResponse
     assert isinstance(exc, ChargepayError)
     if exc.status >= 500:
         _log.error("http.error", code=exc.code, detail=exc.detail)
-    return render_error(exc, getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    if headers is None and isinstance(exc, StoreUnavailable):  # the port's translated outage
+        headers = {"Retry-After": str(DATABASE_RETRY_AFTER_S)}
+    return render_error(exc, headers)
 
 
 async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from station.api import problems
 from station.store.db import Database
+from station.store.unit_of_work import SqlUnitsOfWork
 
 
 def _app(db: Database) -> FastAPI:
@@ -84,3 +85,23 @@ async def test_an_unexpected_error_is_a_500_problem_without_internals() -> None:
     assert response.status_code == 500
     assert response.json()["code"] == "internal_error"
     assert "secret" not in response.text
+
+
+async def test_a_unit_of_work_on_an_unreachable_database_is_a_503_with_retry_after() -> None:
+    db = Database("postgresql://nobody@127.0.0.1:1/none")  # nothing listens on port 1
+    app = FastAPI()
+    problems.install(app)
+
+    @app.get("/agents")
+    async def agents() -> list[str]:
+        async with SqlUnitsOfWork(db).reader() as uow:
+            return [a.agent_id for a in await uow.agents.list()]
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/agents")
+    await db.dispose()
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "station_unavailable"
+    assert int(response.headers["retry-after"]) > 0
