@@ -7,7 +7,7 @@ state when it began; the unit swaps it in on commit or drops it on rollback.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -309,11 +309,14 @@ class FakePricing:
 
 
 class FakeReports:
-    """Figures from the fake's charge points and sessions (no connectors, no payment
-    states yet: the money figures are empty until the sessions fake carries them)."""
+    """The figures, computed from the fake's charge points and `Session` values
+    (no connectors: the fake's charge points have none)."""
 
     def __init__(self, tables: Tables) -> None:
         self._tables = tables
+
+    def _sessions(self) -> list[Session]:
+        return list(self._tables.setdefault("sessions", {}).values())
 
     async def charge_points(self) -> list[ChargePointSummary]:
         points: dict[str, ChargePoint] = self._tables.setdefault("charge_points", {})
@@ -333,13 +336,40 @@ class FakeReports:
 
     async def sessions_by_status(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        sessions: dict[str, FakeSessionRecord] = self._tables.setdefault("sessions", {})
-        for r in sessions.values():
+        for r in self._sessions():
             counts[r.status.value] = counts.get(r.status.value, 0) + 1
         return counts
 
+    @staticmethod
+    def _sum(into: dict[str, Decimal], currency: str, amount: Decimal) -> None:
+        into[currency] = into.get(currency, Decimal(0)) + amount
+
     async def money_by_hold(self) -> MoneyFigures:
-        return MoneyFigures()
+        figures = MoneyFigures()
+        for r in self._sessions():
+            captured = r.captured.amount if r.captured is not None else None
+            status = r.payment.status.value
+            if status == "requires_capture" and not r.status.final:
+                self._sum(figures.held, r.currency, r.cap.amount)
+            if captured is not None:
+                self._sum(figures.captured, r.currency, captured)
+            if (
+                r.status.final
+                and r.payment.reference is not None
+                and status in ("succeeded", "canceled")
+            ):
+                self._sum(figures.released, r.currency, r.cap.amount - (captured or 0))
+        return figures
 
     async def money_by_session(self) -> MoneyFigures:
-        return MoneyFigures()
+        figures = MoneyFigures()
+        for r in self._sessions():
+            captured = r.captured.amount if r.captured is not None else None
+            has_hold = r.payment.reference is not None
+            if r.status.value in ("authorized", "charging", "stopping") and has_hold:
+                self._sum(figures.held, r.currency, r.cap.amount)
+            if r.status.value == "settled" and captured is not None:
+                self._sum(figures.captured, r.currency, captured)
+            if r.status.value in ("settled", "cancelled") and has_hold:
+                self._sum(figures.released, r.currency, r.cap.amount - (captured or 0))
+        return figures

@@ -3,6 +3,7 @@ side of the same contract is tests/store/test_unit_of_work_contract.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -11,7 +12,7 @@ from station.domain.session import SessionStatus
 from station.errors import Conflict, NotFound, ValidationError
 from station.services import agents
 from station.store.audit import AuditEntry
-from tests.fakes.repositories import FakeSessionRecord
+from tests.domain.session_builders import a_session
 from tests.fakes.unit_of_work import FakeStore
 from vehicle.signing import generate_keypair, public_key_b64
 
@@ -104,17 +105,14 @@ async def test_an_agent_with_a_live_session_is_not_removed() -> None:
     units = FakeStore()
     async with units() as uow:
         agent = await agents.register(uow, new_agent(), actor="op")
-    units.table("sessions")["ses_1"] = FakeSessionRecord(
-        "ses_1", agent.agent_id, SessionStatus.CHARGING
-    )
+    live = replace(a_session(), agent_id=agent.agent_id, status=SessionStatus.CHARGING)
+    units.table("sessions")["ses_1"] = live
 
     with pytest.raises(Conflict):
         async with units() as uow:
             await agents.remove(uow, agent.agent_id, reason="gone", actor="op")
 
-    units.table("sessions")["ses_1"] = FakeSessionRecord(
-        "ses_1", agent.agent_id, SessionStatus.SETTLED
-    )
+    units.table("sessions")["ses_1"] = replace(live, status=SessionStatus.SETTLED)
     async with units() as uow:
         removed = await agents.remove(uow, agent.agent_id, reason="gone", actor="op")
     assert removed.status == "removed"

@@ -3,6 +3,7 @@ who is left to another node, what is reported failed, and the operator pause."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -12,7 +13,7 @@ from station.errors import ChargePointNotConnected
 from station.services.kill_switch import STOP_REASON, KillSwitch
 from station.services.repositories.agents import Agent
 from station.store.audit import AuditEntry
-from tests.fakes.repositories import FakeSessionRecord
+from tests.domain.session_builders import a_session
 from tests.fakes.unit_of_work import FakeStore
 
 T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
@@ -54,8 +55,15 @@ def store_with_sessions() -> FakeStore:
             ("CP-here", "tx-3", SessionStatus.SETTLED),
         ]
     ):
-        sessions[f"ses_{n}"] = FakeSessionRecord(
-            f"ses_{n}", "agt_1", status, cp, ref, created_at=T0.replace(minute=n)
+        base = a_session()
+        sessions[f"ses_{n}"] = replace(
+            base,
+            session_id=f"ses_{n}",
+            agent_id="agt_1",
+            status=status,
+            charge_point_id=cp,
+            metering=replace(base.metering, transaction_ref=ref),
+            created_at=T0.replace(minute=n),
         )
     return units
 
