@@ -54,7 +54,7 @@ from station.ocpp.auth import address_key
 from station.services import open_payers
 from station.services.limits import limits_of, remaining
 from station.services.repositories.agents import Agent as AgentRecord
-from station.services.unit_of_work import AlreadyExists, UnitOfWorkFactory
+from station.services.unit_of_work import AlreadyExists
 
 if TYPE_CHECKING:
     from station.metrics import StationMetrics
@@ -173,14 +173,14 @@ async def authenticated_agent(request: Request) -> AgentPrincipal:
     if "signature-input" not in headers or "signature" not in headers:
         if settings.open_payers:  # an unregistered MPP payer: its payment authenticates it
             site = address_key(request.client.host) if request.client else "unknown"
-            shared = await open_payers.open_agent(units_of(request), settings)
+            shared = await open_payers.open_agent(services_of(request).units, settings)
             payer = AgentPrincipal.of(shared, site=site)
             if payer.status != "active":
                 raise AgentSuspended("unregistered payers are suspended")
             return payer
         raise _refuse(request, "unsigned", "request is not signed (RFC 9421)")
     key_id = _key_id(headers["signature-input"])
-    async with units_of(request).reader() as uow:
+    async with services_of(request).units.reader() as uow:
         record = await uow.agents.get(key_id)
     agent = AgentPrincipal.of(record) if record is not None else None
     public_key = record.public_key if record is not None else ""
@@ -219,16 +219,11 @@ async def _remember_nonce(
     now = datetime.now(UTC)
     expires_at = max(created, now) + timedelta(seconds=max_skew_s + 1)
     try:
-        async with units_of(request)() as uow:
+        async with services_of(request).units() as uow:
             await uow.nonces.purge_expired(now, agent_id=agent_id, limit=NONCE_CLEANUP_BATCH)
             await uow.nonces.add(agent_id, nonce, expires_at=expires_at)
     except AlreadyExists as exc:
         raise _refuse(request, "replayed", "nonce already used") from exc
-
-
-def units_of(request: Request) -> UnitOfWorkFactory:
-    """The station's units of work (until the composition root hands the API its own)."""
-    return services_of(request).units
 
 
 # Seconds a client refused for too many requests in flight is told to wait.
@@ -339,7 +334,7 @@ router = APIRouter(tags=["agents"])
 @router.get("/v1/agents/me")
 async def who_am_i(agent: Agent, request: Request) -> dict[str, Any]:
     """The signed-in agent, its limits and what its window still allows."""
-    async with units_of(request).reader() as uow:
+    async with services_of(request).units.reader() as uow:
         record = await uow.agents.get(agent.agent_id)
         if record is None:
             raise NotFound(f"no agent {agent.agent_id}")

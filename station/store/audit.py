@@ -30,10 +30,7 @@ from sqlalchemy import BigInteger, String, Text, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from station.services.repositories.audit import Verification
 from station.store.base import Base, UtcDateTime, utcnow
-
-__all__ = ["Verification"]
 
 GENESIS = "0" * 64
 # A constant key for pg_advisory_xact_lock: "chargepay audit" folded to 63 bits.
@@ -158,6 +155,16 @@ class AuditEntry:
             "prev_hash": self.prev_hash,
             "hash": self.hash,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    ok: bool
+    rows: int
+    head: str
+    # The first row that does not fit the chain, and why.
+    broken_seq: int | None = None
+    reason: str | None = None
 
 
 class ChainChecker:

@@ -20,12 +20,19 @@ from station.services.repositories.agents import Agent
 from station.services.repositories.audit import Verification
 from station.services.repositories.charge_points import ChargePoint
 from station.services.repositories.negotiations import LiveCount, Negotiation, Offer
-from station.services.repositories.reports import ChargePointSummary, MoneyFigures
+from station.services.repositories.reports import (
+    Anomaly,
+    ChargePointSummary,
+    MeterSample,
+    MoneyFigures,
+    SessionFilter,
+)
 from station.services.repositories.sessions import OpenSession
 from station.services.repositories.spend import Spend
 from station.services.repositories.switches import Switch
 from station.services.unit_of_work import AlreadyExists
 from station.store.audit import GENESIS, AuditEntry, canonical_json, row_hash, verify_entries
+from station.store.repositories.audit import verification_of
 
 Tables = dict[str, dict[Any, Any]]
 
@@ -78,7 +85,7 @@ class FakeAuditLog:
 
     async def verify(self, *, expected_head: str | None = None) -> Verification:
         entries = [entry for _, entry in sorted(self._rows.items())]
-        return verify_entries(entries, expected_head=expected_head)
+        return verification_of(verify_entries(entries, expected_head=expected_head))
 
 
 DEFAULT_KEY = "*"
@@ -317,6 +324,24 @@ class FakeReports:
 
     def _sessions(self) -> list[Session]:
         return list(self._tables.setdefault("sessions", {}).values())
+
+    async def sessions(self, where: SessionFilter, *, limit: int) -> list[Session]:
+        rows = [
+            s
+            for s in self._sessions()
+            if (where.agent_id is None or s.agent_id == where.agent_id)
+            and (where.charge_point_id is None or s.charge_point_id == where.charge_point_id)
+            and (where.status is None or s.status.value == where.status)
+            and (where.since is None or s.created_at >= where.since)
+            and (where.until is None or s.created_at < where.until)
+        ]
+        return sorted(rows, key=lambda s: s.created_at, reverse=True)[:limit]
+
+    async def meter_samples(self, transaction_id: int, *, limit: int) -> list[MeterSample]:
+        return []  # the fake meters nothing (charging's tables are not faked)
+
+    async def anomalies(self, transaction_id: int) -> list[Anomaly]:
+        return []
 
     async def charge_points(self) -> list[ChargePointSummary]:
         points: dict[str, ChargePoint] = self._tables.setdefault("charge_points", {})

@@ -31,4 +31,9 @@ class SqlAuditLog:
         return audit.export_lines(self._session, after_seq=after_seq)
 
     async def verify(self, *, expected_head: str | None = None) -> Verification:
-        return await audit.verify(self._session, expected_head=expected_head)
+        return verification_of(await audit.verify(self._session, expected_head=expected_head))
+
+
+def verification_of(result: audit.Verification) -> Verification:
+    """The store's walk of the chain as the port's record."""
+    return Verification(result.ok, result.rows, result.head, result.broken_seq, result.reason)
