@@ -15,14 +15,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 
 from station.api.admin import NO_NUL, Operator
 from station.api.services import services_of
+from station.domain.session import Session
 from station.errors import NotFound, ValidationError
+from station.services.repositories.reports import SessionFilter
 from station.services.sessions import OPERATOR_STOP, session_view
-from station.store.charging import AnomalyRow, MeterSampleRow
-from station.store.payments import SessionRow
 
 router = APIRouter(prefix="/v1/admin", tags=["operator"])
 MAX_SAMPLES = 2000
@@ -39,8 +38,8 @@ def _utc(moment: datetime | None, name: str) -> datetime | None:
         raise ValidationError(f"{name}: not a representable UTC time") from exc
 
 
-def _listed(row: SessionRow) -> dict[str, Any]:
-    return {**session_view(row), "agent_id": row.agent_id, "created_at": row.created_at}
+def _listed(session: Session) -> dict[str, Any]:
+    return {**session_view(session), "agent_id": session.agent_id, "created_at": session.created_at}
 
 
 @router.get("/sessions")
@@ -55,19 +54,11 @@ async def list_sessions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     """Sessions matching every filter given, newest first."""
-    query = select(SessionRow).order_by(SessionRow.created_at.desc()).limit(limit)
-    if agent_id is not None:
-        query = query.where(SessionRow.agent_id == agent_id)
-    if charge_point_id is not None:
-        query = query.where(SessionRow.charge_point_id == charge_point_id)
-    if status is not None:
-        query = query.where(SessionRow.status == status)
-    if (start := _utc(since, "since")) is not None:
-        query = query.where(SessionRow.created_at >= start)
-    if (end := _utc(until, "until")) is not None:
-        query = query.where(SessionRow.created_at < end)
-    async with services_of(request).db.reader() as session:
-        return [_listed(row) for row in (await session.scalars(query)).all()]
+    where = SessionFilter(
+        agent_id, charge_point_id, status, _utc(since, "since"), _utc(until, "until")
+    )
+    async with services_of(request).units.reader() as uow:
+        return [_listed(s) for s in await uow.reports.sessions(where, limit=limit)]
 
 
 _SessionId = Annotated[str, Path(max_length=64, pattern=NO_NUL)]
@@ -100,36 +91,27 @@ async def show_session(
     request: Request,
 ) -> dict[str, Any]:
     """One session with its agent, meter samples and anomalies."""
-    async with services_of(request).db.reader() as session:
-        row = await session.get(SessionRow, session_id)
-        if row is None:
+    async with services_of(request).units.reader() as uow:
+        found = await uow.sessions.get(session_id)
+        if found is None:
             raise NotFound(f"no session {session_id}")
+        transaction_id = found.metering.transaction_id
         samples: list[dict[str, Any]] = []
         anomalies: list[dict[str, Any]] = []
-        if row.transaction_id is not None:
-            sample_rows = await session.scalars(
-                select(MeterSampleRow)
-                .where(MeterSampleRow.transaction_id == row.transaction_id)
-                .order_by(MeterSampleRow.timestamp, MeterSampleRow.id)
-                .limit(MAX_SAMPLES)
-            )
+        if transaction_id is not None:
             samples = [
                 {
-                    "timestamp": s.timestamp,
-                    "measurand": s.measurand,
-                    "phase": s.phase,
-                    "context": s.context,
-                    "unit": s.unit,
-                    "value": None if s.value is None else str(s.value),
+                    "timestamp": m.timestamp,
+                    "measurand": m.measurand,
+                    "phase": m.phase,
+                    "context": m.context,
+                    "unit": m.unit,
+                    "value": None if m.value is None else str(m.value),
                 }
-                for s in sample_rows
+                for m in await uow.reports.meter_samples(transaction_id, limit=MAX_SAMPLES)
             ]
-            anomaly_rows = await session.scalars(
-                select(AnomalyRow)
-                .where(AnomalyRow.transaction_id == row.transaction_id)
-                .order_by(AnomalyRow.id)
-            )
             anomalies = [
-                {"kind": a.kind, "detail": a.detail, "timestamp": a.timestamp} for a in anomaly_rows
+                {"kind": a.kind, "detail": a.detail, "timestamp": a.timestamp}
+                for a in await uow.reports.anomalies(transaction_id)
             ]
-        return {**_listed(row), "meter_samples": samples, "anomalies": anomalies}
+        return {**_listed(found), "meter_samples": samples, "anomalies": anomalies}

@@ -152,8 +152,8 @@ async def state(_actor: DashboardOperator, request: Request) -> JSONResponse:
     """Charge points, recent sessions, money and agents, with the page's CSRF token."""
     services = services_of(request)
     assert services.settings.admin_token is not None
-    async with services.db.reader() as session:
-        snapshot: dict[str, Any] = await dashboard_state.snapshot(session)
+    async with services.units.reader() as uow:
+        snapshot: dict[str, Any] = await dashboard_state.snapshot(uow)
     snapshot["csrf"] = auth.csrf_token(services.settings.admin_token, request.cookies[auth.COOKIE])
     return JSONResponse(jsonable_encoder(snapshot), headers={"Cache-Control": "no-store"})
 

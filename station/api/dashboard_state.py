@@ -17,25 +17,21 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from station.domain.money import Money
 from station.services.limits import remaining
+from station.services.repositories.reports import SessionFilter
 from station.services.sessions import session_view
 from station.services.unit_of_work import UnitOfWork
-from station.store.payments import SessionRow
-from station.store.unit_of_work import SqlUnitOfWork
 
 RECENT_SESSIONS = 50
 MAX_AGENTS = 200
 
 
-async def snapshot(session: AsyncSession) -> dict[str, Any]:
-    uow = SqlUnitOfWork.bound(session)
+async def snapshot(uow: UnitOfWork) -> dict[str, Any]:
+    """Read it in one reading unit (`units.reader()`)."""
     return {
         "charge_points": await charge_points(uow),
-        "sessions": await recent_sessions(session),
+        "sessions": await recent_sessions(uow),
         "money": await money(uow),
         "agents": await agents(uow),
     }
@@ -54,11 +50,10 @@ async def charge_points(uow: UnitOfWork) -> list[dict[str, Any]]:
     ]
 
 
-async def recent_sessions(session: AsyncSession) -> list[dict[str, Any]]:
-    query = select(SessionRow).order_by(SessionRow.created_at.desc()).limit(RECENT_SESSIONS)
+async def recent_sessions(uow: UnitOfWork) -> list[dict[str, Any]]:
     return [
-        {**session_view(row), "agent_id": row.agent_id, "created_at": row.created_at}
-        for row in await session.scalars(query)
+        {**session_view(s), "agent_id": s.agent_id, "created_at": s.created_at}
+        for s in await uow.reports.sessions(SessionFilter(), limit=RECENT_SESSIONS)
     ]
 
 

@@ -12,6 +12,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from station.domain.session import Session
+
 
 @dataclass(frozen=True, slots=True)
 class ChargePointSummary:
@@ -32,7 +34,47 @@ class MoneyFigures:
     released: dict[str, Decimal] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class SessionFilter:
+    """Every filter given must match; None matches all."""
+
+    agent_id: str | None = None
+    charge_point_id: str | None = None
+    status: str | None = None
+    since: datetime | None = None  # created at or after
+    until: datetime | None = None  # created before
+
+
+@dataclass(frozen=True, slots=True)
+class MeterSample:
+    timestamp: datetime
+    measurand: str
+    phase: str | None
+    context: str
+    unit: str
+    value: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    kind: str
+    detail: str
+    timestamp: datetime | None
+
+
 class Reports(Protocol):
+    async def sessions(self, where: SessionFilter, *, limit: int) -> list[Session]:
+        """Sessions matching `where`, newest first, at most `limit`."""
+        ...
+
+    async def meter_samples(self, transaction_id: int, *, limit: int) -> list[MeterSample]:
+        """The transaction's samples in time order (ties by arrival), at most `limit`."""
+        ...
+
+    async def anomalies(self, transaction_id: int) -> list[Anomaly]:
+        """The transaction's anomalies in the order they were recorded."""
+        ...
+
     async def charge_points(self) -> list[ChargePointSummary]:
         """Charge points not removed, by id, with their connectors' statuses."""
         ...

@@ -10,10 +10,17 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from station.domain.session import SessionStatus
-from station.services.repositories.reports import ChargePointSummary, MoneyFigures
-from station.store.charging import ChargePointRow, ConnectorRow
+from station.domain.session import Session, SessionStatus
+from station.services.repositories.reports import (
+    Anomaly,
+    ChargePointSummary,
+    MeterSample,
+    MoneyFigures,
+    SessionFilter,
+)
+from station.store.charging import AnomalyRow, ChargePointRow, ConnectorRow, MeterSampleRow
 from station.store.payments import SessionRow
+from station.store.repositories.sessions import session_of
 
 FINAL = tuple(s.value for s in SessionStatus if s.final)
 HOLD_OPEN = "requires_capture"
@@ -25,6 +32,39 @@ FINISHED = ("settled", "cancelled")
 class SqlReports:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+
+    async def sessions(self, where: SessionFilter, *, limit: int) -> list[Session]:
+        query = select(SessionRow).order_by(SessionRow.created_at.desc()).limit(limit)
+        if where.agent_id is not None:
+            query = query.where(SessionRow.agent_id == where.agent_id)
+        if where.charge_point_id is not None:
+            query = query.where(SessionRow.charge_point_id == where.charge_point_id)
+        if where.status is not None:
+            query = query.where(SessionRow.status == where.status)
+        if where.since is not None:
+            query = query.where(SessionRow.created_at >= where.since)
+        if where.until is not None:
+            query = query.where(SessionRow.created_at < where.until)
+        return [session_of(row) for row in (await self._session.scalars(query)).all()]
+
+    async def meter_samples(self, transaction_id: int, *, limit: int) -> list[MeterSample]:
+        rows = await self._session.scalars(
+            select(MeterSampleRow)
+            .where(MeterSampleRow.transaction_id == transaction_id)
+            .order_by(MeterSampleRow.timestamp, MeterSampleRow.id)
+            .limit(limit)
+        )
+        return [
+            MeterSample(s.timestamp, s.measurand, s.phase, s.context, s.unit, s.value) for s in rows
+        ]
+
+    async def anomalies(self, transaction_id: int) -> list[Anomaly]:
+        rows = await self._session.scalars(
+            select(AnomalyRow)
+            .where(AnomalyRow.transaction_id == transaction_id)
+            .order_by(AnomalyRow.id)
+        )
+        return [Anomaly(a.kind, a.detail, a.timestamp) for a in rows]
 
     async def charge_points(self) -> list[ChargePointSummary]:
         statuses: defaultdict[str, list[str]] = defaultdict(list)
