@@ -26,6 +26,7 @@ from station.domain.tariff import Tariff
 from station.errors import NotFound
 from station.services.repositories.agents import Agent
 from station.services.repositories.negotiations import LiveCount, Negotiation, Offer
+from station.services.repositories.reports import SessionFilter
 from station.services.repositories.spend import Spend
 from station.services.repositories.switches import Switch
 from station.services.unit_of_work import AlreadyExists, UnitOfWorkFactory
@@ -509,3 +510,98 @@ async def test_nothing_stored_is_no_price(units: UnitOfWorkFactory) -> None:
         assert await uow.pricing.tariff("CP-1") is None
         assert await uow.pricing.policy() is None
         assert await uow.charge_points.get("CP-1") is None
+
+
+# -- the sessions queries of the kill switch and open payers, and the read models ----------
+
+
+async def _three_sessions(units: UnitOfWorkFactory) -> None:
+    """agent_1 (suspended): ses_1 charging on tx-1, ses_2 settled, ses_3 authorized,
+    ses_4 cancelled; two of them paid by one unregistered payer's method."""
+    base = a_stored_session()
+    rows = [
+        (1, SessionStatus.CHARGING, "tx-1", None, "pm:x"),
+        (2, SessionStatus.SETTLED, "tx-2", Money(Decimal("4.20"), "eur"), "pm:x"),
+        (3, SessionStatus.AUTHORIZED, None, None, None),
+        (4, SessionStatus.CANCELLED, None, Money(Decimal(0), "eur"), "pm:x"),
+    ]
+    async with units() as uow:
+        await uow.agents.add(agent("agent_1", status="suspended"))
+        for n, status, ref, captured, method in rows:
+            await uow.sessions.add(
+                a_stored_session(
+                    n,
+                    negotiation_id=f"neg_{n}",
+                    status=status,
+                    created_at=base.created_at + timedelta(minutes=n),
+                    metering=replace(base.metering, transaction_ref=ref),
+                    captured=captured,
+                    payment=replace(base.payment, payer_method=method),
+                )
+            )
+
+
+async def test_open_sessions_of_suspended_agents_are_found_and_marked_once(
+    units: UnitOfWorkFactory,
+) -> None:
+    await _three_sessions(units)
+
+    async with units.reader() as uow:
+        open_ = await uow.sessions.open_of_suspended_agents()
+        of_other = await uow.sessions.open_of_suspended_agents("agent_none")
+    async with units() as uow:
+        await uow.sessions.mark_stop_reason("ses_1", "agent_suspended")
+        await uow.sessions.mark_stop_reason("ses_1", "later")
+
+    assert [(s.session_id, s.transaction_ref) for s in open_] == [
+        ("ses_1", "tx-1"),
+        ("ses_3", None),
+    ]
+    assert of_other == []
+    async with units.reader() as uow:
+        marked = await uow.sessions.get("ses_1")
+    assert marked is not None and marked.stop_reason == "agent_suspended"
+
+
+async def test_a_payment_methods_spend_counts_captures_else_caps_not_unpaid_ends(
+    units: UnitOfWorkFactory,
+) -> None:
+    await _three_sessions(units)
+    since = a_stored_session().created_at
+
+    async with units.reader() as uow:
+        spent = await uow.sessions.spent_by_payer_method("agent_1", "pm:x", since=since)
+        later = await uow.sessions.spent_by_payer_method(
+            "agent_1", "pm:x", since=since + timedelta(minutes=2)
+        )
+
+    cap = a_stored_session().cap.amount
+    assert (spent, later) == (cap + Decimal("4.20"), Decimal("4.20"))
+
+
+async def test_the_read_models_filter_and_count_sessions(units: UnitOfWorkFactory) -> None:
+    await _three_sessions(units)
+    base = a_stored_session().created_at
+
+    async with units.reader() as uow:
+        newest = await uow.reports.sessions(SessionFilter(), limit=2)
+        settled = await uow.reports.sessions(SessionFilter(status="settled"), limit=10)
+        window = await uow.reports.sessions(
+            SessionFilter(
+                agent_id="agent_1",
+                since=base + timedelta(minutes=2),
+                until=base + timedelta(minutes=4),
+            ),
+            limit=10,
+        )
+        by_status = await uow.reports.sessions_by_status()
+        money = await uow.reports.money_by_session()
+
+    assert [s.session_id for s in newest] == ["ses_4", "ses_3"]
+    assert [s.session_id for s in settled] == ["ses_2"]
+    assert [s.session_id for s in window] == ["ses_3", "ses_2"]
+    assert by_status == {"charging": 1, "settled": 1, "authorized": 1, "cancelled": 1}
+    cap = a_stored_session().cap.amount
+    assert money.captured == {"eur": Decimal("4.20")}
+    assert money.held == {"eur": 2 * cap}
+    assert money.released == {"eur": (cap - Decimal("4.20")) + cap}
