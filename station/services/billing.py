@@ -1,18 +1,17 @@
 """Billing: the payments side's `TransactionListener` on the charging service.
 
-For each committed change of a transaction it links the transaction to the
-session by id token, prices what was delivered, tells the charge point the
-running cost (2.x CostUpdated; the cap as ``transactionLimit.maxCost`` on
-2.1), streams a ``meter`` event to the agent, and stops the charge point
-*before* the cost passes the cap: when the next sample — projected from the
-current power over the last sample interval — would pass it. When the
-transaction ends the session is queued for settlement. The cap is checked in
-every non-terminal state: a stopping session still delivering past it is
-told to stop again at once (billing never exceeds the cap: capture is
-min(cost, cap)). When a charge point reconnects, every stop its sessions
-are owed is sent again. A transaction that ends
-after its session was settled (the reconciler gave its charge point up as silent)
-with more energy than was billed is recorded as an ``unbilled_energy`` anomaly.
+A reading is billed inside the writer unit that stores it (`bill`): the
+session its id token belongs to is loaded in that unit, the domain decides
+(`station.domain.decide`: link the transaction, price what was delivered once,
+continue, lower the limit or stop before the next sample passes the cap, and
+at the end queue the settlement and record energy past the cap), and the new
+session and its anomalies are staged in the same unit — so a reading and its
+billing commit together, in the batch's one transaction, or not at all.
+Once committed, the act `bill` returned carries out the decision's actions:
+the running cost to the charge point (2.x CostUpdated; the cap as
+``transactionLimit.maxCost`` on 2.1), a ``meter`` event to the agent, the stop
+or the charging limit, the settlement request. When a charge point
+reconnects, every stop its sessions are owed is sent again.
 
 Runs inside OCPP handlers: it never awaits a station-initiated OCPP call
 (``post_*`` only) and never calls Stripe (settlement runs on its own task).
@@ -20,30 +19,45 @@ Runs inside OCPP handlers: it never awaits a station-initiated OCPP call
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from station.domain.cap import CapAction, ChargingLimit, PastTheCap, decide_cap, past_the_cap
+from station.domain.decide import CAP_REACHED, decide
 from station.domain.events import OcppVersion
-from station.domain.money import Money
-from station.domain.session import SessionStatus, advance
-from station.domain.tariff import Tariff
+from station.domain.session import Session, SessionStatus
+from station.domain.session_actions import (
+    Log,
+    PublishMeter,
+    PublishStatus,
+    PushCost,
+    RecordAnomaly,
+    Reject,
+    RequestSettlement,
+    SessionAction,
+    SetLimit,
+    StopCharging,
+)
+from station.domain.session_events import Metered, TransactionEnded, TransactionReport
 from station.logs import get_logger
-from station.services.ports import Billing, ChargePointCommands, TransactionView
+from station.services.ports import (
+    Billing,
+    ChargePointCommands,
+    ReadingSessions,
+    TransactionView,
+)
 from station.services.session_events import SessionEvents
-from station.services.settlement import UNBILLED_ENERGY, SettlementService, usage_of
-from station.store.charging import AnomalyRow
+from station.services.settlement import SettlementService
 from station.store.db import Database
-from station.store.payments import SessionRow, locked_session, session_by_token
+from station.store.payments import SessionRow, session_by_token
 
+__all__ = ["CAP_REACHED", "BillingListener"]
 _log = get_logger(__name__)
-DEFAULT_INTERVAL_S = Decimal(60)
-CAP_REACHED = "cap_reached"
+_UNBILLED = Billing()
 # The versions the station holds to the cap with a charging limit (2.1 has maxCost).
 _LIMITED = frozenset({OcppVersion.V16.value, OcppVersion.V201.value})
 
@@ -70,100 +84,75 @@ class BillingListener:
                 return None
             return row.charge_point_id == charge_point_id and SessionStatus(row.status).can_charge
 
-    async def transaction_updated(self, transaction: TransactionView) -> Billing:
+    def bill(
+        self, sessions: ReadingSessions, transaction: TransactionView
+    ) -> Callable[[], Billing]:
+        """Inside the reading's writer unit: load, decide, save; the returned act runs
+        after the commit (events, commands, settlement). No other effect in here: the
+        unit may run more than once."""
         if transaction.id_token is None:
-            return Billing()
+            return _nothing
+        session = sessions.by_id_token(transaction.id_token)
+        if session is None:
+            return _nothing
+        version = self._commands.ocpp_version(transaction.charge_point_id)
+        report = _report(transaction)
         now = self._now()
-        stop = settle = False
-        limit: ChargingLimit | None = None
-        commands = self._commands
-        version = commands.ocpp_version(transaction.charge_point_id)
-        async with self._db.session() as session:
-            found = await session_by_token(session, transaction.id_token)
-            if found is None:
-                return Billing()
-            row = await locked_session(session, found.session_id)
-            assert row is not None
-            if row.charge_point_id != transaction.charge_point_id:
-                return Billing(id_token_accepted=False)
-            if row.transaction_ref not in (None, transaction.transaction_ref):
-                return Billing(id_token_accepted=False)  # one transaction per session
-            status = SessionStatus(row.status)
-            if status.final:
-                if transaction.ended and transaction.energy_wh > row.energy_wh:
-                    _record_unbilled(session, row, transaction)
-                if not transaction.ended:
-                    self._stop_after_end(row, transaction)
-                return Billing(id_token_accepted=False)
-            # A stopping session still reporting a live transaction has not stopped: the
-            # stop is sent again with every such reading.
-            stop = status is SessionStatus.STOPPING and not transaction.ended
-            interval = _interval(row.last_reading_at, transaction.last_reading_at)
-            self._update(row, transaction, now)
-            if status is SessionStatus.AUTHORIZED:
-                status = advance(status, SessionStatus.CHARGING)
-            cap = Money(row.cap, row.currency)
-            tariff = Tariff.from_wire(row.tariff)
-            usage = usage_of(row, now)
-            # The one decision of a reading (and its one cost computation): continue,
-            # lower the limit, or stop now — in every non-terminal state, so a stopping
-            # session still delivering near its cap is held and told to stop again.
-            decision = decide_cap(
-                status, tariff, cap, usage, transaction.power_w, interval,
-                can_limit=version in _LIMITED and not transaction.ended,
-            )  # fmt: skip
-            total = decision.cost.min(cap.rounded())
-            row.cost = total.amount
-            if transaction.ended:
-                status = advance(status, SessionStatus.STOPPING)
-                settle = True
-                past = past_the_cap(tariff, usage, cap)
-                if past is not None:
-                    _record_past_the_cap(session, row, transaction, past)
-            elif decision.action is CapAction.STOP:
-                if status is not SessionStatus.STOPPING:
-                    status = advance(status, SessionStatus.STOPPING)
-                    row.stop_reason = CAP_REACHED
-                row.stop_requested_at = row.stop_requested_at or now
-                stop = True
-            elif decision.action is CapAction.LIMIT:
-                assert decision.limit_w is not None and decision.duration_s is not None
-                limit = ChargingLimit(
-                    transaction.evse_id,
-                    decision.limit_w,
-                    transaction.last_reading_at or now,
-                    decision.duration_s,
-                )
-            changed = status.value != row.status
-            row.status, row.updated_at = status.value, now
-            session_id, charge_point_id = row.session_id, row.charge_point_id
-            meter = _meter_event(row, transaction, total)
-        log = _log.bind(session_id=session_id, charge_point_id=charge_point_id)
-        self._events.publish(session_id, "meter", meter)
-        if changed:
-            self._events.publish(session_id, "status", {"status": status.value})
-        if not transaction.ended:
-            commands.post_cost_updated(charge_point_id, transaction.transaction_ref, row.cost)
-            if stop:
-                log.info("session.stop_sent", cost=row.cost, cap=row.cap, reason=row.stop_reason)
-                commands.post_stop_transaction(charge_point_id, transaction.transaction_ref)
-            elif limit is not None:
-                log.info(
-                    "session.limit_sent", cost=row.cost, cap=row.cap,
-                    limit_w=limit.limit_w, for_s=limit.duration_s,
-                )  # fmt: skip
-                commands.post_charging_limit(charge_point_id, transaction.transaction_ref, limit)
-        if settle:
-            log.info("session.transaction_ended", energy_wh=row.energy_wh)
-            self._settlement.request(session_id)
+        event = (
+            TransactionEnded(report, at=now)
+            if transaction.ended
+            else Metered(report, at=now, can_limit=version in _LIMITED)
+        )
+        new, actions = decide(session, event)
+        if new is not session:
+            sessions.save_reading(new)
+        for action in actions:
+            if isinstance(action, RecordAnomaly):
+                sessions.add_anomaly(session.charge_point_id, action)
         on_21 = version == OcppVersion.V21.value
-        return Billing(total_cost=total.amount, max_cost=row.cap if on_21 else None)
+        return functools.partial(self._act, new, actions, on_21)
 
-    def _stop_after_end(self, row: SessionRow, tx: TransactionView) -> None:
-        """Delivering for a session that is over (stopped before its start was reported,
-        or ended by the station): the station owns the stop, so it asks again."""
-        _log.warning("session.stop_resent", session_id=row.session_id, on="reading_after_end")
-        self._commands.post_stop_transaction(row.charge_point_id, tx.transaction_ref)
+    def _act(self, session: Session, actions: list[SessionAction], on_21: bool) -> Billing:
+        """After the commit: carry out a reading's actions, in their order."""
+        commands = self._commands
+        log = _log.bind(session_id=session.session_id, charge_point_id=session.charge_point_id)
+        cap = session.cap.amount
+        cost = session.cost.amount if session.cost is not None else None
+        accepted = True
+        for action in actions:
+            match action:
+                case PublishMeter():
+                    self._events.publish(session.session_id, "meter", _meter_event(session, action))
+                case PublishStatus(status=status):
+                    self._events.publish(session.session_id, "status", {"status": status.value})
+                case PushCost(charge_point_id=cp, transaction_ref=ref, cost=pushed):
+                    commands.post_cost_updated(cp, ref, pushed.amount)
+                case StopCharging(charge_point_id=cp, transaction_ref=ref):
+                    if session.status.final:  # the station owns the stop: it asks again
+                        log.warning("session.stop_resent", on="reading_after_end")
+                    else:
+                        log.info(
+                            "session.stop_sent", cost=cost, cap=cap, reason=session.stop_reason
+                        )
+                    commands.post_stop_transaction(cp, ref)
+                case SetLimit(charge_point_id=cp, transaction_ref=ref, limit=limit):
+                    log.info(
+                        "session.limit_sent", cost=cost, cap=cap,
+                        limit_w=limit.limit_w, for_s=limit.duration_s,
+                    )  # fmt: skip
+                    commands.post_charging_limit(cp, ref, limit)
+                case RequestSettlement():
+                    log.info("session.transaction_ended", energy_wh=session.metering.energy_wh)
+                    self._settlement.request(session.session_id)
+                case Reject():
+                    accepted = False
+                case Log(event=name, level=level, fields=fields):
+                    getattr(log, level)(name, **fields)
+                case _:
+                    pass  # RecordAnomaly: staged in the unit
+        if not accepted:
+            return Billing(id_token_accepted=False)
+        return Billing(total_cost=cost, max_cost=cap if on_21 else None)
 
     async def charge_point_connected(self, charge_point_id: str) -> None:
         """Resend every stop its sessions are owed: a stop sent while it was away was lost."""
@@ -184,98 +173,36 @@ class BillingListener:
             _log.info("session.stop_resent", session_id=session_id, on="reconnect")
             commands.post_stop_transaction(charge_point_id, ref)
 
-    @staticmethod
-    def _update(row: SessionRow, tx: TransactionView, now: datetime) -> None:
-        if row.transaction_ref is None:
-            row.transaction_ref = tx.transaction_ref
-            row.transaction_id = tx.transaction_id
-            row.started_at = tx.started_at
-        if row.meter_start_wh is None and tx.meter_start_wh is not None:
-            row.meter_start_wh = tx.meter_start_wh
-        if tx.energy_wh > row.energy_wh:
-            row.last_active_at = tx.last_reading_at or now
-        row.energy_wh = max(tx.energy_wh, Decimal(0))
-        if tx.last_reading_at is not None:
-            row.last_reading_at = tx.last_reading_at
-        if tx.ended:
-            row.stopped_at = tx.stopped_at or tx.last_reading_at or now
-            row.stop_reason = row.stop_reason or tx.stop_reason
-            if row.meter_start_wh is not None:
-                row.meter_stop_wh = row.meter_start_wh + row.energy_wh
+
+def _nothing() -> Billing:
+    return _UNBILLED
 
 
-def _interval(previous: datetime | None, latest: datetime | None) -> Decimal:
-    """The meter interval: the time between the last two readings, else a minute."""
-    if previous is not None and latest is not None:
-        seconds = Decimal(str((latest - previous).total_seconds()))
-        if seconds > 0:
-            return seconds
-    return DEFAULT_INTERVAL_S
-
-
-def _record_past_the_cap(
-    session: AsyncSession, row: SessionRow, tx: TransactionView, past: PastTheCap
-) -> None:
-    """Energy the charge point delivered past the cap: the capture stops at the cap, so the
-    operator gives it away; an ``unbilled_energy`` anomaly with its amount."""
-    _log.warning(
-        "session.unbilled_energy",
-        session_id=row.session_id,
-        charge_point_id=row.charge_point_id,
-        unbilled_wh=past.energy_wh,
-        unbilled=past.amount.to_wire(),
-        on="past_the_cap",
-    )
-    session.add(
-        AnomalyRow(
-            charge_point_id=row.charge_point_id,
-            transaction_id=tx.transaction_id,
-            kind=UNBILLED_ENERGY,
-            detail=(
-                f"session {row.session_id} delivered {past.energy_wh} Wh past its cap of"
-                f" {Money(row.cap, row.currency).to_wire()} {row.currency}:"
-                f" {past.amount.to_wire()} {row.currency} not billed"
-            ),
-            timestamp=tx.stopped_at or tx.last_reading_at,
-        )
+def _report(tx: TransactionView) -> TransactionReport:
+    return TransactionReport(
+        charge_point_id=tx.charge_point_id,
+        transaction_id=tx.transaction_id,
+        transaction_ref=tx.transaction_ref,
+        evse_id=tx.evse_id,
+        started_at=tx.started_at,
+        energy_wh=tx.energy_wh,
+        meter_start_wh=tx.meter_start_wh,
+        last_reading_at=tx.last_reading_at,
+        power_w=tx.power_w,
+        stopped_at=tx.stopped_at,
+        stop_reason=tx.stop_reason,
     )
 
 
-def _record_unbilled(session: AsyncSession, row: SessionRow, tx: TransactionView) -> None:
-    """A transaction ended after its session was settled (a charge point given up on as
-    silent, back later) with more energy than was billed: an anomaly for the operator."""
-    unbilled = tx.energy_wh - row.energy_wh
-    _log.warning(
-        "session.unbilled_energy",
-        session_id=row.session_id,
-        charge_point_id=row.charge_point_id,
-        billed_wh=row.energy_wh,
-        reported_wh=tx.energy_wh,
-    )
-    session.add(
-        AnomalyRow(
-            charge_point_id=row.charge_point_id,
-            transaction_id=tx.transaction_id,
-            kind=UNBILLED_ENERGY,
-            detail=(
-                f"session {row.session_id} was {row.status} ({row.stop_reason or 'no reason'})"
-                f" for {row.energy_wh} Wh; the charge point then reported {tx.energy_wh} Wh"
-                f" ({unbilled} Wh not billed)"
-            ),
-            timestamp=tx.stopped_at or tx.last_reading_at,
-        )
-    )
-
-
-def _meter_event(row: SessionRow, tx: TransactionView, cost: Money) -> dict[str, Any]:
+def _meter_event(session: Session, meter: PublishMeter) -> dict[str, Any]:
     return {
-        "session_id": row.session_id,
-        "energy_kwh": str((row.energy_wh / 1000).quantize(Decimal("0.001"))),
-        "power_kw": str((tx.power_w / 1000).quantize(Decimal("0.001")))
-        if tx.power_w is not None
+        "session_id": session.session_id,
+        "energy_kwh": str((meter.energy_wh / 1000).quantize(Decimal("0.001"))),
+        "power_kw": str((meter.power_w / 1000).quantize(Decimal("0.001")))
+        if meter.power_w is not None
         else None,
-        "cost": cost.to_wire(),
-        "cap": Money(row.cap, row.currency).to_wire(),
-        "currency": row.currency,
-        "at": (tx.last_reading_at or tx.started_at).isoformat(),
+        "cost": meter.cost.to_wire(),
+        "cap": meter.cap.to_wire(),
+        "currency": session.currency,
+        "at": meter.at.isoformat(),
     }

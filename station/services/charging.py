@@ -3,9 +3,12 @@
 `ChargingService` implements `station.ocpp.ports.ChargingEvents`. Every event
 becomes one unit of work on the `GroupCommitWriter`, so it is committed
 (together with other connections' units) before the adapter answers the
-charge point. After the commit it asks the optional `TransactionListener`
-(billing, given by the composition root, `station.bootstrap`) what
-to tell the charge point, and turns its `Billing` into a `TransactionReply`.
+charge point. A transaction's change is billed inside its own unit: the
+optional `TransactionListener` (billing, given by the composition root,
+`station.bootstrap`) reads the session and stages its new billing state in
+that unit (`bill`), so the metering, the billing and the frame log commit
+together or not at all; after the commit billing's act says what to tell the
+charge point, and its `Billing` becomes the `TransactionReply`.
 Without a listener any id token is accepted and nothing is priced. With one,
 a token no session claims is refused — unless ``free_vend`` is on (the
 operator lets the charge points' own cards charge, unpriced).
@@ -68,6 +71,7 @@ from station.store.charging import (
     TransactionRow,
 )
 from station.store.db import Database
+from station.store.readings import UnitSessions
 from station.store.writer import GroupCommitWriter, Staged, is_outage
 
 _log = get_logger(__name__)
@@ -76,6 +80,8 @@ _ANOMALIES: Table = AnomalyRow.__table__  # type: ignore[assignment]
 _TRANSACTIONS: Table = TransactionRow.__table__  # type: ignore[assignment]
 _CHARGE_POINTS: Table = ChargePointRow.__table__  # type: ignore[assignment]
 _UNBILLED = Billing()
+# What billing does once a reading's unit committed (`TransactionListener.bill`).
+_Act = Callable[[], Billing]
 # The stop reason of a transaction the station ended itself: the charge point's end was
 # not stored during an outage, and the charge point no longer has it (`end_not_received`).
 END_NOT_RECEIVED = "EndNotReceived"
@@ -172,8 +178,6 @@ class ChargingService:
         self._open: dict[tuple[str, str], _Open] = {}
         # (charge point, transaction ref) -> when its end could not be stored (monotonic).
         self.ends_missing: dict[tuple[str, str], float] = {}
-        # Ended transactions whose end billing could not record (told again on a resend).
-        self._unbilled_ends: set[tuple[str, str]] = set()
 
     # --- charge points -----------------------------------------------------------------
 
@@ -315,10 +319,10 @@ class ChargingService:
             "ended": False,
         }
 
-        def work(conn: Connection, staged: Staged) -> tuple[int, str, Any]:
+        def work(conn: Connection, staged: Staged) -> tuple[_Open | Any, _Act | None]:
             existing = conn.execute(_same_start(event)).first()
             if existing is not None:
-                return existing.id, existing.transaction_ref, existing  # sent again: no write
+                return existing, None  # sent again: no write
             inserted = conn.execute(insert(_TRANSACTIONS).returning(_TRANSACTIONS.c.id), [row])
             transaction_id = int(inserted.scalar_one())
             ref = event.transaction_ref or str(transaction_id)
@@ -330,11 +334,23 @@ class ChargingService:
                 )
             _stage(staged, cp, transaction_id, event.evse_id, event.readings, event.seq_no)
             _stage_anomalies(staged, cp, transaction_id, result.anomalies)
-            return transaction_id, ref, None
+            opened = _Open(
+                transaction_id=transaction_id,
+                charge_point_id=cp,
+                transaction_ref=ref,
+                evse_id=event.evse_id,
+                id_token=event.id_token,
+                id_token_accepted=accepted,
+                billed=billed,
+                started_at=event.timestamp,
+                meter_start_wh=event.meter_start_wh,
+                meter=meter,
+            )
+            return opened, self._bill(conn, staged, opened)
 
-        transaction_id, ref, existing = await self.writer.submit(work)
-        if existing is not None:
-            known = self._opened(cp, existing)
+        stored, act = await self.writer.submit(work)
+        if not isinstance(stored, _Open):
+            known = self._opened(cp, stored)
             _log.info(
                 "charging.transaction_start_resent",
                 charge_point_id=cp,
@@ -342,18 +358,7 @@ class ChargingService:
                 transaction_ref=known.transaction_ref,
             )
             return await self._started_again(known, event)
-        opened = _Open(
-            transaction_id=transaction_id,
-            charge_point_id=cp,
-            transaction_ref=ref,
-            evse_id=event.evse_id,
-            id_token=event.id_token,
-            id_token_accepted=accepted,
-            billed=billed,
-            started_at=event.timestamp,
-            meter_start_wh=event.meter_start_wh,
-            meter=meter,
-        )
+        opened, transaction_id, ref = stored, stored.transaction_id, stored.transaction_ref
         self._open[(cp, ref)] = opened
         _log.info(
             "charging.transaction_started",
@@ -362,7 +367,7 @@ class ChargingService:
             transaction_ref=ref,
             evse_id=event.evse_id,
         )
-        return await self._reply(opened)
+        return self._replied(opened, act)
 
     async def _started_again(self, known: _Open, event: TransactionStarted) -> TransactionReply:
         """A start already stored: readings it brings that are new are applied, nothing else.
@@ -377,7 +382,7 @@ class ChargingService:
             return await self._apply_readings(
                 known, event.readings, event.seq_no, event.evse_id, event.timestamp
             )
-        return await self._reply(known)
+        return await self._billed_alone(known)
 
     @_resent_if_not_stored
     async def meter_values(self, event: MeterValuesReported) -> TransactionReply | None:
@@ -405,12 +410,11 @@ class ChargingService:
         if opened.ended and opened.stop_reason != END_NOT_RECEIVED:
             # A repeated end: answer as before, change nothing. (An end the station
             # made for want of the charge point's own is replaced by it when it comes.)
-            # Billing is told again: whether it heard of the end the first time is not
-            # known after a restart (the process may have died between the end's commit
-            # and billing's), and hearing of an end twice changes nothing.
-            key = (cp, opened.transaction_ref)
-            self.ends_missing.pop(key, None)
-            return await self._reply(opened)
+            # Billing is told again, in a unit of its own: an end is stored with its
+            # billing (one unit), but one stored while billing failed on a bug, or by an
+            # earlier version, is billed now; hearing of an end twice changes nothing.
+            self.ends_missing.pop((cp, opened.transaction_ref), None)
+            return await self._billed_alone(opened)
         result = metering.apply(opened.meter, event.readings, seq_no=event.seq_no)
         found = [*anomalies, *result.anomalies]
         if result.anomalies and result.state is opened.meter and event.seq_no is not None:
@@ -434,12 +438,6 @@ class ChargingService:
         if opened.meter_start_wh is None and meter.start_wh is not None:
             values["meter_start_wh"] = meter.start_wh
 
-        def work(conn: Connection, staged: Staged) -> None:
-            conn.execute(update(_TRANSACTIONS).where(_TRANSACTIONS.c.id == tid).values(**values))
-            _stage(staged, cp, tid, opened.evse_id, event.readings, event.seq_no)
-            _stage_anomalies(staged, cp, tid, found)
-
-        await self.writer.submit(work)
         ended = replace(
             opened,
             meter=meter,
@@ -448,6 +446,14 @@ class ChargingService:
             stop_reason=stop_reason,
             meter_start_wh=opened.meter_start_wh or meter.start_wh,
         )
+
+        def work(conn: Connection, staged: Staged) -> _Act | None:
+            conn.execute(update(_TRANSACTIONS).where(_TRANSACTIONS.c.id == tid).values(**values))
+            _stage(staged, cp, tid, opened.evse_id, event.readings, event.seq_no)
+            _stage_anomalies(staged, cp, tid, found)
+            return self._bill(conn, staged, ended)
+
+        act = await self.writer.submit(work)
         self._open.pop((cp, opened.transaction_ref), None)
         self.ends_missing.pop((cp, opened.transaction_ref), None)
         _log.info(
@@ -457,7 +463,7 @@ class ChargingService:
             energy_wh=meter.energy_wh,
             reason=event.reason,
         )
-        return await self._reply(ended)
+        return self._replied(ended, act)
 
     async def end_not_received(self, charge_point_id: str, transaction_ref: str) -> bool:
         """End a transaction whose end the charge point sent but the station could not store.
@@ -470,10 +476,7 @@ class ChargingService:
         """
         opened = await self._find(charge_point_id, transaction_ref)
         if opened is not None and opened.ended and opened.stop_reason != END_NOT_RECEIVED:
-            key = (charge_point_id, transaction_ref)
-            if key in self._unbilled_ends:  # stored, but billing has not heard of it
-                await self._reply(opened)
-            self.ends_missing.pop(key, None)
+            self.ends_missing.pop((charge_point_id, transaction_ref), None)
             return False
         if opened is None or opened.ended:
             self.ends_missing.pop((charge_point_id, transaction_ref), None)
@@ -513,8 +516,9 @@ class ChargingService:
             result = metering.apply(opened.meter, readings, seq_no=seq_no)
             meter, anomalies = result.state, result.anomalies
         changed = meter != opened.meter
+        after = replace(opened, meter=meter)
 
-        def work(_conn: Connection, staged: Staged) -> None:
+        def work(conn: Connection, staged: Staged) -> _Act | None:
             if changed:
                 staged.update(
                     _TRANSACTIONS,
@@ -532,11 +536,12 @@ class ChargingService:
                 )
             _stage(staged, cp, tid, evse_id or opened.evse_id, readings, seq_no)
             _stage_anomalies(staged, cp, tid, anomalies)
+            return self._bill(conn, staged, after) if changed else None
 
-        await self.writer.submit(work)
+        act = await self.writer.submit(work)
         if changed:
             opened.meter = meter
-        return await self._reply(opened, notify=changed)
+        return self._replied(opened, act)
 
     async def _orphan_readings(
         self,
@@ -602,25 +607,47 @@ class ChargingService:
             self._open[(cp, row.transaction_ref)] = opened
         return opened
 
-    async def _reply(self, opened: _Open, *, notify: bool = True) -> TransactionReply:
+    def _bill(self, conn: Connection, staged: Staged, opened: _Open) -> _Act | None:
+        """Inside the unit that stores the transaction's change: billing reads and stages
+        in the same unit, so the reading and its billing commit together or not at all."""
+        if self.listener is None or not opened.billed:
+            return None
+        try:
+            return self.listener.bill(UnitSessions(conn, staged), opened.view())
+        except Exception as exc:
+            if is_outage(exc):  # nothing of the unit commits: the message is sent again
+                raise
+            # Billing must never lose a reading: the reading commits unbilled.
+            _log.exception(
+                "charging.listener_failed",
+                charge_point_id=opened.charge_point_id,
+                transaction_id=opened.transaction_id,
+            )
+            return None
+
+    async def _billed_alone(self, opened: _Open) -> TransactionReply:
+        """Billing told again of a transaction already stored (a start sent again), in a
+        unit of its own."""
+        if self.listener is None or not opened.billed:
+            return self._replied(opened, None)
+
+        def work(conn: Connection, staged: Staged) -> _Act | None:
+            return self._bill(conn, staged, opened)
+
+        return self._replied(opened, await self.writer.submit(work))
+
+    def _replied(self, opened: _Open, act: _Act | None) -> TransactionReply:
+        """The reply, once the unit committed: billing's act (events, commands) first."""
         billing = _UNBILLED
-        if self.listener is not None and notify and opened.billed:
-            key = (opened.charge_point_id, opened.transaction_ref)
+        if act is not None:
             try:
-                billing = await self.listener.transaction_updated(opened.view())
-            except Exception as exc:  # billing must never lose a reading: the commit happened
-                if opened.ended and is_outage(exc):
-                    # Billing did not hear of the end (its session would stay charging, the
-                    # hold open): unanswered, the end is sent again and billing told again.
-                    self._unbilled_ends.add(key)
-                    raise
+                billing = act()
+            except Exception:
                 _log.exception(
                     "charging.listener_failed",
                     charge_point_id=opened.charge_point_id,
                     transaction_id=opened.transaction_id,
                 )
-            else:
-                self._unbilled_ends.discard(key)
         return TransactionReply(
             transaction_id=opened.transaction_id,
             id_token_accepted=opened.id_token_accepted and billing.id_token_accepted,

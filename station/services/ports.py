@@ -9,12 +9,15 @@ which is what a handler uses.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
 from station.domain.cap import ChargingLimit
+from station.domain.session import Session
+from station.domain.session_actions import RecordAnomaly
 from station.ocpp.ports import TransactionStatus
 
 
@@ -100,19 +103,45 @@ class Billing:
     id_token_accepted: bool = True
 
 
+class ReadingSessions(Protocol):
+    """The sessions billing reads and writes inside a reading's writer unit.
+
+    Implemented by the store (`station.store.readings.UnitSessions`) over the
+    unit's connection: what it stages commits with the reading, or not at all.
+    """
+
+    def by_id_token(self, id_token: str) -> Session | None:
+        """The session of ``id_token``, locked until the unit commits."""
+        ...
+
+    def save_reading(self, session: Session) -> None:
+        """Write what a reading changed on the session (metering, cost, status, stop)."""
+        ...
+
+    def add_anomaly(self, charge_point_id: str, anomaly: RecordAnomaly) -> None: ...
+
+
 class TransactionListener(Protocol):
     """Billing's hook into charging (implemented by the payments side).
 
-    The charging service calls it after each change is committed, from inside
-    the OCPP handler: it must not await station-initiated OCPP calls (use the
-    ``post_*`` commands) and should be quick.
+    `bill` runs inside the writer unit that stores the transaction's change,
+    so the reading and its billing commit together (one transaction, shared
+    with the batch) or not at all. It must only read and stage through
+    ``sessions`` (the unit may run more than once); what it returns is run
+    once the unit committed, from inside the OCPP handler: it must not await
+    station-initiated OCPP calls (use the ``post_*`` commands) and should be
+    quick.
     """
 
     async def id_token_accepted(self, charge_point_id: str, id_token: str) -> bool | None:
         """True/False for a session's token; None when the token is not a session's."""
         ...
 
-    async def transaction_updated(self, transaction: TransactionView) -> Billing: ...
+    def bill(
+        self, sessions: ReadingSessions, transaction: TransactionView
+    ) -> Callable[[], Billing]:
+        """Inside the unit: decide and stage; return what to do after the commit."""
+        ...
 
     async def charge_point_connected(self, charge_point_id: str) -> None:
         """A charge point (re)connected: send it what it is owed (a stop not delivered)."""

@@ -107,7 +107,7 @@ async def test_the_cap_stop_of_the_metering_node_follows_a_stop_asked_on_another
     two_databases: tuple[Database, Database],
 ) -> None:
     from station.services.billing import BillingListener
-    from tests.payments.test_billing import FakeCommands, view
+    from tests.payments.test_billing import FakeCommands, InUnit, running_writer, view
 
     a_db, b_db = two_databases
     gateway, clock = FakeGateway(), Clock()
@@ -120,13 +120,15 @@ async def test_the_cap_stop_of_the_metering_node_follows_a_stop_asked_on_another
         )  # fmt: skip
     on_a = FakeCommands()
     settlement = _node(a_db, "node-a", gateway, clock)
-    billing = BillingListener(a_db, SessionEvents(), settlement, on_a, clock)  # type: ignore[arg-type]
-    await billing.transaction_updated(view("4000", 5, "48000"))
-    async with b_db.session() as session:  # the agent's stop, through node B, never arrived
-        row = await session.get(SessionRow, session_id)
-        assert row is not None
-        row.status, row.stop_reason, row.stop_requested_at = "stopping", "agent", clock.now
+    listener = BillingListener(a_db, SessionEvents(), settlement, on_a, clock)  # type: ignore[arg-type]
+    async with running_writer(a_db) as writer:
+        billing = InUnit(listener, writer)
+        await billing.transaction_updated(view("4000", 5, "48000"))
+        async with b_db.session() as session:  # the agent's stop, through node B, never came
+            row = await session.get(SessionRow, session_id)
+            assert row is not None
+            row.status, row.stop_reason, row.stop_requested_at = "stopping", "agent", clock.now
 
-    await billing.transaction_updated(view("12000", 15, "48000"))  # past the cap, on A
+        await billing.transaction_updated(view("12000", 15, "48000"))  # past the cap, on A
 
     assert on_a.stops == ["7"]  # A tells the charge point to stop, the agent's stop or not

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -39,14 +40,17 @@ class PricePerKwh:
     async def charge_point_connected(self, charge_point_id: str) -> None:
         pass
 
-    async def transaction_updated(self, transaction: TransactionView) -> Billing:
-        self.seen.append(transaction)
-        cost = transaction.energy_wh / 1000 * Decimal("0.5")
-        if self.commands is not None and not transaction.ended:
-            self.commands.post_cost_updated(
-                transaction.charge_point_id, transaction.transaction_ref, cost
-            )
-        return Billing(total_cost=cost, max_cost=self.max_cost)
+    def bill(self, sessions: Any, transaction: TransactionView) -> Callable[[], Billing]:
+        def act() -> Billing:  # after the reading's unit committed
+            self.seen.append(transaction)
+            cost = transaction.energy_wh / 1000 * Decimal("0.5")
+            if self.commands is not None and not transaction.ended:
+                self.commands.post_cost_updated(
+                    transaction.charge_point_id, transaction.transaction_ref, cost
+                )
+            return Billing(total_cost=cost, max_cost=self.max_cost)
+
+        return act
 
 
 async def test_a_2_1_charge_point_stops_itself_at_the_cost_limit(

@@ -8,7 +8,7 @@ point that re-sends its start or end later hears the same status, never
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,8 +28,8 @@ class RefusesBad:
     async def charge_point_connected(self, charge_point_id: str) -> None:
         pass
 
-    async def transaction_updated(self, transaction: TransactionView) -> Billing:
-        return Billing()
+    def bill(self, sessions: object, transaction: TransactionView) -> Callable[[], Billing]:
+        return Billing
 
 
 @asynccontextmanager

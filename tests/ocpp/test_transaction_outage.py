@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -130,7 +131,8 @@ async def test_a_2_0_1_ended_during_an_outage_is_unanswered_and_stored_when_rese
 
 
 class BillingDownOnce:
-    """Billing whose database is unreachable the first time it hears of an end."""
+    """Billing whose database is unreachable the first time it hears of an end (inside the
+    end's writer unit, as the station's billing reads the session there)."""
 
     def __init__(self) -> None:
         self.ends: list[TransactionView] = []
@@ -142,18 +144,24 @@ class BillingDownOnce:
     async def charge_point_connected(self, charge_point_id: str) -> None:
         pass
 
-    async def transaction_updated(self, transaction: TransactionView) -> Billing:
+    def bill(self, sessions: Any, transaction: TransactionView) -> Callable[[], Billing]:
         if transaction.ended and not self.failed:
             self.failed = True
             raise ConnectionRefusedError(111, "Connect call failed")
-        if transaction.ended:
-            self.ends.append(transaction)
-        return Billing()
+
+        def act() -> Billing:
+            if transaction.ended:
+                self.ends.append(transaction)
+            return Billing()
+
+        return act
 
 
 async def test_an_end_billing_could_not_record_is_unanswered_and_billed_when_resent(
     database_url: str,
 ) -> None:
+    """The end and its billing are one writer unit: billing failing stores neither, and the
+    end sent again is stored and billed once."""
     await registered(database_url)
     billing = BillingDownOnce()
     async with running_station(settings_for(database_url)) as station:
@@ -164,11 +172,15 @@ async def test_an_end_billing_could_not_record_is_unanswered_and_billed_when_res
             started = await call(ws, "s1", "StartTransaction", start)
             stop = {**END_16, "transactionId": started[2]["transactionId"]}
             code = await unanswered_then_closed(ws, "t1", "StopTransaction", stop)
+        between = await transaction_row(station)
         async with connect_as(station, "ocpp1.6") as ws:
             stopped = await call(ws, "t1", "StopTransaction", stop)
+        after = await transaction_row(station)
 
     assert code == 1013
+    assert not between.ended and between.meter_stop_wh is None  # the end was not stored
     assert stopped[0] == 3
+    assert after.ended and after.energy_wh == 500
     assert [(t.ended, t.energy_wh) for t in billing.ends] == [(True, 500)]
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -13,13 +16,15 @@ from station.domain.cap import ChargingLimit
 from station.domain.tariff import Tariff
 from station.payments.fake_gateway import FakeGateway
 from station.services.billing import BillingListener
-from station.services.ports import TransactionView
+from station.services.ports import Billing, TransactionView
 from station.services.session_events import SessionEvents
 from station.services.settlement import SettlementService
 from station.settings import Settings
 from station.store.charging import AnomalyRow, ChargePointRow, TransactionRow
 from station.store.db import Database
 from station.store.payments import SessionRow
+from station.store.readings import UnitSessions
+from station.store.writer import GroupCommitWriter
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 TOKEN = "TOKEN0123456789ABCDE"
@@ -49,8 +54,38 @@ class FakeCommands:
         self.limits.append(limit)
 
 
+class InUnit:
+    """A BillingListener as the charging service runs it: each transaction's change billed
+    inside a writer unit of its own (committed), then billing's act."""
+
+    def __init__(self, billing: BillingListener, writer: GroupCommitWriter) -> None:
+        self.billing = billing
+        self.writer = writer
+
+    async def id_token_accepted(self, charge_point_id: str, id_token: str) -> bool | None:
+        return await self.billing.id_token_accepted(charge_point_id, id_token)
+
+    async def transaction_updated(self, transaction: TransactionView) -> Billing:
+        act = await self.writer.submit(
+            lambda conn, staged: self.billing.bill(UnitSessions(conn, staged), transaction)
+        )
+        return act()
+
+
+@asynccontextmanager
+async def running_writer(db: Database) -> AsyncIterator[GroupCommitWriter]:
+    writer = GroupCommitWriter(db)
+    task = asyncio.create_task(writer.run())
+    await asyncio.sleep(0)
+    try:
+        yield writer
+    finally:
+        writer.stop()
+        await task
+
+
 @pytest.fixture
-async def listener(db: Database) -> tuple[BillingListener, FakeCommands, SettlementService]:
+async def listener(db: Database) -> AsyncIterator[tuple[InUnit, FakeCommands, SettlementService]]:
     async with db.session() as session:
         session.add(
             SessionRow(
@@ -79,7 +114,8 @@ async def listener(db: Database) -> tuple[BillingListener, FakeCommands, Settlem
     settings = Settings(database_url=db.url)
     settlement = SettlementService(db, settings, FakeGateway(), SessionEvents(), lambda: T0)
     billing = BillingListener(db, SessionEvents(), settlement, commands, lambda: T0)  # type: ignore[arg-type]
-    return billing, commands, settlement
+    async with running_writer(db) as writer:
+        yield InUnit(billing, writer), commands, settlement
 
 
 def view(
@@ -102,7 +138,7 @@ def view(
 
 
 async def test_only_the_sessions_token_at_its_charge_point_is_accepted(
-    listener: tuple[BillingListener, FakeCommands, SettlementService],
+    listener: tuple[InUnit, FakeCommands, SettlementService],
 ) -> None:
     billing, _, _ = listener
 
@@ -113,7 +149,7 @@ async def test_only_the_sessions_token_at_its_charge_point_is_accepted(
 
 @pytest.mark.parametrize("version", ["ocpp1.6", "ocpp2.0.1"])
 async def test_the_running_cost_is_pushed_and_the_limit_lands_the_last_sample_on_the_cap(
-    listener: tuple[BillingListener, FakeCommands, SettlementService], version: str
+    listener: tuple[InUnit, FakeCommands, SettlementService], version: str
 ) -> None:
     billing, commands, _ = listener
     commands.version = version
@@ -143,7 +179,7 @@ async def test_the_running_cost_is_pushed_and_the_limit_lands_the_last_sample_on
 
 
 async def test_on_ocpp21_the_charge_stops_when_the_next_sample_would_pass_the_cap(
-    listener: tuple[BillingListener, FakeCommands, SettlementService],
+    listener: tuple[InUnit, FakeCommands, SettlementService],
 ) -> None:
     billing, commands, _ = listener
     commands.version = "ocpp2.1"
@@ -155,7 +191,7 @@ async def test_on_ocpp21_the_charge_stops_when_the_next_sample_would_pass_the_ca
 
 
 async def test_energy_past_the_cap_is_an_unbilled_energy_anomaly_with_its_amount(
-    listener: tuple[BillingListener, FakeCommands, SettlementService], db: Database
+    listener: tuple[InUnit, FakeCommands, SettlementService], db: Database
 ) -> None:
     billing, _, _ = listener
     async with db.session() as session:
@@ -178,7 +214,7 @@ async def test_energy_past_the_cap_is_an_unbilled_energy_anomaly_with_its_amount
 
 
 async def test_on_ocpp21_the_cap_goes_to_the_charge_point(
-    listener: tuple[BillingListener, FakeCommands, SettlementService],
+    listener: tuple[InUnit, FakeCommands, SettlementService],
 ) -> None:
     billing, commands, _ = listener
     commands.version = "ocpp2.1"
@@ -189,7 +225,7 @@ async def test_on_ocpp21_the_cap_goes_to_the_charge_point(
 
 
 async def test_a_token_of_a_finished_session_is_refused(
-    listener: tuple[BillingListener, FakeCommands, SettlementService],
+    listener: tuple[InUnit, FakeCommands, SettlementService],
 ) -> None:
     billing, _, settlement = listener
     await billing.transaction_updated(view("2000", 5, ended=True))
