@@ -15,11 +15,13 @@ Plain synchronous Core, no side effect outside the unit: a unit may run again
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, select
-from sqlalchemy.engine import Connection
+from sqlalchemy import Table, bindparam, select
+from sqlalchemy.engine import Connection, Dialect
 
 from station.domain.money import Money
 from station.domain.session import (
@@ -59,10 +61,20 @@ class UnitSessions:
 
     def by_id_token(self, id_token: str) -> Session | None:
         """The session of ``id_token``, locked until the batch commits (PostgreSQL)."""
-        row = self._conn.execute(
-            select(_SESSIONS).where(_SESSIONS.c.id_token == id_token).with_for_update()
-        ).first()
-        return None if row is None else session_of(row)
+        if self._conn.dialect.name != "sqlite":
+            row = self._conn.execute(_BY_TOKEN, {"id_token": id_token}).first()
+            return None if row is None else session_of(row)
+        # SQLite (the batch runs on the event loop): the driver's own cursor, as the
+        # batch's staged rows are written (Staged.flush); SQLAlchemy's execution context
+        # is most of a one-row select's time otherwise.
+        query = _sqlite_by_token(self._conn.dialect)
+        cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(query.sql, (id_token,))
+            values = cursor.fetchone()
+        finally:
+            cursor.close()
+        return None if values is None else session_of(query.row(values))
 
     def save_reading(self, session: Session) -> None:
         """Stage what a reading changed on ``session`` (its metering, cost, status, stop)."""
@@ -93,6 +105,56 @@ class UnitSessions:
                 "recorded_at": utcnow(),
             },
         )
+
+
+class _Row:
+    """A fetched row's values by column name (what `session_of` reads)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    """A one-row select of ``sessions`` compiled once for SQLite, with the columns'
+    result conversions (UTC datetimes, decimals, JSON) as SQLAlchemy would apply them."""
+
+    sql: str
+    columns: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+    def row(self, values: Any) -> _Row:
+        return _Row(
+            {
+                name: value if process is None or value is None else process(value)
+                for name, process, value in zip(self.columns, self.processors, values, strict=True)
+            }
+        )
+
+
+_BY_TOKEN = (
+    select(*_SESSIONS.c).where(_SESSIONS.c.id_token == bindparam("id_token")).with_for_update()
+)
+_sqlite_query: list[_Query] = []
+
+
+def _sqlite_by_token(dialect: Dialect) -> _Query:
+    if not _sqlite_query:
+        compiled = _BY_TOKEN.compile(dialect=dialect)
+        columns = tuple(c.key for c in _SESSIONS.c)
+        processors = tuple(
+            c.type.dialect_impl(dialect).result_processor(dialect, None) for c in _SESSIONS.c
+        )
+        _sqlite_query.append(_Query(compiled.string, columns, processors))
+    return _sqlite_query[0]
 
 
 def session_of(row: Any) -> Session:
