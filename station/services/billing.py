@@ -8,7 +8,7 @@ at the end queue the settlement and record energy past the cap), and the new
 session and its anomalies are staged in the same unit — so a reading and its
 billing commit together, in the batch's one transaction, or not at all.
 Once committed, the act `bill` returned carries out the decision's actions:
-the running cost to the charge point (2.x CostUpdated; the cap as
+the running cost to the charge point when it changed (2.x CostUpdated; the cap as
 ``transactionLimit.maxCost`` on 2.1), a ``meter`` event to the agent, the stop
 or the charging limit, the settlement request. When a charge point
 reconnects, every stop its sessions are owed is sent again.
@@ -104,6 +104,10 @@ class BillingListener:
             else Metered(report, at=now, can_limit=version in _LIMITED)
         )
         new, actions = decide(session, event)
+        if session.metering.transaction_ref is not None and new.cost == session.cost:
+            # The charge point heard this running cost already: a CostUpdated that says
+            # nothing new is a frame each way (and two frame-log rows) for nothing.
+            actions = [action for action in actions if not isinstance(action, PushCost)]
         if new is not session:
             sessions.save_reading(new)
         for action in actions:

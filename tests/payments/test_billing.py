@@ -178,6 +178,22 @@ async def test_the_running_cost_is_pushed_and_the_limit_lands_the_last_sample_on
     assert third.max_cost is None  # the station enforces the cap itself
 
 
+async def test_a_running_cost_the_charge_point_heard_already_is_not_pushed_again(
+    listener: tuple[InUnit, FakeCommands, SettlementService],
+) -> None:
+    billing, commands, _ = listener
+    commands.version = "ocpp2.0.1"
+
+    replies = [
+        await billing.transaction_updated(view(wh, minute))
+        for wh, minute in (("0", 0), ("1000", 1), ("1004", 2), ("1009", 3), ("1010", 4))
+    ]
+
+    costs = ["0.50", "1.00", "1.00", "1.00", "1.01"]
+    assert [r.total_cost for r in replies] == [Decimal(c) for c in costs]
+    assert commands.costs == [Decimal("0.50"), Decimal("1.00"), Decimal("1.01")]
+
+
 async def test_on_ocpp21_the_charge_stops_when_the_next_sample_would_pass_the_cap(
     listener: tuple[InUnit, FakeCommands, SettlementService],
 ) -> None:
