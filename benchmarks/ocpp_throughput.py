@@ -162,7 +162,11 @@ async def station_process(
 
 
 async def paid_throughput(
-    running: RunningStation, credentials: dict[str, str], warmup_s: float, duration_s: float
+    running: RunningStation,
+    credentials: dict[str, str],
+    warmup_s: float,
+    duration_s: float,
+    wh_per_reading: int = 1,
 ) -> tuple[load.PaidTally, float]:
     """Every charge point's transaction a paid session, its agent paying through localstripe.
 
@@ -234,7 +238,7 @@ async def paid_throughput(
     async def charge(cp_id: str, password: str) -> None:
         try:
             await load.paid_charge_point(
-                running.ocpp_url, cp_id, password, window, tally, booted[cp_id]
+                running.ocpp_url, cp_id, password, window, tally, booted[cp_id], wh_per_reading
             )
         finally:
             ended[cp_id].set()
@@ -300,7 +304,11 @@ async def run(args: argparse.Namespace) -> int:
                     sampled(running.pid, args.profile),
                 ):
                     paid, seconds = await paid_throughput(
-                        running, dict.fromkeys(load_ids, password), args.warmup, args.duration
+                        running,
+                        dict.fromkeys(load_ids, password),
+                        args.warmup,
+                        args.duration,
+                        args.wh_per_reading,
                     )
                 paid_checks.append(paid)
                 results[name] = _figures(name, paid, seconds)
@@ -378,6 +386,13 @@ def main() -> None:
     parser.add_argument("--baselines-only", action="store_true")
     parser.add_argument(
         "--paid", action="store_true", help="also every transaction a paid session (localstripe)"
+    )
+    parser.add_argument(
+        "--wh-per-reading",
+        type=int,
+        default=1,
+        help="energy per paid reading (CostUpdated goes out when the rounded cost changes:"
+        " 40 Wh changes it at every reading at the default prices)",
     )
     parser.add_argument("--profile", metavar="FILE", help="py-spy the paid station (raw stacks)")
     sys.exit(asyncio.run(run(parser.parse_args())))
