@@ -21,8 +21,8 @@ hear:
   charge is stopped (a charge point its schedule holds at 0 W is done);
 - **continue** otherwise.
 
-Pure and exact: `Decimal` throughout, the cost from `session_cost` (its one
-rounding), a limit rounded down to the watt. A terminal session gets no
+Pure and exact: `Decimal` throughout, the cost from `session_total` (the total of
+`session_cost`, its one rounding), a limit rounded down to the watt. A terminal session gets no
 decision (`IllegalTransition`): nothing may move it.
 """
 
@@ -33,7 +33,7 @@ from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
 
-from station.domain.cost import Usage, session_cost
+from station.domain.cost import Usage, session_cost, session_total
 from station.domain.money import Money, minor_unit_exponent
 from station.domain.session import SessionStatus
 from station.domain.tariff import Tariff
@@ -97,13 +97,13 @@ def decide_cap(
         raise IllegalTransition(f"no cap decision for a {status} session")
     if interval_s <= 0:
         raise ValueError("the meter interval must be positive")
-    cost = session_cost(tariff, usage).total
+    cost = session_total(tariff, usage)
     if cost >= cap:
         return CapDecision(CapAction.STOP, cost)
     power = power_w if power_w is not None and power_w > 0 else Decimal(0)
 
     def passes(at_w: Decimal, seconds: Decimal) -> bool:
-        return session_cost(tariff, next_sample(usage, at_w, seconds)).total > cap
+        return session_total(tariff, next_sample(usage, at_w, seconds)) > cap
 
     landing = _landing_limit(tariff, cap, usage, interval_s) if can_limit else None
     if passes(power, interval_s):
@@ -125,7 +125,7 @@ def _landing_limit(tariff: Tariff, cap: Money, usage: Usage, interval_s: Decimal
     price = tariff.energy_price_per_kwh
     if price <= 0:
         return None  # energy is free: a limit changes nothing the cap sees
-    idle = session_cost(tariff, next_sample(usage, Decimal(0), interval_s)).total
+    idle = session_total(tariff, next_sample(usage, Decimal(0), interval_s))
     left = cap.amount - idle.amount
     if left <= 0:
         return None
@@ -135,7 +135,7 @@ def _landing_limit(tariff: Tariff, cap: Money, usage: Usage, interval_s: Decimal
     quantum = Decimal(1).scaleb(-minor_unit_exponent(cap.currency))
     step = max((quantum / price * 1000 * _HOUR / interval_s).quantize(_W), _W)
     while limit > 0:
-        landed = session_cost(tariff, next_sample(usage, limit, interval_s)).total
+        landed = session_total(tariff, next_sample(usage, limit, interval_s))
         if landed <= cap:
             return limit
         limit -= step
@@ -146,11 +146,11 @@ def _lasting(
     tariff: Tariff, cap: Money, usage: Usage, power_w: Decimal, interval_s: Decimal
 ) -> Decimal:
     """How long (whole seconds, at least one interval) the money left lasts at `power_w`."""
-    cost = session_cost(tariff, usage).total
+    cost = session_total(tariff, usage)
     per_hour = power_w / 1000 * tariff.energy_price_per_kwh + tariff.time_price_per_hour
     seconds = ((cap.amount - cost.amount) / per_hour * _HOUR).quantize(_W, ROUND_DOWN)
     while seconds > interval_s:
-        if session_cost(tariff, next_sample(usage, power_w, seconds)).total <= cap:
+        if session_total(tariff, next_sample(usage, power_w, seconds)) <= cap:
             return seconds
         seconds -= max((seconds - interval_s) / 8, _W).quantize(_W, ROUND_DOWN)
     return interval_s

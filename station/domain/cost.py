@@ -74,11 +74,38 @@ class SessionCost:
         return self.total < self.uncapped
 
 
+def session_total(tariff: Tariff, usage: Usage) -> Money:
+    """`session_cost(tariff, usage).total` without the itemised lines (rounded once): what
+    the cap decision prices, several times a reading."""
+    _, subtotal = _priced(tariff, usage)
+    return Money(subtotal, tariff.currency).rounded()
+
+
 def session_cost(tariff: Tariff, usage: Usage, cap: Money | None = None) -> SessionCost:
     """Price `usage` under `tariff`, never above `cap`; the lines sum to the total."""
     currency = tariff.currency
     if cap is not None and cap.currency != currency:
         raise MoneyError(f"cap in {cap.currency}, tariff in {currency}")
+    raw, subtotal = _priced(tariff, usage)
+    uncapped = Money(subtotal, currency).rounded()  # the one rounding
+    amounts = _allocate([amount for *_, amount in raw], uncapped.amount, currency)
+    lines = [
+        CostLine(kind, _quantity(kind, quantity), unit_price, Money(amount, currency))
+        for (kind, quantity, unit_price, _), amount in zip(raw, amounts, strict=True)
+    ]
+    total = uncapped
+    if cap is not None and uncapped > cap:
+        cut = cap.rounded() - uncapped
+        lines.append(CostLine(CostKind.CAP, Decimal(1), cut.amount, cut))
+        total = cap.rounded()
+    return SessionCost(tuple(lines), total, uncapped)
+
+
+def _priced(
+    tariff: Tariff, usage: Usage
+) -> tuple[list[tuple[CostKind, Decimal, Decimal, Decimal]], Decimal]:
+    """The unrounded lines (kind, quantity, unit price, amount) and their subtotal, after
+    the tariff's minimum and maximum."""
     kwh = usage.energy_wh / _KWH
     hours = usage.charging_seconds / 3600
     grace_s = Decimal(tariff.idle_grace_minutes * 60)
@@ -103,19 +130,7 @@ def session_cost(tariff: Tariff, usage: Usage, cap: Money | None = None) -> Sess
         over = tariff.max_cost - subtotal
         raw.append((CostKind.MAXIMUM, Decimal(1), over, over))
         subtotal = tariff.max_cost
-
-    uncapped = Money(subtotal, currency).rounded()  # the one rounding
-    amounts = _allocate([amount for *_, amount in raw], uncapped.amount, currency)
-    lines = [
-        CostLine(kind, _quantity(kind, quantity), unit_price, Money(amount, currency))
-        for (kind, quantity, unit_price, _), amount in zip(raw, amounts, strict=True)
-    ]
-    total = uncapped
-    if cap is not None and uncapped > cap:
-        cut = cap.rounded() - uncapped
-        lines.append(CostLine(CostKind.CAP, Decimal(1), cut.amount, cut))
-        total = cap.rounded()
-    return SessionCost(tuple(lines), total, uncapped)
+    return raw, subtotal
 
 
 def _quantity(kind: CostKind, quantity: Decimal) -> Decimal:

@@ -23,6 +23,8 @@ _CURRENCY = re.compile(r"^[a-z]{3}$")
 MAX_INTEGER_DIGITS = 14
 _DECIMAL = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
 ROUNDING = ROUND_HALF_UP
+# Currencies `check_currency` accepted already (three lower-case letters: at most 17,576).
+_CURRENCIES_SEEN: set[str] = set()
 
 
 class MoneyError(ValueError):
@@ -67,7 +69,8 @@ class Money:
     currency: str
 
     def __post_init__(self) -> None:
-        check_currency(self.currency)
+        if self.currency not in _CURRENCIES_SEEN:  # a Money is made many times a reading
+            _CURRENCIES_SEEN.add(check_currency(self.currency))
         if not isinstance(self.amount, Decimal) or not self.amount.is_finite():
             raise MoneyError(f"amount must be a finite Decimal, got {self.amount!r}")
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 
-import station.domain.cap
+import station.domain.cost
 from station.domain.cost import Usage
 from station.domain.events import (
     ENERGY_REGISTER,
@@ -130,13 +130,13 @@ async def test_a_billed_reading_is_one_database_transaction_and_one_cost_computa
     charging: Charging, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     priced: list[Usage] = []
-    real_cost = station.domain.cap.session_cost
+    real_priced = station.domain.cost._priced
 
-    def session_cost(tariff: Any, usage: Usage, *args: Any) -> Any:
+    def counted_priced(tariff: Any, usage: Usage) -> Any:
         priced.append(usage)
-        return real_cost(tariff, usage, *args)
+        return real_priced(tariff, usage)
 
-    monkeypatch.setattr(station.domain.cap, "session_cost", session_cost)
+    monkeypatch.setattr(station.domain.cost, "_priced", counted_priced)
     with counted() as counts:
         reply = await charging.service.meter_values(meter_values(3000, 5, 1))
 
