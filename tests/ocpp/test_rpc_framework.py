@@ -173,7 +173,7 @@ async def test_station_calls_go_one_at_a_time_and_a_timeout_lets_the_next_one_go
         running_station(settings_for(database_url, ocpp_call_timeout_s=0.5)) as station,
         await raw(f"ws://127.0.0.1:{station.ocpp_port}/ocpp", "CP-1", "ocpp2.0.1") as ws,
     ):
-        commands = station.central_system
+        commands = station.connections
         first = asyncio.create_task(commands.trigger_message("CP-1", "Heartbeat"))
         second = asyncio.create_task(commands.trigger_message("CP-1", "StatusNotification", 1))
         call = json.loads(await ws.recv())

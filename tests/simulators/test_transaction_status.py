@@ -21,7 +21,7 @@ async def test_get_transaction_status_says_ongoing_queued_and_ended(
 ) -> None:
     from tests.ocpp.conftest import PASSWORD
 
-    commands = station.central_system
+    commands = station.connections
     cp = SimulatedChargePoint(
         ocpp_url, "CP-1", PASSWORD, version, time_scale=60, meter_interval_s=60,
         reconnect_max_s=0.1,
