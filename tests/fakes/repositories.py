@@ -241,6 +241,7 @@ class FakeNonces:
 
 class FakeNegotiations:
     def __init__(self, tables: Tables) -> None:
+        self._tables = tables
         self._rows: dict[str, Negotiation] = tables.setdefault("negotiations", {})
 
     async def get(self, negotiation_id: str, *, lock: bool = False) -> Negotiation | None:
@@ -257,10 +258,15 @@ class FakeNegotiations:
         self._rows[negotiation.negotiation_id] = negotiation
 
     async def live(self, agent_id: str, *, statuses: tuple[str, ...], now: datetime) -> LiveCount:
+        sessions: dict[str, Session] = self._tables.setdefault("sessions", {})
+        accepted = {s.negotiation_id for s in sessions.values()}
         live = [
             n.expires_at
             for n in self._rows.values()
-            if n.agent_id == agent_id and n.status in statuses and n.expires_at > now
+            if n.agent_id == agent_id
+            and n.status in statuses
+            and n.expires_at > now
+            and n.negotiation_id not in accepted
         ]
         return LiveCount(len(live), min(live) if live else None)
 

@@ -451,6 +451,19 @@ async def test_live_negotiations_count_by_status_and_expiry(units: UnitOfWorkFac
     assert none == LiveCount(0, None)
 
 
+async def test_an_accepted_negotiation_is_no_longer_live(units: UnitOfWorkFactory) -> None:
+    # It stays agreed until it expires; the agent's ceiling counts only those not taken.
+    async with units() as uow:
+        await uow.negotiations.add(negotiation("neg_1", status="agreed"))
+        await uow.negotiations.add(negotiation("neg_2", status="agreed"))
+        await uow.sessions.add(a_stored_session(1, negotiation_id="neg_1", agent_id="agt_1"))
+
+    async with units.reader() as uow:
+        live = await uow.negotiations.live("agt_1", statuses=("open", "agreed"), now=T0)
+
+    assert live.count == 1
+
+
 async def test_audit_entries_chain_and_commit_with_their_unit(units: UnitOfWorkFactory) -> None:
     async with units() as uow:
         await uow.audit.record(actor="op", action="agent.registered", subject="agt_1")

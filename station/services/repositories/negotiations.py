@@ -60,7 +60,8 @@ class NegotiationRepository(Protocol):
         ...
 
     async def live(self, agent_id: str, *, statuses: tuple[str, ...], now: datetime) -> LiveCount:
-        """The agent's negotiations in `statuses` that expire after `now`."""
+        """The agent's negotiations in `statuses` that expire after `now` and were not
+        accepted yet (an accepted one stays agreed until it expires, but holds no place)."""
         ...
 
 

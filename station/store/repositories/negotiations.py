@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from station.errors import NotFound
 from station.services.repositories.negotiations import LiveCount, Negotiation, Offer
 from station.store.constraints import translated
-from station.store.payments import NegotiationRow, OfferRow
+from station.store.payments import NegotiationRow, OfferRow, SessionRow
 
 _FIELDS = (
     "agent_id", "charge_point_id", "evse_id", "currency", "energy_kwh", "max_power_kw",
@@ -70,6 +70,7 @@ class SqlNegotiations:
                     NegotiationRow.agent_id == agent_id,
                     NegotiationRow.status.in_(statuses),
                     NegotiationRow.expires_at > now,
+                    ~exists().where(SessionRow.negotiation_id == NegotiationRow.negotiation_id),
                 )
             )
         ).one()
