@@ -91,6 +91,9 @@ async def run(sessions: int) -> None:
             stripe_api_key=SANDBOX_API_KEY,
             stripe_api_base=stripe_url,
             log_level="WARNING",
+            # One agent runs every session back to back: its agreed negotiations count as
+            # live until they expire, and the per-agent ceiling (20) is not what is measured.
+            max_open_negotiations_per_agent=max(20, sessions + 1),
         )
         async with running_station(settings) as station:
             base_url = f"http://127.0.0.1:{station.http_port}"
