@@ -61,6 +61,7 @@ from station.domain.metering import Anomaly, MeterState
 from station.errors import TransactionNotStored
 from station.logs import get_logger
 from station.ocpp.ports import TransactionReply
+from station.services.batching import Batcher
 from station.services.ports import Billing, TransactionListener, TransactionView
 from station.store.base import utcnow
 from station.store.charging import (
@@ -178,6 +179,10 @@ class ChargingService:
         self._open: dict[tuple[str, str], _Open] = {}
         # (charge point, transaction ref) -> when its end could not be stored (monotonic).
         self.ends_missing: dict[tuple[str, str], float] = {}
+        # Connects and disconnects: one writer unit for all those asked meanwhile.
+        self._presence: Batcher[str, dict[str, Any], None] = Batcher(
+            self._write_presence, merge=_later_columns, name="charging-presence"
+        )
 
     # --- charge points -----------------------------------------------------------------
 
@@ -197,16 +202,29 @@ class ChargingService:
             "node_id": self.node_id,
             "last_seen": utcnow(),
         }
-        await self._update_charge_point(charge_point_id, values)
+        await self._presence.request(charge_point_id, values)
         if self.listener is not None:
             await self.listener.charge_point_connected(charge_point_id)
 
     async def charge_point_disconnected(self, charge_point_id: str) -> None:
         for key in [k for k in self._open if k[0] == charge_point_id]:
             del self._open[key]  # reloaded from the database on its next message
-        await self._update_charge_point(
-            charge_point_id, {"connected": False, "last_seen": utcnow()}
-        )
+        await self._presence.request(charge_point_id, {"connected": False, "last_seen": utcnow()})
+
+    async def _write_presence(self, changes: dict[str, dict[str, Any]]) -> dict[str, None]:
+        """Connects and disconnects as one writer unit (one ``executemany`` per column set).
+
+        Each charge point is in ``changes`` once (its updates merged in order), so the
+        order in which the column sets are written does not matter. Every value is the
+        station's own (no charge point's text): one bad row cannot fail the others.
+        """
+
+        def work(_conn: Connection, staged: Staged) -> None:
+            for charge_point_id, values in changes.items():
+                staged.update(_CHARGE_POINTS, "charge_point_id", charge_point_id, values)
+
+        await self.writer.submit(work)
+        return {}
 
     async def charge_point_moved(self, charge_point_id: str) -> None:
         """Another node holds it now (station.cluster): forget its cached transactions;
@@ -235,12 +253,11 @@ class ChargingService:
         await self._update_charge_point(event.charge_point_id, values)
 
     async def _update_charge_point(self, charge_point_id: str, values: dict[str, Any]) -> None:
-        def work(conn: Connection, _staged: Staged) -> None:
-            conn.execute(
-                update(ChargePointRow)
-                .where(ChargePointRow.charge_point_id == charge_point_id)
-                .values(**values)
-            )
+        """Its own unit (the values are the charge point's text: a refused one fails alone),
+        staged: the batch's boots go in one ``executemany``."""
+
+        def work(_conn: Connection, staged: Staged) -> None:
+            staged.update(_CHARGE_POINTS, "charge_point_id", charge_point_id, values)
 
         await self.writer.submit(work)
 
@@ -654,6 +671,11 @@ class ChargingService:
             total_cost=billing.total_cost,
             max_cost=billing.max_cost,
         )
+
+
+def _later_columns(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """Two updates of one row as one: the later one's columns over the earlier one's."""
+    return {**earlier, **later}
 
 
 def _same_start(event: TransactionStarted) -> Any:
