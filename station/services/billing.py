@@ -44,6 +44,7 @@ from station.domain.session_actions import (
 )
 from station.domain.session_events import Metered, TransactionEnded, TransactionReport
 from station.logs import get_logger
+from station.services.batching import Batcher
 from station.services.ports import (
     Billing,
     ChargePointCommands,
@@ -76,6 +77,10 @@ class BillingListener:
         self._settlement = settlement
         self._commands = commands
         self._now = clock
+        # Stops owed to the charge points connecting meanwhile: one query for them all.
+        self._owed: Batcher[str, None, list[tuple[str, str]]] = Batcher(
+            self._stops_owed, name="billing-owed-stops"
+        )
 
     async def id_token_accepted(self, charge_point_id: str, id_token: str) -> bool | None:
         async with self._db.reader() as session:
@@ -159,23 +164,34 @@ class BillingListener:
         return Billing(total_cost=cost, max_cost=cap if on_21 else None)
 
     async def charge_point_connected(self, charge_point_id: str) -> None:
-        """Resend every stop its sessions are owed: a stop sent while it was away was lost."""
+        """Resend every stop its sessions are owed: a stop sent while it was away was lost.
+
+        The stops owed to the charge points connecting meanwhile are read in one
+        query (a reconnect storm: one per batch, not one per charge point).
+        """
         commands = self._commands
-        async with self._db.reader() as session:
-            owed = (
-                await session.execute(
-                    select(SessionRow.session_id, SessionRow.transaction_ref).where(
-                        SessionRow.charge_point_id == charge_point_id,
-                        SessionRow.status == SessionStatus.STOPPING.value,
-                        SessionRow.transaction_ref.is_not(None),
-                        SessionRow.stopped_at.is_(None),
-                    )
-                )
-            ).all()
-        for session_id, ref in owed:
-            assert ref is not None  # selected with transaction_ref IS NOT NULL
+        for session_id, ref in await self._owed.request(charge_point_id, None) or ():
             _log.info("session.stop_resent", session_id=session_id, on="reconnect")
             commands.post_stop_transaction(charge_point_id, ref)
+
+    async def _stops_owed(self, ids: dict[str, None]) -> dict[str, list[tuple[str, str]]]:
+        """The (session id, transaction ref) of each stop owed to these charge points."""
+        owed: dict[str, list[tuple[str, str]]] = {}
+        async with self._db.reader() as session:
+            rows = await session.execute(
+                select(
+                    SessionRow.charge_point_id, SessionRow.session_id, SessionRow.transaction_ref
+                ).where(
+                    SessionRow.charge_point_id.in_(list(ids)),
+                    SessionRow.status == SessionStatus.STOPPING.value,
+                    SessionRow.transaction_ref.is_not(None),
+                    SessionRow.stopped_at.is_(None),
+                )
+            )
+            for charge_point_id, session_id, ref in rows:
+                assert ref is not None  # selected with transaction_ref IS NOT NULL
+                owed.setdefault(charge_point_id, []).append((session_id, ref))
+        return owed
 
 
 def _nothing() -> Billing:
