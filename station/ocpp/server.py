@@ -65,7 +65,7 @@ _log = get_logger(__name__)
 PREFIX = "/ocpp/"
 SUBPROTOCOLS = [Subprotocol(v.value) for v in (OcppVersion.V21, OcppVersion.V201, OcppVersion.V16)]
 # Connections recorded (charge_point_connected) at once.
-_ADMISSIONS = 3
+_ADMISSIONS = 256
 _ADAPTERS: dict[str, type[OcppConnection]] = {
     OcppVersion.V16: V16Connection,
     OcppVersion.V201: V201Connection,
