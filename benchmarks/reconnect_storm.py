@@ -13,8 +13,9 @@ station's secret key): a fleet that has connected once since the upgrade.
 ``--lazy-verifiers`` leaves them out: the first connection checks scrypt and
 the station writes them then, as after an upgrade. Starts ``chargepay serve``
 as a process with its open-file limit raised, and connects the fleet from
-``--processes`` load-generator processes (raw OCPP 2.0.1 frames on
-websockets: BootNotification, then idle) spread over ``--source-addresses``
+``--processes`` load-generator processes (the density benchmark's raw
+client on asyncio protocols, so that it costs little beside the station:
+BootNotification in OCPP 2.0.1, then idle) spread over ``--source-addresses``
 loopback addresses 127.0.0.1, 127.0.0.2, … so the ephemeral port range is
 not the limit. Then it stops the station (SIGTERM),
 starts it again on the same database, and every charge point reconnects with
@@ -30,14 +31,16 @@ with scrypt — and how the restarted station admitted them (its
 ``chargepay_ocpp_logins_total`` by check: keyed, scrypt, …).
 ``--blip`` drops every connection instead (the network, not the station) and
 measures the reconnect into the running station, whose per-process cache of
-verified credentials spares the scrypt checks.
+verified credentials spares the scrypt checks. It also prints the CPU the
+station and the load generators spent until every charge point was back, and
+the load average: on a shared machine the station's share of the cores is
+what the figure depends on.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import os
 import random
@@ -56,10 +59,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from benchmarks.load import BOOT, _call
+from benchmarks.density import ChargePoint, Fleet
 from simulators.ports import free_port
 
 GOAL_CHARGE_POINTS, GOAL_S = 10_000, 30.0
@@ -72,6 +73,15 @@ def raise_open_files() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # --- the load generator (a child process) ---------------------------------------------
 
 
@@ -80,43 +90,74 @@ class FleetState:
     boots: list[int]
     refused: dict[int, int] = field(default_factory=dict)
     timeouts: int = 0
-    blip: asyncio.Event = field(default_factory=asyncio.Event)
+    open: set[StormPoint] = field(default_factory=set)
+
+
+class Refused(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class StormPoint(ChargePoint):
+    """One connection attempt: handshake and BootNotification (OCPP 2.0.1), then idle.
+
+    The density benchmark's raw client (asyncio protocol, no task of its own),
+    so that the load generator costs little beside the station.
+    """
+
+    def __init__(self, fleet: Fleet, host: str, cp_id: str, password: str) -> None:
+        super().__init__(fleet, host, "/ocpp", cp_id, password)
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.open and data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 101"):
+            if not self.booted.done():
+                self.booted.set_exception(Refused(int(data[9:12])))
+            assert self.transport is not None
+            self.transport.close()
+            return
+        super().data_received(data)
+
+    def schedule(self, delay_s: float) -> None:
+        """Booted: no heartbeats (the station's interval is minutes)."""
 
 
 async def _charge_point(
-    url: str, n: int, cp_id: str, password: str, address: str, state: FleetState, cap_s: float
+    port: int, n: int, cp_id: str, password: str, address: str, state: FleetState, cap_s: float
 ) -> None:
-    token = base64.b64encode(f"{cp_id}:{password}".encode()).decode()
+    loop = asyncio.get_running_loop()
+    fleet = Fleet(interval_s=3600, compression=False)
     attempt = 0
     while True:
+        point: StormPoint | None = None
         try:
-            async with connect(
-                f"{url}/{cp_id}",
-                subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
-                additional_headers={"Authorization": f"Basic {token}"},
-                open_timeout=60,
-                ping_interval=None,
-                max_queue=None,
-                compression=None,
-                local_addr=(address, 0),
-            ) as ws:
-                await asyncio.wait_for(_call(ws, "boot", "BootNotification", BOOT), 60)
-                state.boots[n] += 1
-                attempt = 0
-                blip = asyncio.ensure_future(state.blip.wait())
-                closed = asyncio.ensure_future(ws.wait_closed())
-                await asyncio.wait([blip, closed], return_when=asyncio.FIRST_COMPLETED)
-                blip.cancel()
-                closed.cancel()
-                if ws.transport is not None and state.blip.is_set():
-                    ws.transport.abort()  # the link drops: no closing handshake
-        except InvalidStatus as exc:
-            code = exc.response.status_code
-            state.refused[code] = state.refused.get(code, 0) + 1
+            async with asyncio.timeout(60):
+                _, point = await loop.create_connection(
+                    lambda: StormPoint(fleet, f"127.0.0.1:{port}", cp_id, password),
+                    "127.0.0.1", port, local_addr=(address, 0),
+                )  # fmt: skip
+                await point.booted
+            state.boots[n] += 1
+            attempt = 0
+            state.open.add(point)
+            try:
+                await point.closed
+            finally:
+                state.open.discard(point)
+        except Refused as exc:
+            state.refused[exc.status] = state.refused.get(exc.status, 0) + 1
         except TimeoutError:
             state.timeouts += 1
-        except (OSError, InvalidHandshake, ConnectionClosed):
+        except OSError:
             pass
+        if point is not None and point.transport is not None:
+            point.transport.abort()
         await asyncio.sleep(min(cap_s, 0.5 * 2**attempt) + random.uniform(0, 1))
         attempt = min(attempt + 1, 16)
 
@@ -124,20 +165,20 @@ async def _charge_point(
 async def fleet(port: int, first: int, count: int, password: str, addresses: list[str]) -> None:
     """Keep charge points BENCH-first … connected; print their boot counts every 0.25 s."""
     raise_open_files()
-    url = f"ws://127.0.0.1:{port}/ocpp"
     state = FleetState(boots=[0] * count)
     loop = asyncio.get_running_loop()
 
-    def on_blip() -> None:
-        state.blip.set()
-        loop.call_later(0.5, state.blip.clear)
+    def on_blip() -> None:  # the link drops: no closing handshake
+        for point in list(state.open):
+            if point.transport is not None:
+                point.transport.abort()
 
     loop.add_signal_handler(signal.SIGUSR1, on_blip)
     cap_s = float(os.environ.get("STORM_BACKOFF_MAX_S", "16"))
     tasks = [
         asyncio.create_task(
             _charge_point(
-                url,
+                port,
                 i,
                 f"BENCH-{first + i:05d}",
                 password,
@@ -356,7 +397,10 @@ async def run(args: argparse.Namespace) -> int:
                 print(f"{n} charge points connected and booted in {connected_s:.1f} s")
                 refused_before, timeouts_before = total("refused"), total("timeouts")
                 stop_s = 0.0
+                fleet_cpu = [cpu_s(p.pid) for p in procs]
                 if args.blip:
+                    assert station.proc is not None
+                    station_cpu = cpu_s(station.proc.pid)
                     restart = time.perf_counter()
                     for proc in procs:
                         proc.send_signal(signal.SIGUSR1)
@@ -367,11 +411,16 @@ async def run(args: argparse.Namespace) -> int:
                     restart = time.perf_counter()
                     stop_s = restart - stopping
                     await station.start(args.profile)
+                    station_cpu = 0.0
                     ready_s = time.perf_counter() - restart
                 back_s = await wait_until(
                     lambda: total("twice") >= n, args.timeout - (time.perf_counter() - restart)
                 )
                 back_s = None if back_s is None else time.perf_counter() - restart
+                assert station.proc is not None
+                station_cpu = cpu_s(station.proc.pid) - station_cpu
+                fleet_cpu_s = sum(cpu_s(p.pid) - c for p, c in zip(procs, fleet_cpu, strict=True))
+                load = os.getloadavg()[0]
                 refused = total("refused") - refused_before
                 timeouts = total("timeouts") - timeouts_before
                 booted = total("twice")
@@ -394,6 +443,9 @@ async def run(args: argparse.Namespace) -> int:
     admitted = ", ".join(f"{check} {count}" for check, count in sorted(logins.items()))
     print(f"  admitted since the (re)start by  : {admitted or '-'}")
     print(f"  handshakes timed out (client)    : {timeouts}")
+    print(f"  CPU until all were back: station : {station_cpu:6.1f} s "
+          f"({station_cpu / n * 1000:.2f} ms per charge point); load generators "
+          f"{fleet_cpu_s:.1f} s; load average {load:.1f}")  # fmt: skip
     print(f"  baseline: {n} scrypt checks on {os.cpu_count()} cores : {floor:6.1f} s")
     if back_s is not None:
         print(f"  storm / scrypt baseline          : {back_s / floor:6.2f}")

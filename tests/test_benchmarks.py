@@ -68,6 +68,8 @@ def test_the_reconnect_storm_benchmark_brings_every_charge_point_back() -> None:
     assert "baseline: 6 scrypt checks" in out and "storm / scrypt baseline" in out
     # The fleet's rows carry keyed verifiers: the restarted station needs no scrypt check.
     assert "admitted since the (re)start by  : keyed 6" in out
+    # What the station and the load generators spent: the generator must not be the limit.
+    assert "CPU until all were back: station :" in out and "load generators" in out
 
 
 def test_the_density_benchmark_holds_its_fleet_and_prints_memory_latency_and_ratios() -> None:
