@@ -248,6 +248,11 @@ class CentralSystem:
         assert websocket.request is not None
         cp_id = _charge_point_id(websocket.request)
         assert cp_id is not None  # the handshake refused anything else
+        # The handshake's headers (~3 KiB) are not read again; an idle connection should
+        # not hold them for days. Cleared in place: websockets' request parser keeps the
+        # request, and takes a request of None for a handshake still to come.
+        websocket.request.headers.clear()
+        websocket.response = None
         log = _log.bind(charge_point_id=cp_id)
         version = websocket.subprotocol
         if version is None:

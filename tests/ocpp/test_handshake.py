@@ -340,3 +340,21 @@ async def test_a_burst_of_connections_is_recorded_without_draining_the_database_
     # The registry look-ups (3 at a time) and one batch of owed stops: the pool (5 + 10)
     # is not drained by a storm.
     assert 1 <= most <= 4, most
+
+
+async def test_an_established_connection_holds_no_handshake_headers(
+    station: Any, ocpp_url: str
+) -> None:
+    async with connect(
+        f"{ocpp_url}/CP-1", subprotocols=["ocpp2.0.1"], additional_headers=basic("CP-1", PASSWORD)
+    ):
+        for _ in range(100):
+            if (connection := station.central_system.connections.get("CP-1")) is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert connection is not None
+        websocket = connection.websocket
+
+        # An idle charge point is connected for days: its ~3 KiB of headers are gone.
+        assert websocket.request is not None and len(websocket.request.headers) == 0
+        assert websocket.response is None
