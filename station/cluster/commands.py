@@ -35,7 +35,7 @@ class ClusterCommands:
         here = self.local.is_connected(charge_point_id)
         return here or self.node.holder(charge_point_id) is not None
 
-    def holds(self, charge_point_id: str) -> bool:
+    def is_connected_here(self, charge_point_id: str) -> bool:
         """Connected to this node."""
         return self.local.is_connected(charge_point_id)
 

@@ -85,6 +85,9 @@ class Connections:
     def is_connected(self, charge_point_id: str) -> bool:
         return charge_point_id in self._by_id
 
+    def is_connected_here(self, charge_point_id: str) -> bool:
+        return charge_point_id in self._by_id  # one node: here is everywhere
+
     def ocpp_version(self, charge_point_id: str) -> str | None:
         connection = self._by_id.get(charge_point_id)
         return None if connection is None else str(connection.version)

@@ -22,7 +22,13 @@ from station.ocpp.ports import TransactionStatus
 
 
 class ChargePointCommands(Protocol):
-    def is_connected(self, charge_point_id: str) -> bool: ...
+    def is_connected(self, charge_point_id: str) -> bool:
+        """Connected to this node or, with several nodes, to any live one."""
+        ...
+
+    def is_connected_here(self, charge_point_id: str) -> bool:
+        """Connected to this very node (on a single node: the same as is_connected)."""
+        ...
 
     def ocpp_version(self, charge_point_id: str) -> str | None: ...
 
@@ -146,16 +152,3 @@ class TransactionListener(Protocol):
     async def charge_point_connected(self, charge_point_id: str) -> None:
         """A charge point (re)connected: send it what it is owed (a stop not delivered)."""
         ...
-
-
-def held_here(commands: ChargePointCommands, charge_point_id: str) -> bool:
-    """Is the charge point connected to this very node?
-
-    With several nodes (`station.cluster.commands.ClusterCommands`) ``is_connected``
-    means "to any node" and ``holds`` means "to this one"; a single node's
-    `CentralSystem` has only ``is_connected``, which then means both.
-    """
-    holds = getattr(commands, "holds", None)
-    if callable(holds):
-        return bool(holds(charge_point_id))
-    return commands.is_connected(charge_point_id)

@@ -95,7 +95,7 @@ from station.services.gateway import (
     PaymentSource,
     RefundState,
 )
-from station.services.ports import ChargePointCommands, held_here
+from station.services.ports import ChargePointCommands
 from station.services.session_effects import ReceiptFor
 from station.services.session_events import SessionEvents
 from station.settings import Settings
@@ -524,7 +524,7 @@ class SettlementService:
             # Connected time since the stop (every second, without a central system): a
             # pass adds the time since the last one if the charge point was held here
             # at both.
-            connected = commands is None or held_here(commands, u.charge_point_id)
+            connected = commands is None or commands.is_connected_here(u.charge_point_id)
             known = self._connected_s.get(u.session_id)
             if known is None:
                 # First seen by this process: from the stop if this process was up then.
@@ -539,7 +539,7 @@ class SettlementService:
                 ended.append(u.session_id)
                 continue
             # With several nodes, the node holding the charge point repeats the stop.
-            if commands is not None and held_here(commands, u.charge_point_id):
+            if commands is not None and commands.is_connected_here(u.charge_point_id):
                 _log.warning("reconcile.stop_repeated", session_id=u.session_id)
                 commands.post_stop_transaction(u.charge_point_id, u.transaction_ref)
         return ended

@@ -45,7 +45,7 @@ class ClusterView:
     def is_connected(self, charge_point_id: str) -> bool:
         return True  # to one node or another
 
-    def holds(self, charge_point_id: str) -> bool:
+    def is_connected_here(self, charge_point_id: str) -> bool:
         return self.here
 
     def post_stop_transaction(self, charge_point_id: str, transaction_ref: str) -> None:

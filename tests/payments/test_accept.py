@@ -52,6 +52,9 @@ class Commands:
     def is_connected(self, charge_point_id: str) -> bool:
         return True
 
+    def is_connected_here(self, charge_point_id: str) -> bool:
+        return True
+
     def ocpp_version(self, charge_point_id: str) -> str | None:
         return "ocpp2.0.1"
 

@@ -330,6 +330,9 @@ class ConnectedChargePoints:
     def is_connected(self, charge_point_id: str) -> bool:
         return charge_point_id in self.connected
 
+    def is_connected_here(self, charge_point_id: str) -> bool:
+        return charge_point_id in self.connected
+
     def post_stop_transaction(self, charge_point_id: str, transaction_ref: str) -> None:
         self.stops.append((charge_point_id, transaction_ref))
 
