@@ -89,7 +89,6 @@ from station.store.payments import (
     ChallengeRow,
     NegotiationRow,
     OfferRow,
-    SessionRow,
     consume_challenge,
 )
 from station.store.repositories.sessions import SqlSessions
@@ -119,14 +118,7 @@ async def _check_not_accepted(
             .where(NegotiationRow.negotiation_id == negotiation_id)
             .with_for_update()
         )
-    live = await session.scalar(
-        select(SessionRow.session_id)
-        .where(
-            SessionRow.negotiation_id == negotiation_id,
-            SessionRow.status.not_in([SessionStatus.FAILED.value, SessionStatus.CANCELLED.value]),
-        )
-        .limit(1)
-    )
+    live = await SqlSessions(session).live_session_of_negotiation(negotiation_id)
     if live is not None:
         raise NegotiationClosed(f"negotiation already accepted (session {live})")
 

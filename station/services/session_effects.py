@@ -38,7 +38,6 @@ from station.services import limits
 from station.services.ports import ChargePointCommands
 from station.services.session_events import SessionEvents
 from station.store import audit
-from station.store.charging import AnomalyRow
 from station.store.db import Database
 from station.store.repositories.sessions import SqlSessions
 from station.store.unit_of_work import SqlUnitOfWork
@@ -67,6 +66,7 @@ async def decide_locked(
 
 async def record(db: AsyncSession, session: Session, actions: Iterable[SessionAction]) -> None:
     """The actions that belong to the session's own unit of work."""
+    sessions = SqlSessions(db)
     for action in actions:
         match action:
             case Audit(action=name, data=data, actor=actor):
@@ -74,14 +74,8 @@ async def record(db: AsyncSession, session: Session, actions: Iterable[SessionAc
                     db, actor=actor, action=name, subject=session.session_id, data=dict(data)
                 )
             case RecordAnomaly(kind=kind, detail=detail, transaction_id=tx, at=at):
-                db.add(
-                    AnomalyRow(
-                        charge_point_id=session.charge_point_id,
-                        transaction_id=tx,
-                        kind=kind,
-                        detail=detail,
-                        timestamp=at,
-                    )
+                await sessions.record_anomaly(
+                    session, kind=kind, detail=detail, transaction_id=tx, at=at
                 )
             case SettleAllowance(spent=spent):
                 await limits.settle(

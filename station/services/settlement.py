@@ -55,10 +55,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-
 from station.domain import decide as rules
-from station.domain.cost import SessionCost, Usage
+from station.domain.cost import Usage
 from station.domain.payment import HoldDecision, resolve_hold
 from station.domain.session import PaymentStatus, Session, SessionStatus
 from station.domain.session_actions import (
@@ -85,7 +83,6 @@ from station.domain.session_events import (
     StopsIgnored,
     WentSilent,
 )
-from station.domain.settlement import SettlementState
 from station.errors import PaymentUnavailable
 from station.logs import get_logger
 from station.services import session_effects
@@ -96,12 +93,12 @@ from station.services.gateway import (
     RefundState,
 )
 from station.services.ports import ChargePointCommands
+from station.services.repositories.sessions import Unstopped
 from station.services.session_effects import ReceiptFor
 from station.services.session_events import SessionEvents
 from station.settings import Settings
-from station.store.charging import ChargePointRow
 from station.store.db import Database
-from station.store.payments import SessionRow, SettlementRow
+from station.store.payments import SessionRow
 from station.store.repositories.sessions import SqlSessions, session_of
 
 _log = get_logger(__name__)
@@ -140,12 +137,8 @@ def hold_kwargs(hold: PlaceHold) -> dict[str, Any]:
 
 
 def usage_of(row: SessionRow, now: datetime) -> Usage:
-    """What a stored session used (`Metering.usage`)."""
+    """What a stored session used (`Metering.usage`; billing's until it decides readings)."""
     return session_of(row).usage(now)
-
-
-def cost_of(row: SessionRow, now: datetime) -> SessionCost:
-    return session_of(row).cost_at(now)
 
 
 class SettlementService:
@@ -338,99 +331,23 @@ class SettlementService:
         """One pass; returns how many sessions it acted on."""
         now = self._now()
         node = self._settings.node_id
-        async with self._db.reader() as session:
-            pending = (
-                await session.scalars(
-                    select(SettlementRow).where(
-                        SettlementRow.state == SettlementState.PENDING.value
-                    )
-                )
-            ).all()
+        start_timeout = timedelta(seconds=self._settings.session_start_timeout_s)
+        async with self._db.reader() as unit:
+            sessions = SqlSessions(unit)
+            pending = await sessions.pending_settlements()
             stale = [
                 s
                 for s in pending
                 if (startup and s.node_id == node) or s.created_at < now - self._lease
             ]
-            never_started = (
-                await session.execute(
-                    select(
-                        SessionRow.session_id, SessionRow.charge_point_id, SessionRow.created_at
-                    ).where(
-                        SessionRow.status.in_(_UNSTARTED),
-                        SessionRow.transaction_ref.is_(None),
-                        SessionRow.stopped_at.is_(None),
-                        SessionRow.payment_reference.is_not(None),
-                        SessionRow.created_at
-                        < now - timedelta(seconds=self._settings.session_start_timeout_s),
-                    )
-                )
-            ).all()
-            ended = (
-                await session.scalars(
-                    select(SessionRow.session_id).where(
-                        SessionRow.status == SessionStatus.STOPPING.value,
-                        SessionRow.stopped_at.is_not(None),
-                        SessionRow.updated_at < now - self._lease,
-                    )
-                )
-            ).all()
-            quiet = (
-                await session.execute(
-                    select(
-                        SessionRow.session_id,
-                        SessionRow.status,
-                        SessionRow.charge_point_id,
-                        SessionRow.transaction_ref,
-                        SessionRow.stopped_at,
-                        ChargePointRow.last_seen,
-                    )
-                    .outerjoin(
-                        ChargePointRow,
-                        ChargePointRow.charge_point_id == SessionRow.charge_point_id,
-                    )
-                    .where(
-                        SessionRow.status.in_(
-                            (SessionStatus.CHARGING.value, SessionStatus.STOPPING.value)
-                        ),
-                        SessionRow.updated_at < now - self._silence,
-                    )
-                )
-            ).all()
-            unstopped = (
-                await session.execute(
-                    select(
-                        SessionRow.session_id,
-                        SessionRow.charge_point_id,
-                        SessionRow.transaction_ref,
-                        SessionRow.stop_requested_at,
-                    ).where(
-                        SessionRow.status == SessionStatus.STOPPING.value,
-                        SessionRow.transaction_ref.is_not(None),
-                        SessionRow.stopped_at.is_(None),
-                    )
-                )
-            ).all()
-            orphaned = (
-                await session.scalars(
-                    select(SessionRow.session_id).where(
-                        SessionRow.status.in_([s.value for s in SessionStatus if s.final]),
-                        SessionRow.payment_status == HOLD_OPEN,
-                        SessionRow.payment_reference.is_not(None),
-                    )
-                )
-            ).all()
-            unpaid = (
-                await session.scalars(
-                    select(SessionRow.session_id).where(
-                        SessionRow.payment_reference.is_(None),
-                        SessionRow.payment_status.in_((HOLD_PENDING, HOLD_UNKNOWN)),
-                        SessionRow.created_at < now - self._lease,
-                    )
-                )
-            ).all()
-            session.expunge_all()  # keep the rows loaded past the reader's rollback
+            never_started = await sessions.unstarted(now - start_timeout)
+            ended = await sessions.ended_unsettled(now - self._lease)
+            quiet = await sessions.quiet(now - self._silence)
+            unstopped = await sessions.unstopped()
+            orphaned = await sessions.ended_with_open_hold()
+            unpaid = await sessions.holds_in_doubt(now - self._lease)
         for settlement in stale:
-            await self._repair(settlement)
+            await self._repair(settlement.session_id)
         commands = self._commands
         timed_out = 0
         heard_since = max(self._up_since, now - self._silence)
@@ -438,10 +355,12 @@ class SettlementService:
             0.0 if self._start_pass is None else (now - self._start_pass).total_seconds()
         )
         self._start_pass = now
-        waiting = {row[0] for row in never_started}
+        waiting = {u.session_id for u in never_started}
         self._start_wait_s = {k: v for k, v in self._start_wait_s.items() if k in waiting}
         start_timeout_s = self._settings.session_start_timeout_s
-        for session_id, charge_point_id, created_at in never_started:
+        for unstarted in never_started:
+            session_id, charge_point_id = unstarted.session_id, unstarted.charge_point_id
+            created_at = unstarted.created_at
             # A charge point away from this node may have started offline and not told us
             # yet (its queue is delivered on reconnect): wait for it, up to the silence.
             away = commands is not None and not commands.is_connected(charge_point_id)
@@ -502,7 +421,7 @@ class SettlementService:
             return False
         return last_seen is None or last_seen < now - self._silence
 
-    async def _stop_again(self, unstopped: list[Any], now: datetime) -> list[str]:
+    async def _stop_again(self, unstopped: list[Unstopped], now: datetime) -> list[str]:
         """Stopping sessions whose transaction has not ended: the station owns the stop.
 
         Each pass sends the stop again to a charge point connected here (however
@@ -635,9 +554,8 @@ class SettlementService:
             reference = after.payment.reference
             log.info("reconcile.hold_resolved", reference=reference, decision=decision)
 
-    async def _repair(self, settlement: SettlementRow) -> None:
+    async def _repair(self, session_id: str) -> None:
         """Finish an interrupted settlement: look first, act only on an open hold."""
-        session_id = settlement.session_id
         log = _log.bind(session_id=session_id)
         session = await self._read(session_id)
         call = None if session is None else rules.payment_call(session)
@@ -651,7 +569,8 @@ class SettlementService:
         except PaymentUnavailable as exc:
             await self.decide(session_id, SettlementDeferred(str(exc), self._now()))
             return
-        log.info("reconcile.repair", payment_status=state.status, action=settlement.action)
+        action = "capture" if isinstance(call, Capture) else "cancel"
+        log.info("reconcile.repair", payment_status=state.status, action=action)
         if state.status == HOLD_OPEN:
             await self._call(session_id, call)
         else:

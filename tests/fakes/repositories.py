@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from station.domain.negotiation import PricingPolicy
-from station.domain.session import Session, SessionStatus
+from station.domain.session import PaymentStatus, Session, SessionStatus
 from station.domain.tariff import Tariff
 from station.errors import NotFound
 from station.services.repositories.agents import Agent
@@ -27,7 +27,13 @@ from station.services.repositories.reports import (
     MoneyFigures,
     SessionFilter,
 )
-from station.services.repositories.sessions import OpenSession
+from station.services.repositories.sessions import (
+    OpenSession,
+    PendingSettlement,
+    Quiet,
+    Unstarted,
+    Unstopped,
+)
 from station.services.repositories.spend import Spend
 from station.services.repositories.switches import Switch
 from station.services.unit_of_work import AlreadyExists
@@ -165,6 +171,96 @@ class FakeSessions:
             ),
             Decimal(0),
         )
+
+    async def live_session_of_negotiation(self, negotiation_id: str) -> str | None:
+        for row in self._rows.values():
+            if row.negotiation_id == negotiation_id and row.status not in _FREES_NEGOTIATION:
+                return row.session_id
+        return None
+
+    async def record_anomaly(
+        self,
+        session: Session,
+        *,
+        kind: str,
+        detail: str,
+        transaction_id: int | None,
+        at: datetime | None,
+    ) -> None:
+        anomalies = self._tables.setdefault("anomalies", {})
+        anomalies[len(anomalies) + 1] = (session.charge_point_id, transaction_id, kind, detail, at)
+
+    async def pending_settlements(self) -> list[PendingSettlement]:
+        found = [
+            PendingSettlement(s.session_id, s.settlement.node_id, s.settlement.created_at)
+            for s in self._rows.values()
+            if s.settlement is not None and not s.settlement.done
+        ]
+        return sorted(found, key=lambda p: p.created_at)
+
+    async def unstarted(self, created_before: datetime) -> list[Unstarted]:
+        return [
+            Unstarted(s.session_id, s.charge_point_id, s.created_at)
+            for s in self._rows.values()
+            if s.never_started and s.payment.reference is not None and s.created_at < created_before
+        ]
+
+    async def ended_unsettled(self, updated_before: datetime) -> list[str]:
+        return [
+            s.session_id
+            for s in self._rows.values()
+            if s.status is SessionStatus.STOPPING
+            and s.metering.stopped_at is not None
+            and s.updated_at < updated_before
+        ]
+
+    async def quiet(self, updated_before: datetime) -> list[Quiet]:
+        seen = self._tables.get("charge_points", {})
+        return [
+            Quiet(
+                s.session_id,
+                s.charge_point_id,
+                getattr(seen.get(s.charge_point_id), "last_seen", None),
+            )
+            for s in self._rows.values()
+            if s.status in (SessionStatus.CHARGING, SessionStatus.STOPPING)
+            and s.updated_at < updated_before
+        ]
+
+    async def unstopped(self, charge_point_id: str | None = None) -> list[Unstopped]:
+        return [
+            Unstopped(
+                s.session_id, s.charge_point_id, s.metering.transaction_ref, s.stop_requested_at
+            )
+            for s in self._rows.values()
+            if s.metering.transaction_ref is not None
+            and s.status is SessionStatus.STOPPING
+            and s.metering.stopped_at is None
+            and charge_point_id in (None, s.charge_point_id)
+        ]
+
+    async def ended_with_open_hold(self) -> list[str]:
+        return [
+            s.session_id
+            for s in self._rows.values()
+            if s.status.final
+            and s.payment.status is PaymentStatus.REQUIRES_CAPTURE
+            and s.payment.reference is not None
+        ]
+
+    async def holds_in_doubt(self, created_before: datetime) -> list[str]:
+        return [
+            s.session_id
+            for s in self._rows.values()
+            if s.payment.reference is None
+            and s.payment.status.in_doubt
+            and s.created_at < created_before
+        ]
+
+
+def _last_seen(charge_points: dict[Any, Any], charge_point_id: str) -> datetime | None:
+    seen = getattr(charge_points.get(charge_point_id), "last_seen", None)
+    return seen if isinstance(seen, datetime) else None
 
 
 # A failed or cancelled session frees its negotiation (the SQL partial unique index).

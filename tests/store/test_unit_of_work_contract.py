@@ -20,8 +20,14 @@ import pytest
 from station.domain.decide import decide
 from station.domain.money import Money
 from station.domain.negotiation import PricingPolicy
-from station.domain.session import Session, SessionStatus
-from station.domain.session_events import Metered, PaymentSettled, SettlementDue
+from station.domain.session import PaymentStatus, Session, SessionStatus
+from station.domain.session_events import (
+    Metered,
+    PaymentSettled,
+    SettlementDue,
+    StopRequested,
+    TransactionEnded,
+)
 from station.domain.tariff import Tariff
 from station.errors import NotFound
 from station.services.repositories.agents import Agent
@@ -618,3 +624,48 @@ async def test_the_read_models_filter_and_count_sessions(units: UnitOfWorkFactor
     assert money.captured == {"eur": Decimal("4.20")}
     assert money.held == {"eur": 2 * cap}
     assert money.released == {"eur": (cap - Decimal("4.20")) + cap}
+
+
+async def test_the_reconcilers_reads_find_each_session_where_it_stands(
+    units: UnitOfWorkFactory,
+) -> None:
+    unstarted = a_stored_session(1, negotiation_id="neg_1")
+    charging, _ = decide(
+        a_stored_session(2, negotiation_id="neg_2"), Metered(a_report("100", 1), at(1))
+    )
+    stopping, _ = decide(charging, StopRequested("agent_requested", at(2)))
+    ended, _ = decide(
+        a_stored_session(3, negotiation_id="neg_3"),
+        TransactionEnded(a_report("100", 1, ended=True), at(1)),
+    )
+    intended, _ = decide(ended, SettlementDue(at(3), NODE))
+    doubt = a_stored_session(
+        4,
+        negotiation_id="neg_4",
+        payment=replace(unstarted.payment, status=PaymentStatus.UNKNOWN, reference=None),
+    )
+    open_hold = a_stored_session(5, negotiation_id="neg_5", status=SessionStatus.FAILED)
+    async with units() as uow:
+        for s in (unstarted, stopping, ended, doubt, open_hold):
+            await uow.sessions.add(s)
+    async with units() as uow:
+        await uow.sessions.get("ses_3", lock=True)
+        await uow.sessions.save(intended)
+
+    later = at(60)
+    async with units.reader() as uow:
+        pending = await uow.sessions.pending_settlements()
+        assert [(p.session_id, p.node_id) for p in pending] == [("ses_3", NODE)]
+        assert [u.session_id for u in await uow.sessions.unstarted(later)] == ["ses_1"]
+        assert await uow.sessions.unstarted(at(-1)) == []
+        assert await uow.sessions.ended_unsettled(later) == ["ses_3"]
+        assert await uow.sessions.ended_unsettled(at(0)) == []
+        assert {q.session_id for q in await uow.sessions.quiet(later)} == {"ses_2", "ses_3"}
+        (unstopped,) = await uow.sessions.unstopped()
+        assert (unstopped.session_id, unstopped.transaction_ref) == ("ses_2", "tx_1")
+        assert unstopped.stop_requested_at == at(2)
+        assert await uow.sessions.unstopped("CP-other") == []
+        assert await uow.sessions.ended_with_open_hold() == ["ses_5"]
+        assert await uow.sessions.holds_in_doubt(later) == ["ses_4"]
+        assert await uow.sessions.live_session_of_negotiation("neg_5") is None
+        assert await uow.sessions.live_session_of_negotiation("neg_2") == "ses_2"

@@ -29,8 +29,15 @@ from station.domain.session import (
 )
 from station.domain.settlement import Settlement, SettlementAction, SettlementState
 from station.errors import NotFound
-from station.services.repositories.sessions import OpenSession
+from station.services.repositories.sessions import (
+    OpenSession,
+    PendingSettlement,
+    Quiet,
+    Unstarted,
+    Unstopped,
+)
 from station.services.unit_of_work import AlreadyExists
+from station.store.charging import AnomalyRow, ChargePointRow
 from station.store.constraints import constraint_name, is_unique_violation
 from station.store.payments import LIVE_NEGOTIATION_INDEX, SessionRow, SettlementRow
 from station.store.trust import AgentRow
@@ -39,6 +46,11 @@ _METERING = tuple(f.name for f in fields(Metering))
 _LIVE = tuple(s.value for s in SessionStatus if not s.final)
 _OPEN = (SessionStatus.AUTHORIZED.value, SessionStatus.CHARGING.value)
 _ENDED_UNPAID = (SessionStatus.FAILED.value, SessionStatus.CANCELLED.value)
+_FINAL = tuple(s.value for s in SessionStatus if s.final)
+_FREES_NEGOTIATION = (SessionStatus.FAILED.value, SessionStatus.CANCELLED.value)
+# No transaction reported: authorised, or stopped before its start came.
+_UNSTARTED = (SessionStatus.AUTHORIZED.value, SessionStatus.STOPPING.value)
+_IN_DOUBT = (PaymentStatus.PENDING.value, PaymentStatus.UNKNOWN.value)
 
 
 def session_of(row: SessionRow, settlement: SettlementRow | None = None) -> Session:
@@ -266,3 +278,104 @@ class SqlSessions:
             )
         )
         return Decimal(spent or 0)
+
+    async def live_session_of_negotiation(self, negotiation_id: str) -> str | None:
+        query = (
+            select(SessionRow.session_id)
+            .where(
+                SessionRow.negotiation_id == negotiation_id,
+                SessionRow.status.not_in(_FREES_NEGOTIATION),
+            )
+            .limit(1)
+        )
+        return (await self._session.scalars(query)).first()
+
+    async def record_anomaly(
+        self,
+        session: Session,
+        *,
+        kind: str,
+        detail: str,
+        transaction_id: int | None,
+        at: datetime | None,
+    ) -> None:
+        self._session.add(
+            AnomalyRow(
+                charge_point_id=session.charge_point_id,
+                transaction_id=transaction_id,
+                kind=kind,
+                detail=detail,
+                timestamp=at,
+            )
+        )
+
+    async def pending_settlements(self) -> list[PendingSettlement]:
+        rows = await self._session.execute(
+            select(SettlementRow.session_id, SettlementRow.node_id, SettlementRow.created_at)
+            .where(SettlementRow.state == SettlementState.PENDING.value)
+            .order_by(SettlementRow.created_at)
+        )
+        return [PendingSettlement(*row) for row in rows]
+
+    async def unstarted(self, created_before: datetime) -> list[Unstarted]:
+        rows = await self._session.execute(
+            select(SessionRow.session_id, SessionRow.charge_point_id, SessionRow.created_at).where(
+                SessionRow.status.in_(_UNSTARTED),
+                SessionRow.transaction_ref.is_(None),
+                SessionRow.stopped_at.is_(None),
+                SessionRow.payment_reference.is_not(None),
+                SessionRow.created_at < created_before,
+            )
+        )
+        return [Unstarted(*row) for row in rows]
+
+    async def ended_unsettled(self, updated_before: datetime) -> list[str]:
+        query = select(SessionRow.session_id).where(
+            SessionRow.status == SessionStatus.STOPPING.value,
+            SessionRow.stopped_at.is_not(None),
+            SessionRow.updated_at < updated_before,
+        )
+        return list((await self._session.scalars(query)).all())
+
+    async def quiet(self, updated_before: datetime) -> list[Quiet]:
+        rows = await self._session.execute(
+            select(SessionRow.session_id, SessionRow.charge_point_id, ChargePointRow.last_seen)
+            .outerjoin(ChargePointRow, ChargePointRow.charge_point_id == SessionRow.charge_point_id)
+            .where(
+                SessionRow.status.in_((SessionStatus.CHARGING.value, SessionStatus.STOPPING.value)),
+                SessionRow.updated_at < updated_before,
+            )
+        )
+        return [Quiet(*row) for row in rows]
+
+    async def unstopped(self, charge_point_id: str | None = None) -> list[Unstopped]:
+        query = select(
+            SessionRow.session_id,
+            SessionRow.charge_point_id,
+            SessionRow.transaction_ref,
+            SessionRow.stop_requested_at,
+        ).where(
+            SessionRow.status == SessionStatus.STOPPING.value,
+            SessionRow.transaction_ref.is_not(None),
+            SessionRow.stopped_at.is_(None),
+        )
+        if charge_point_id is not None:
+            query = query.where(SessionRow.charge_point_id == charge_point_id)
+        rows = await self._session.execute(query)
+        return [Unstopped(sid, cp, ref or "", asked) for sid, cp, ref, asked in rows]
+
+    async def ended_with_open_hold(self) -> list[str]:
+        query = select(SessionRow.session_id).where(
+            SessionRow.status.in_(_FINAL),
+            SessionRow.payment_status == PaymentStatus.REQUIRES_CAPTURE.value,
+            SessionRow.payment_reference.is_not(None),
+        )
+        return list((await self._session.scalars(query)).all())
+
+    async def holds_in_doubt(self, created_before: datetime) -> list[str]:
+        query = select(SessionRow.session_id).where(
+            SessionRow.payment_reference.is_(None),
+            SessionRow.payment_status.in_(_IN_DOUBT),
+            SessionRow.created_at < created_before,
+        )
+        return list((await self._session.scalars(query)).all())
