@@ -77,6 +77,7 @@ def test_the_gateway_the_services_hold_is_the_timed_stripe_gateway(parts: Parts)
 
 
 def test_several_nodes_get_the_cluster_wired_through_constructors(parts: Parts) -> None:
+    assert parts.commands.is_connected_here("CP-nowhere") is False
     if parts.db.is_sqlite:
         assert parts.cluster is None
         assert parts.commands is parts.connections

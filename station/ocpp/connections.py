@@ -39,7 +39,9 @@ class Connections:
 
     # --- the registry (the listener's side) ---------------------------------------------
 
-    def __len__(self) -> int:
+    def count(self) -> int:
+        """How many charge points are connected here (no ``__len__``: an empty registry
+        must not be falsy where code asks ``if commands``)."""
         return len(self._by_id)
 
     def __contains__(self, charge_point_id: str) -> bool:
@@ -54,18 +56,18 @@ class Connections:
         self._by_id[charge_point_id] = connection
         return previous
 
-    def holds(self, charge_point_id: str, connection: OcppConnection) -> bool:
+    def is_current(self, charge_point_id: str, connection: OcppConnection) -> bool:
         """Is `connection` still the registered one for this charge point?"""
         return self._by_id.get(charge_point_id) is connection
 
     def set_epoch(self, charge_point_id: str, connection: OcppConnection, epoch: int) -> None:
         """Its lease epoch, if `connection` is still the registered one."""
-        if self.holds(charge_point_id, connection):
+        if self.is_current(charge_point_id, connection):
             self._epochs[charge_point_id] = epoch
 
     def remove(self, charge_point_id: str, connection: OcppConnection) -> None:
         """Forget `connection` if it is still the registered one."""
-        if self.holds(charge_point_id, connection):
+        if self.is_current(charge_point_id, connection):
             del self._by_id[charge_point_id]
             self._epochs.pop(charge_point_id, None)
 

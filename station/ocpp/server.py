@@ -188,7 +188,7 @@ class CentralSystem:
         if listening is not None:
             listening.set()
         await self._stopping.wait()
-        _log.info("ocpp.closing", connections=len(self.connections))
+        _log.info("ocpp.closing", connections=self.connections.count())
         # Leaving serve()'s block closes the listener and the connections (1001) and
         # awaits their handlers.
 
