@@ -56,7 +56,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from station.domain import decide as rules
-from station.domain.cost import Usage
 from station.domain.payment import HoldDecision, resolve_hold
 from station.domain.session import PaymentStatus, Session, SessionStatus
 from station.domain.session_actions import (
@@ -98,8 +97,7 @@ from station.services.session_effects import ReceiptFor
 from station.services.session_events import SessionEvents
 from station.settings import Settings
 from station.store.db import Database
-from station.store.payments import SessionRow
-from station.store.repositories.sessions import SqlSessions, session_of
+from station.store.repositories.sessions import SqlSessions
 
 _log = get_logger(__name__)
 CRASH_AFTER_CAPTURE_INTENT = "crash_after_capture_intent"  # intent committed, Stripe not called
@@ -134,11 +132,6 @@ def hold_kwargs(hold: PlaceHold) -> dict[str, Any]:
         "metadata": dict(hold.metadata),
         "capture_method": hold.capture_method,
     }
-
-
-def usage_of(row: SessionRow, now: datetime) -> Usage:
-    """What a stored session used (`Metering.usage`; billing's until it decides readings)."""
-    return session_of(row).usage(now)
 
 
 class SettlementService:
