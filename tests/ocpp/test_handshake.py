@@ -300,13 +300,17 @@ async def test_a_registry_that_cannot_be_read_is_a_503_not_a_500(database_url: s
     await registered(database_url)
     path = database_url.split("///", 1)[1]
 
+    def rename(old: str, new: str) -> None:
+        with sqlite3.connect(path, timeout=30) as raw:
+            raw.execute(f"ALTER TABLE {old} RENAME TO {new}")
+
     async with running_station(settings_for(database_url)) as station:
         url = f"ws://127.0.0.1:{station.ocpp_port}/ocpp"
-        with sqlite3.connect(path) as raw:
-            raw.execute("ALTER TABLE charge_points RENAME TO charge_points_away")
+        # In a thread: while it waits for the write lock, the station's own loop (this
+        # one) must go on to finish the write that holds it ("database is locked").
+        await asyncio.to_thread(rename, "charge_points", "charge_points_away")
         unreadable = await handshake_status(url, "CP-1", PASSWORD)
-        with sqlite3.connect(path) as raw:
-            raw.execute("ALTER TABLE charge_points_away RENAME TO charge_points")
+        await asyncio.to_thread(rename, "charge_points_away", "charge_points")
         readable = await handshake_status(url, "CP-1", PASSWORD)
 
     assert (unreadable, readable) == (503, 101)
